@@ -88,3 +88,68 @@ bench-queue: install ## Redis queue throughput: ours (single, batched) vs the do
 
 bench-operator: install ## 200 QueueJobs to Running: operator vs a no-kopf floor; API requests and peak RSS
 	$(PY) benchmarks/bench_operator.py
+
+# ---------------------------------------------------------------------------------------------
+# Container image and kind (these need Docker; they stop at once with a clear message without it)
+
+KIND_VERSION   ?= v0.30.0
+KIND           ?= $(shell command -v kind 2>/dev/null || echo $(BUILD)/bin/kind)
+KUBECTL        ?= $(BUILD)/bin/kubectl
+KIND_KUBECONFIG := $(BUILD)/kind/kubeconfig
+DEPLOY_NS      := queuejob-system
+KIND_KUBECTL    = $(KUBECTL) --kubeconfig $(KIND_KUBECONFIG)
+
+.PHONY: docker-check image kind-up kind-down deploy undeploy e2e-kind
+docker-check:
+	@command -v docker >/dev/null 2>&1 || { \
+	  echo "ERROR: '$(MAKECMDGOALS)' needs Docker, but the docker command is not installed." >&2; \
+	  echo "       Install Docker (or use 'make test' / 'make demo', which need no Docker)." >&2; exit 1; }
+	@timeout 30 docker info >/dev/null 2>&1 || { \
+	  echo "ERROR: '$(MAKECMDGOALS)' needs Docker, but 'docker info' failed: the Docker daemon is not reachable." >&2; \
+	  echo "       Start Docker and retry (or use 'make test' / 'make demo', which need no Docker)." >&2; exit 1; }
+
+image: docker-check ## Build the container image queuejob:dev (operator and worker) with Docker
+	docker build -t $(IMAGE) .
+
+$(BUILD)/bin/kind:
+	@echo "==> installing kind $(KIND_VERSION) into $(BUILD)/bin (go install)"
+	GOBIN=$(abspath $(BUILD)/bin) go install sigs.k8s.io/kind@$(KIND_VERSION)
+
+kind-up: docker-check $(KIND) ## Create the kind cluster "queuejob" unless it exists (kubeconfig: .build/kind/kubeconfig)
+	@if $(KIND) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then \
+	  echo "==> kind cluster $(KIND_CLUSTER) exists"; \
+	else \
+	  echo "==> creating kind cluster $(KIND_CLUSTER)"; \
+	  $(KIND) create cluster --name $(KIND_CLUSTER) --wait 180s; \
+	fi
+	@mkdir -p $(dir $(KIND_KUBECONFIG))
+	$(KIND) get kubeconfig --name $(KIND_CLUSTER) > $(KIND_KUBECONFIG)
+	@echo "==> export KUBECONFIG=$(abspath $(KIND_KUBECONFIG))"
+
+kind-down: docker-check $(KIND) ## Delete the kind cluster "queuejob"
+	$(KIND) delete cluster --name $(KIND_CLUSTER)
+	rm -f $(KIND_KUBECONFIG)
+
+deploy: image kind-up $(KUBECTL) ## Load the image into kind, apply the CRDs and manifests/deploy, wait until ready
+	$(KIND) load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+	$(KIND_KUBECTL) apply -f crds/
+	$(KIND_KUBECTL) wait --for=condition=Established --timeout=60s crd/queuejobs.workqueue.example.com
+	$(KIND_KUBECTL) apply -k manifests/deploy
+	@if ! $(KIND_KUBECTL) -n $(DEPLOY_NS) get secret redis-auth >/dev/null 2>&1; then \
+	  echo "==> creating Secret $(DEPLOY_NS)/redis-auth with a random Redis password"; \
+	  $(KIND_KUBECTL) -n $(DEPLOY_NS) create secret generic redis-auth \
+	    --from-literal=password="$$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" >/dev/null; \
+	fi
+	$(KIND_KUBECTL) -n $(DEPLOY_NS) rollout status deployment/redis --timeout=300s
+	$(KIND_KUBECTL) -n $(DEPLOY_NS) rollout status deployment/queuejob-operator --timeout=300s
+	@echo "==> deployed. Try: KUBECONFIG=$(KIND_KUBECONFIG) $(KUBECTL) apply -f manifests/examples/minimal.yaml"
+
+undeploy: docker-check $(KUBECTL) ## Delete all QueueJobs (while the operator still runs), then manifests/deploy and the CRDs
+	-$(KIND_KUBECTL) delete queuejobs --all --all-namespaces --timeout=120s
+	$(KIND_KUBECTL) delete -k manifests/deploy --ignore-not-found --timeout=180s
+
+e2e-kind: deploy ## Run the end-to-end tests against the kind cluster (pytest --cluster=kind)
+	$(PY) -m pytest --cluster=kind tests/e2e $(PYTEST_ARGS)
+
+$(KUBECTL):
+	bash controlplane/build.sh
