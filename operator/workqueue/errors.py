@@ -1,0 +1,92 @@
+"""Typed errors of the work queue; every message names its cause.
+
+``QueueError`` is the base. Redis-level failures are translated by :func:`translate` so callers
+never have to catch redis-py exceptions:
+
+- ``QueueUnavailableError``: Redis unreachable or the connection broke (nothing was lost: a
+  script either ran completely or not at all; an item leaves the in-flight set only when its
+  acknowledgement succeeded).
+- ``QueueAuthError``: authentication failed (wrong or missing password, or ACL denial).
+- ``QueueTypeError``: one of the queue's keys holds a value of the wrong Redis type.
+- ``StaleLeaseError``: the caller no longer holds the lease (it expired and was re-leased, reaped,
+  completed by someone else, or dead-lettered).
+- ``ItemError``: an item is not a non-empty string, or too large.
+- ``QueueConfigError``: an invalid queue setting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import redis
+
+
+class QueueError(Exception):
+    """Base class of all work-queue errors."""
+
+
+class QueueUnavailableError(QueueError):
+    """Redis could not be reached or the connection broke mid-call."""
+
+
+class QueueAuthError(QueueError):
+    """Redis refused the credentials (or the user lacks permission)."""
+
+
+class QueueTypeError(QueueError):
+    """A queue key exists with the wrong Redis type (e.g. someone SET a string on it)."""
+
+
+class StaleLeaseError(QueueError):
+    """The lease is no longer held by the caller; the acknowledgement was refused."""
+
+    def __init__(self, item: str, reason: str) -> None:
+        super().__init__(f"stale lease on item {item!r}: {reason}")
+        self.item = item
+        self.reason = reason
+
+
+class ItemError(QueueError, ValueError):
+    """An item is of the wrong type, empty, or larger than ``max_item_bytes``."""
+
+
+class QueueConfigError(QueueError, ValueError):
+    """A queue setting is out of range; the message names the field."""
+
+
+def describe(client: redis.Redis) -> str:
+    """``host:port/db`` of a client, for error messages (never the password)."""
+    kwargs = client.get_connection_kwargs()
+    if kwargs.get("unix_socket_path"):
+        return f"unix:{kwargs['unix_socket_path']}"
+    return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
+
+
+@contextlib.contextmanager
+def translate(client: redis.Redis, what: str) -> Iterator[None]:
+    """Re-raise redis-py errors raised in the block as typed :class:`QueueError` subclasses."""
+    try:
+        yield
+    except (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError) as exc:
+        raise QueueAuthError(
+            f"{what}: Redis at {describe(client)} refused authentication ({exc}); "
+            "check the password"
+        ) from exc
+    except redis.exceptions.NoPermissionError as exc:
+        raise QueueAuthError(
+            f"{what}: Redis at {describe(client)} denied permission ({exc})"
+        ) from exc
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise QueueUnavailableError(
+            f"{what}: Redis at {describe(client)} is unreachable ({exc})"
+        ) from exc
+    except redis.exceptions.ResponseError as exc:
+        text = str(exc)
+        if "NOAUTH" in text or "WRONGPASS" in text:
+            raise QueueAuthError(
+                f"{what}: Redis at {describe(client)} requires authentication ({text})"
+            ) from exc
+        if "WRONGTYPE" in text:
+            raise QueueTypeError(f"{what}: {text}") from exc
+        raise

@@ -1,0 +1,396 @@
+"""A reliable Redis lease queue: the docs' "fine parallel processing" work queue, made reliable.
+
+Data model (keys ``wq:{name}:*``, one hash tag, see ``workqueue.keys``): ``pending`` list,
+``delayed`` zset (retry due times), ``leased`` zset (lease expiries) with the lease token of
+each in ``holders``, per-item ``attempts``, ``succeeded`` set, ``dead`` zset with the last
+``errors``, the ``seen`` set of every item ever seeded, and the shared token ``bucket``.
+
+Guarantees:
+
+- **Atomic.** Every change is one Lua script (``workqueue/scripts``); scripts check the types of
+  the keys they touch before writing, so a ``WRONGTYPE`` error changes nothing.
+- **Nothing lost.** An item is in exactly one of pending / delayed / leased / succeeded / dead.
+  It leaves ``leased`` only through an acknowledgement that Redis executed (complete, fail,
+  release) or through ``reap`` after its lease expired. If Redis is unreachable the call raises
+  :class:`QueueUnavailableError` and the item stays where it was.
+- **Exactly one holder.** Each lease gets a fresh token; ``complete``/``fail``/``renew``/
+  ``release`` with a token that no longer holds the item raise :class:`StaleLeaseError`
+  (the reason says what happened: re-leased, completed, dead-lettered...). An expired lease that
+  nobody reaped yet may still be completed or renewed by its holder. Acknowledgements are
+  idempotent: repeating one with the same token (e.g. after a lost reply) is accepted.
+- **Idempotent seeding.** Items are unique; every item ever seeded is remembered, so seeding
+  again (after a crash) adds nothing twice and never re-adds a succeeded item.
+- **Self-healing.** ``lease`` first moves due retries to pending and reaps expired leases
+  (bounded work per call), so a crashed worker's items come back without any reaper; ``reap``
+  does the same on demand and is safe to run concurrently.
+- **Time.** By default scripts read the Redis server's ``TIME``: all workers share one clock and
+  their own clocks do not matter. ``clock=`` (a callable returning seconds) passes the caller's
+  time instead (as ``ARGV``), which makes tests deterministic; every user of one queue must then
+  use the same clock. Redis >= 7 replicates script effects, so ``TIME`` in scripts is safe.
+- **Round trips.** ``lease(n)`` = one call for up to n items; ``complete_many`` acknowledges a
+  batch in one call; ``complete_and_lease`` acknowledges and leases the next batch in one call
+  (the hot path of a worker). ``lease(timeout=...)`` polls with the wait hint from the script
+  (rate limit / next retry / next expiry), not a blocking command.
+
+``fail`` computes the retry delay client-side with ``workqueue.backoff.exponential_delay`` from
+the backoff settings this object loaded (``reload_config()`` refreshes them); ``max_attempts``,
+``lease_seconds`` and the rate limit are read by the scripts from Redis on every call.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import redis
+
+from workqueue.backoff import Uniform, exponential_delay
+from workqueue.config import QueueConfig
+from workqueue.errors import (
+    ItemError,
+    QueueError,
+    QueueTypeError,
+    StaleLeaseError,
+    translate,
+)
+from workqueue.keys import KEY_TYPES, QueueKeys
+from workqueue.models import (
+    DeadLetter,
+    FailResult,
+    Handoff,
+    InFlight,
+    Lease,
+    QueueStats,
+)
+from workqueue.scripts import QueueScripts
+
+T = TypeVar("T")
+
+#: Items per seed script call (keeps each call short; seeding as a whole stays idempotent).
+SEED_CHUNK = 1000
+#: Most items one lease call may return.
+MAX_LEASE_BATCH = 1000
+#: Longest error text kept for an item.
+MAX_ERROR_CHARS = 2000
+#: Longest sleep between polls of ``lease(timeout=...)``.
+MAX_POLL_SECONDS = 0.25
+
+Clock = Callable[[], float]
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+class LeaseQueue:
+    """One queue named ``name`` on ``client`` (see the module doc for the guarantees)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        name: str,
+        *,
+        clock: Clock | None = None,
+        rand: Uniform = random.random,
+    ) -> None:
+        self.client = client
+        self.queue_keys = QueueKeys(name)
+        self.name = name
+        self.clock = clock
+        self._rand = rand
+        self._keylist = self.queue_keys.ordered
+        self._scripts = QueueScripts(client)
+        self._config: QueueConfig | None = None
+
+    def __repr__(self) -> str:
+        return f"LeaseQueue({self.name!r})"
+
+    # -- configuration -----------------------------------------------------------------------
+
+    def configure(self, config: QueueConfig) -> QueueConfig:
+        """Store ``config`` in Redis (idempotent; replaces any previous config)."""
+        self._config = self._write_config("set", config)
+        return self._config
+
+    @property
+    def config(self) -> QueueConfig:
+        """The config in Redis (loaded once; the defaults are stored if there is none yet)."""
+        if self._config is None:
+            self._config = self._write_config("default", QueueConfig())
+        return self._config
+
+    def reload_config(self) -> QueueConfig:
+        """Read the config from Redis again."""
+        self._config = None
+        return self.config
+
+    def _write_config(self, mode: str, config: QueueConfig) -> QueueConfig:
+        flat: list[str] = []
+        for field, value in config.to_redis().items():
+            flat += [field, value]
+        raw = self._run("configure", self._scripts.configure, mode, *flat, now=False)
+        pairs = [_text(v) for v in raw]
+        return QueueConfig.from_redis(dict(zip(pairs[::2], pairs[1::2], strict=True)))
+
+    # -- producers ---------------------------------------------------------------------------
+
+    def seed(self, items: Iterable[str]) -> int:
+        """Add items never seeded before to the tail of the queue; returns how many were new.
+
+        Raises :class:`ItemError` (naming the item's position and the reason) before writing
+        anything if an item is not a non-empty ``str`` or exceeds ``max_item_bytes``.
+        """
+        batch = self.validate_items(items)
+        added = 0
+        for start in range(0, len(batch), SEED_CHUNK):
+            added += int(self._run("seed", self._scripts.seed, *batch[start : start + SEED_CHUNK]))
+        return added
+
+    def validate_items(self, items: Iterable[str]) -> list[str]:
+        """The items as a list, or :class:`ItemError` for the first bad one."""
+        if isinstance(items, str | bytes):
+            raise ItemError("seed() takes an iterable of items, not a single string")
+        limit = self.config.max_item_bytes
+        out: list[str] = []
+        for index, item in enumerate(items):
+            if not isinstance(item, str):
+                raise ItemError(
+                    f"item #{index} is of type {type(item).__name__}, expected str: {item!r:.80}"
+                )
+            if not item:
+                raise ItemError(f"item #{index} is empty")
+            size = len(item.encode("utf-8"))
+            if size > limit:
+                raise ItemError(
+                    f"item #{index} is {size} bytes, more than max_item_bytes={limit}: "
+                    f"{item:.40}..."
+                )
+            out.append(item)
+        return out
+
+    # -- workers -----------------------------------------------------------------------------
+
+    def lease(
+        self,
+        worker_id: str,
+        n: int = 1,
+        lease_seconds: float | None = None,
+        timeout: float = 0.0,
+    ) -> list[Lease]:
+        """Lease up to ``n`` items to ``worker_id``; waits up to ``timeout`` seconds for some.
+
+        Returns ``[]`` when nothing could be leased in time (empty queue, retries not due yet,
+        or the shared rate limit).
+        """
+        self._check_lease_args(worker_id, n, lease_seconds)
+        deadline = time.monotonic() + timeout
+        lease_arg = "" if lease_seconds is None else repr(float(lease_seconds))
+        while True:
+            reply = self._run("lease", self._scripts.lease, worker_id, n, lease_arg)
+            leases, hint = self._parse_lease(reply, worker_id)
+            remaining = deadline - time.monotonic()
+            if leases or remaining <= 0:
+                return leases
+            pause = MAX_POLL_SECONDS if hint < 0 else min(max(hint, 0.005), MAX_POLL_SECONDS)
+            time.sleep(min(pause, remaining))
+
+    def complete(self, lease: Lease) -> None:
+        """Mark the leased item succeeded; :class:`StaleLeaseError` if no longer the holder."""
+        stale = self.complete_many([lease])
+        if stale:
+            item, reason = next(iter(stale.items()))
+            raise StaleLeaseError(item, reason)
+
+    def complete_many(self, leases: Sequence[Lease]) -> dict[str, str]:
+        """Complete several leases in one call; returns the refused ones (item -> reason)."""
+        if not leases:
+            return {}
+        args: list[str] = []
+        for lease in leases:
+            args += [lease.item, lease.token]
+        return self._pairs(self._run("complete", self._scripts.complete, *args))
+
+    def complete_and_lease(
+        self,
+        done: Sequence[Lease],
+        worker_id: str,
+        n: int = 1,
+        lease_seconds: float | None = None,
+    ) -> Handoff:
+        """Complete ``done`` and lease up to ``n`` new items, in one round trip."""
+        self._check_lease_args(worker_id, n, lease_seconds)
+        lease_arg = "" if lease_seconds is None else repr(float(lease_seconds))
+        args: list[Any] = [worker_id, n, lease_arg]
+        for lease in done:
+            args += [lease.item, lease.token]
+        stale_raw, lease_raw = self._run(
+            "complete_and_lease", self._scripts.complete_and_lease, *args
+        )
+        leases, _ = self._parse_lease(lease_raw, worker_id)
+        return Handoff(leases, self._pairs(stale_raw))
+
+    def fail(self, lease: Lease, error: str) -> FailResult:
+        """Record a failure: retry after a backoff delay, or dead-letter at ``max_attempts``."""
+        config = self.config
+        delay = exponential_delay(
+            max(lease.attempt - 1, 0),
+            config.backoff_base,
+            config.backoff_cap,
+            config.backoff_jitter,
+            self._rand,
+        )
+        reply = self._run(
+            "fail",
+            self._scripts.fail,
+            lease.item,
+            lease.token,
+            str(error)[:MAX_ERROR_CHARS],
+            repr(delay),
+        )
+        status, detail = _text(reply[0]), _text(reply[1])
+        if status == "stale":
+            raise StaleLeaseError(lease.item, detail)
+        if status == "dead":
+            return FailResult(dead=True, retry_at=None)
+        if status == "acked":  # a repeated call whose first reply was lost
+            return FailResult(dead=False, retry_at=None)
+        return FailResult(dead=False, retry_at=float(detail))
+
+    def renew(self, lease: Lease, lease_seconds: float | None = None) -> Lease:
+        """Extend the lease (heartbeat); returns the lease with its new expiry."""
+        if lease_seconds is not None and not lease_seconds > 0:
+            raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
+        arg = "" if lease_seconds is None else repr(float(lease_seconds))
+        reply = self._run("renew", self._scripts.renew, lease.item, lease.token, arg)
+        status, detail = _text(reply[0]), _text(reply[1])
+        if status == "stale":
+            raise StaleLeaseError(lease.item, detail)
+        return Lease(lease.item, lease.token, lease.attempt, lease.worker_id, float(detail))
+
+    def release(self, lease: Lease) -> None:
+        """Give the item back to the head of the queue without counting the attempt."""
+        reply = self._run("release", self._scripts.release, lease.item, lease.token)
+        if _text(reply[0]) == "stale":
+            raise StaleLeaseError(lease.item, _text(reply[1]))
+
+    # -- maintenance and observation ---------------------------------------------------------
+
+    def reap(self, limit: int = 1000) -> int:
+        """Re-queue (or dead-letter) up to ``limit`` expired leases; returns how many."""
+        return int(self._run("reap", self._scripts.reap, int(limit)))
+
+    def stats(self) -> QueueStats:
+        """All counts, read atomically in one round trip."""
+        raw = self._run("stats", self._scripts.stats, ensure=False)
+        return QueueStats(*(int(v) for v in raw[:7]))
+
+    def completions(self) -> int:
+        """How many acknowledgements ever completed an item (equals ``succeeded``)."""
+        raw = self._run("stats", self._scripts.stats, ensure=False)
+        return int(raw[7])
+
+    def done(self) -> bool:
+        """True exactly when nothing is pending, delayed or leased."""
+        return self.stats().done
+
+    def dead_letters(self, limit: int = 10) -> list[DeadLetter]:
+        """The first ``limit`` dead-lettered items (oldest first) with their last error."""
+        raw = self._run("dead_letters", self._scripts.dead_letters, int(limit), ensure=False)
+        return [
+            DeadLetter(_text(raw[i]), _text(raw[i + 1]), int(raw[i + 2]))
+            for i in range(0, len(raw), 3)
+        ]
+
+    def in_flight(self, limit: int = 100) -> list[InFlight]:
+        """Up to ``limit`` current leases, soonest expiry first."""
+        raw = self._run("in_flight", self._scripts.in_flight, int(limit), ensure=False)
+        out = []
+        for i in range(0, len(raw), 4):
+            token = _text(raw[i + 1])
+            worker = token.split(":", 1)[1] if ":" in token else ""
+            out.append(InFlight(_text(raw[i]), worker, int(raw[i + 2]), float(_text(raw[i + 3]))))
+        return out
+
+    def succeeded_items(self) -> set[str]:
+        """All succeeded items (for tests and small queues)."""
+        with translate(self.client, f"queue {self.name}: succeeded_items"):
+            return {_text(v) for v in self.client.smembers(self.queue_keys.key("succeeded"))}
+
+    def keys_in_use(self) -> list[str]:
+        """The queue's keys that currently exist."""
+        with translate(self.client, f"queue {self.name}: keys"):
+            return [k for k in self._keylist if self.client.exists(k)]
+
+    def keys(self) -> list[str]:
+        """All key names this queue uses (whether they exist or not)."""
+        return list(self._keylist)
+
+    def delete(self) -> int:
+        """Remove every key of the queue; returns how many existed."""
+        with translate(self.client, f"queue {self.name}: delete"):
+            removed = int(self.client.delete(*self._keylist))
+        self._config = None
+        return removed
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _check_lease_args(self, worker_id: str, n: int, lease_seconds: float | None) -> None:
+        if not isinstance(worker_id, str) or not worker_id:
+            raise ValueError(f"worker_id must be a non-empty str, got {worker_id!r}")
+        if not 1 <= n <= MAX_LEASE_BATCH:
+            raise ValueError(f"n must be in 1..{MAX_LEASE_BATCH}, got {n}")
+        if lease_seconds is not None and not lease_seconds > 0:
+            raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
+
+    def _parse_lease(self, reply: Sequence[Any], worker_id: str) -> tuple[list[Lease], float]:
+        expiry = float(reply[1])
+        hint = float(reply[2])
+        leases = [
+            Lease(_text(reply[i]), _text(reply[i + 1]), reply[i + 2], worker_id, expiry)
+            for i in range(3, len(reply), 3)
+        ]
+        return leases, hint
+
+    @staticmethod
+    def _pairs(raw: Sequence[Any]) -> dict[str, str]:
+        return {_text(raw[i]): _text(raw[i + 1]) for i in range(0, len(raw), 2)}
+
+    def _run(
+        self, what: str, script: Any, *args: Any, now: bool = True, ensure: bool = True
+    ) -> Any:
+        """Run a queue script with the standard KEYS and the clock as ARGV[1].
+
+        ``ensure``: store the default config first if this object has not loaded one (scripts
+        that read the config need it; read-only observers pass False so they create nothing).
+        """
+        if ensure and self._config is None and what != "configure":
+            self._config = self._write_config("default", QueueConfig())
+        stamp = "" if self.clock is None or not now else repr(float(self.clock()))
+        context = f"queue {self.name}: {what}"
+        try:
+            with translate(self.client, context):
+                return script(keys=self._keylist, args=(stamp, *args))
+        except QueueTypeError as exc:
+            raise QueueTypeError(f"{exc}{self._type_report()}") from exc.__cause__
+        except redis.exceptions.ResponseError as exc:
+            if "NOCONFIG" in str(exc):
+                # The queue was deleted under us: restore the defaults once and retry.
+                self._config = None
+                self._config = self._write_config("default", QueueConfig())
+                with translate(self.client, context):
+                    return script(keys=self._keylist, args=(stamp, *args))
+            raise QueueError(f"{context}: Redis error: {exc}") from exc
+
+    def _type_report(self) -> str:
+        """`` (key K is a string, expected a list; ...)`` for mistyped keys, best effort."""
+        try:
+            wrong = []
+            for (_, expected), key in zip(KEY_TYPES, self._keylist, strict=True):
+                actual = _text(self.client.type(key))
+                if actual not in ("none", expected):
+                    wrong.append(f"{key} is a {actual}, expected a {expected}")
+            return f" (mistyped keys: {'; '.join(wrong)})" if wrong else ""
+        except redis.exceptions.RedisError:
+            return ""
