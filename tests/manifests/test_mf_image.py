@@ -1,0 +1,142 @@
+"""Static checks of the container image definition (this CI has no Docker to build it).
+
+What is checked is what a build would rely on: the stages, the pinned base, the non-root user,
+the entrypoint, the build context (.dockerignore) and the dependency lock matching pyproject.toml
+and closing over every runtime dependency, so ``pip install --no-deps -r requirements.lock`` +
+``pip check`` in the Dockerfile cannot pull an unpinned package.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+
+from mf_support import REPO
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+DOCKERFILE = (REPO / "Dockerfile").read_text()
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE)
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def _stages() -> list[list[tuple[str, str]]]:
+    stages: list[list[tuple[str, str]]] = []
+    for ins in _instructions():
+        if ins[0] == "FROM":
+            stages.append([])
+        if stages:
+            stages[-1].append(ins)
+    return stages
+
+
+def _lock() -> dict[str, str]:
+    pins = {}
+    for line in (REPO / "requirements.lock").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, sep, version = line.partition("==")
+            assert sep and version, f"requirements.lock: not an exact pin: {line!r}"
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def test_multi_stage_with_pinned_base() -> None:
+    stages = _stages()
+    assert len(stages) >= 2
+    args = dict(a.split("=", 1) for i, a in _instructions() if i == "ARG" and "=" in a)
+    base = args["PYTHON_IMAGE"]
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+@sha256:[0-9a-f]{64}", base), base
+    assert all(stage[0][1].startswith("${PYTHON_IMAGE}") for stage in stages)
+
+
+def test_final_stage_runs_queuejob_as_numeric_non_root() -> None:
+    final = _stages()[-1]
+    users = [a for i, a in final if i == "USER"]
+    assert users, "final stage has no USER"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit() and int(uid) >= 10000
+    assert json.loads(next(a for i, a in final if i == "ENTRYPOINT")) == ["queuejob"]
+    assert json.loads(next(a for i, a in final if i == "CMD")) == ["operator"]
+    runs = " ".join(a for i, a in final if i == "RUN")
+    assert not re.search(r"apt-get|apk |gcc|build-essential|pip install", runs)
+    assert any(i == "COPY" and "--from=builder" in a for i, a in final)
+
+
+def test_builder_installs_only_locked_binary_wheels() -> None:
+    builder = " ".join(a for i, a in _stages()[0] if i == "RUN")
+    assert "--no-deps --only-binary=:all: --requirement /src/requirements.lock" in builder
+    assert "pip check" in builder
+    assert re.search(r"setuptools==\d", builder)
+
+
+def test_build_context_holds_what_the_dockerfile_copies() -> None:
+    ignore = (REPO / ".dockerignore").read_text().splitlines()
+    included = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    for ins, args in _instructions():
+        if ins == "COPY" and "--from=" not in args:
+            *sources, _dest = args.split()
+            for src in sources:
+                assert src.rstrip("/") in included, f"COPY {src} is excluded by .dockerignore"
+                assert (REPO / src).exists(), f"COPY {src}: no such path"
+
+
+def test_lock_matches_pyproject_pins() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    lock = _lock()
+    for spec in project["dependencies"]:
+        req = Requirement(spec)
+        name = canonicalize_name(req.name)
+        assert name in lock, f"{req.name} missing from requirements.lock"
+        assert req.specifier.contains(lock[name]), f"{spec} vs lock {lock[name]}"
+
+
+def test_lock_closes_over_runtime_dependencies() -> None:
+    # Walk the installed metadata from pyproject's dependencies (no extras): every requirement
+    # must be pinned in the lock, to a version satisfying it.
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    lock = _lock()
+    env = {**default_environment(), "extra": ""}
+    todo = [Requirement(s) for s in project["dependencies"]]
+    seen: set[str] = set()
+    while todo:
+        req = todo.pop()
+        if req.marker and not req.marker.evaluate(env):
+            continue
+        name = canonicalize_name(req.name)
+        assert name in lock, f"{req.name} (needed at runtime) is not in requirements.lock"
+        assert req.specifier.contains(lock[name], prereleases=True), f"{req} vs {lock[name]}"
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            dist = distribution(req.name)
+        except PackageNotFoundError:  # pragma: no cover - the venv is built from pyproject
+            raise AssertionError(f"{req.name} is not installed: run `make install`") from None
+        todo.extend(Requirement(r) for r in dist.requires or [])
+    assert seen == set(lock), f"lock has packages nothing needs: {sorted(set(lock) - seen)}"
+
+
+def test_entrypoint_roles_exist() -> None:
+    # ENTRYPOINT ["queuejob"] + CMD: the console script must offer each role the manifests use.
+    exe = Path(sys.executable).parent / "queuejob"
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    for role in ("operator", "worker", "seed"):
+        assert role in out.stdout, f"`queuejob {role}` missing from:\n{out.stdout}"
