@@ -1,0 +1,162 @@
+"""``queuejob`` command line: ``operator``, ``worker`` and ``seed``.
+
+- ``queuejob operator [flags]``: runs the kopf operator. Every setting is an env var
+  (``QUEUEJOB_*``) and a flag (see ``queuejob operator --help``); kopf's own ``kopf run`` flags
+  ``-n/--namespace``, ``-A/--all-namespaces``, ``--standalone``, ``--peering``, ``-v``, ``-d``,
+  ``-q`` are accepted too. Equivalent: ``kopf run -m queuejob.operator_main`` with env vars.
+- ``queuejob worker``: the built-in worker of the Job's pods (configured by env, see worker.py).
+- ``queuejob seed --queue NAME [--file F] [ITEM...]``: add items to a queue (idempotent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from queuejob import settings as qj_settings
+
+
+def _operator_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "operator",
+        help="run the QueueJob operator (kopf)",
+        description="Run the QueueJob operator (kopf).",
+    )
+    p.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        dest="kopf_namespaces",
+        help="namespace to watch (repeatable; globs allowed); adds to QUEUEJOB_NAMESPACES",
+    )
+    p.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="watch all namespaces (the default when no namespace is given)",
+    )
+    p.add_argument(
+        "--standalone",
+        action="store_true",
+        help="no peering (the default unless --peering is given)",
+    )
+    p.add_argument("--peering", default=None, help="kopf peering name (needs kopf's peering CRDs)")
+    p.add_argument("-v", "--verbose", action="store_true", help="verbose logs")
+    p.add_argument("-d", "--debug", action="store_true", help="debug logs")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    qj_settings.add_arguments(p)
+
+
+def _seed_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "seed",
+        help="add items to a queue (idempotent)",
+        description="Add items to a Redis lease queue; items seen before are "
+        "skipped. Password from QUEUEJOB_REDIS_PASSWORD.",
+    )
+    p.add_argument("--queue", required=True, help="queue name")
+    p.add_argument(
+        "--redis-url",
+        default=os.environ.get("QUEUEJOB_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        help="Redis URL [env QUEUEJOB_REDIS_URL]",
+    )
+    p.add_argument("--file", help="read items from this file, one per line ('-' = stdin)")
+    p.add_argument("--lease-seconds", type=float, default=None, help="configure the lease length")
+    p.add_argument("--max-attempts", type=int, default=None, help="configure max attempts")
+    p.add_argument("items", nargs="*", help="items")
+
+
+def run_operator(args: argparse.Namespace) -> int:
+    """Apply flags to the environment, then run kopf with our handler module."""
+    import kopf
+
+    try:
+        config = qj_settings.from_args(args)
+    except qj_settings.SettingsError as exc:
+        print(f"queuejob operator: {exc}", file=sys.stderr)
+        return 2
+    os.environ.update(qj_settings.to_env(config))
+    namespaces = list(config.namespaces) + list(args.kopf_namespaces)
+    if namespaces and args.all_namespaces:
+        print("queuejob operator: --namespace and --all-namespaces are exclusive", file=sys.stderr)
+        return 2
+    kopf.configure(verbose=args.verbose, debug=args.debug, quiet=args.quiet)
+    import queuejob.operator_main  # noqa: F401  (registers the handlers)
+
+    kopf.run(
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=config.liveness_endpoint or None,
+    )
+    return 0
+
+
+def run_seed(args: argparse.Namespace) -> int:
+    """Seed a queue from a file and/or arguments; prints how many items were new."""
+    from queuejob import redisconn
+    from queuejob.spec import SpecError, parse_lines
+    from workqueue.config import QueueConfig
+    from workqueue.errors import QueueError
+    from workqueue.redisqueue import LeaseQueue
+
+    items: list[str] = list(args.items)
+    if args.file:
+        if args.file == "-":
+            text = sys.stdin.read()
+        else:
+            with open(args.file, encoding="utf-8") as fh:
+                text = fh.read()
+        try:
+            items.extend(parse_lines(text, args.file)[0])
+        except SpecError as exc:
+            print(f"queuejob seed: {exc}", file=sys.stderr)
+            return 2
+    if not items:
+        print("queuejob seed: no items given (use --file or arguments)", file=sys.stderr)
+        return 2
+    client = redisconn.client(args.redis_url, os.environ.get("QUEUEJOB_REDIS_PASSWORD"), 5.0)
+    queue = LeaseQueue(client, args.queue)
+    try:
+        if args.lease_seconds is not None or args.max_attempts is not None:
+            kwargs: dict[str, float | int] = {}
+            if args.lease_seconds is not None:
+                kwargs["lease_seconds"] = args.lease_seconds
+            if args.max_attempts is not None:
+                kwargs["max_attempts"] = args.max_attempts
+            queue.configure(QueueConfig(**kwargs))  # type: ignore[arg-type]
+        added = queue.seed(list(dict.fromkeys(items)))
+        stats = queue.stats()
+    except (QueueError, ValueError) as exc:
+        print(f"queuejob seed: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"queue {args.queue}: {added} new of {len(items)} items; "
+        f"{stats.pending} pending, {stats.total} total"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``queuejob`` console script."""
+    parser = argparse.ArgumentParser(prog="queuejob", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _operator_parser(sub)
+    sub.add_parser("worker", help="run the built-in worker (configured by QUEUEJOB_* env)")
+    _seed_parser(sub)
+    args = parser.parse_args(argv)
+    if args.command == "operator":
+        return run_operator(args)
+    if args.command == "worker":
+        from queuejob import worker
+
+        return worker.main()
+    return run_seed(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

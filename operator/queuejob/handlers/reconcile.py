@@ -1,0 +1,99 @@
+"""On create or resume: seed the queue idempotently, then create the Job.
+
+Seeding adds only items never seeded before (the queue remembers every item), so a retried or
+resumed handler never duplicates work. The Job is created after the queue is complete, so
+workers never see a partial queue and exit early. A finished QueueJob is left alone on resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import kopf
+
+from queuejob import naming, queues
+from queuejob.conditions import now
+from queuejob.errors import ConfigError
+from queuejob.limits import guarded
+from queuejob.provision import ensure_workers
+from queuejob.runtime import Runtime
+from queuejob.spec import SpecError, parse
+from queuejob.statuswriter import FINISHED, StatusWriter
+
+
+@kopf.on.resume(naming.GROUP, naming.VERSION, naming.PLURAL, id="reconcile")
+@kopf.on.create(naming.GROUP, naming.VERSION, naming.PLURAL, id="reconcile")
+@guarded("reconcile")
+async def reconcile(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    namespace: str,
+    name: str,
+    uid: str,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    """Seed the queue and create the worker Job (see the module doc)."""
+    runtime: Runtime = memo.runtime
+    writer = StatusWriter(body, status, patch, logger, runtime.metrics)
+    if writer.phase in FINISHED:
+        logger.info(f"Already {writer.phase}; nothing to resume")
+        return
+    if writer.phase is None:
+        writer.phase_to("Pending", "Created", "seeding the queue")
+    try:
+        qspec = parse(spec)
+    except SpecError as exc:
+        raise ConfigError("InvalidSpec", str(exc)) from None
+
+    items, duplicates = await queues.load_items(qspec, namespace)
+    target = await queues.resolve_target(qspec, namespace, runtime.settings)
+    queue_name = naming.queue_name(namespace, name, uid)
+    queue = queues.open_queue(target, queue_name, runtime.settings)
+    config = queues.queue_config(qspec)
+
+    def seed() -> int:
+        queue.configure(config)
+        return queue.seed(list(items))
+
+    added = await asyncio.to_thread(seed)
+    logger.info(f"Queue {queue_name}: {added} of {len(items)} items added")
+    message = f"{len(items)} items in queue {queue_name}"
+    if duplicates:
+        message += f"; {duplicates} duplicate lines ignored"
+        kopf.event(
+            body,
+            type="Warning",
+            reason="DuplicateItems",
+            message=f"{duplicates} duplicate item lines in spec.itemsFrom were ignored",
+        )
+    writer.set("queue", queue_name)
+    writer.condition("Seeded", True, "ItemsSeeded", message)
+    if writer.get_condition("ConfigError") is not None:
+        writer.condition("ConfigError", False, "Resolved", "configuration is valid")
+
+    job = await ensure_workers(
+        body, qspec, queue=queue_name, target=target, settings=runtime.settings
+    )
+    writer.set("jobName", job["metadata"]["name"])
+    if not writer.get("startTime"):
+        writer.set("startTime", now())
+    writer.set("observedGeneration", meta.get("generation"))
+    writer.set("progress", writer.get("progress") or f"0/{len(items)}")
+    if qspec.suspend:
+        writer.condition("Suspended", True, "SpecSuspended", "spec.suspend is true")
+        writer.condition("Running", False, "Suspended", "the Job is suspended")
+        writer.phase_to("Suspended", "Suspended", "spec.suspend is true; no worker pods run")
+    else:
+        writer.condition(
+            "Running",
+            True,
+            "JobCreated",
+            f"Job {job['metadata']['name']} runs {qspec.parallelism} workers",
+        )
+        writer.phase_to("Running", "JobCreated", f"Job {job['metadata']['name']} created")

@@ -1,0 +1,160 @@
+"""On a timer: reap expired leases, refresh the status, finish, expire the Redis keys.
+
+Every ``QUEUEJOB_STATUS_INTERVAL`` seconds per QueueJob (skipped until the queue is seeded):
+
+- reap leases whose holder died (the item goes back to pending, counted as a retry);
+- counts, progress, dead letters, active workers, queue metrics;
+- once nothing is pending, delayed or leased: phase Succeeded (condition Complete) or, with at
+  least one dead letter, Failed (condition Failed, reason ItemsDeadLettered);
+- a Job deleted by hand is re-created (with the same name) while the queue is unfinished;
+- ``ttlSecondsAfterFinished`` after completion, the queue's Redis keys are deleted once and the
+  condition Seeded turns False with reason QueueRemoved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from typing import Any
+
+import kopf
+
+from queuejob import kube, naming, queues
+from queuejob import settings as qj_settings
+from queuejob.conditions import now
+from queuejob.limits import guarded
+from queuejob.provision import ensure_workers
+from queuejob.runtime import Runtime
+from queuejob.spec import QueueJobSpec, SpecError, parse
+from queuejob.statuswriter import FINISHED, StatusWriter
+
+DEAD_LETTERS_SHOWN = 10
+
+
+def _parse_time(text: str) -> datetime.datetime:
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+
+
+async def _expire(
+    writer: StatusWriter,
+    qspec: QueueJobSpec,
+    runtime: Runtime,
+    body: kopf.Body,
+    namespace: str,
+    name: str,
+    logger: kopf.Logger,
+) -> None:
+    """Delete the queue's keys once ttlSecondsAfterFinished has passed since completion."""
+    ttl = qspec.ttl_seconds_after_finished
+    completed = writer.get("completionTime")
+    if ttl is None or not completed:
+        return
+    seeded = writer.get_condition("Seeded")
+    if seeded is not None and seeded.get("reason") == "QueueRemoved":
+        return
+    age = (datetime.datetime.now(datetime.UTC) - _parse_time(completed)).total_seconds()
+    if age < ttl:
+        return
+    target = await queues.resolve_target(qspec, namespace, runtime.settings)
+    queue = queues.open_queue(target, writer.get("queue"), runtime.settings)
+    removed = await asyncio.to_thread(queue.delete)
+    runtime.metrics.forget_queue(f"{namespace}/{name}")
+    message = f"{removed} Redis keys removed {ttl}s after completion (ttlSecondsAfterFinished)"
+    logger.info(message)
+    writer.condition("Seeded", False, "QueueRemoved", message)
+    kopf.event(body, type="Normal", reason="QueueRemoved", message=message)
+
+
+@kopf.timer(
+    naming.GROUP,
+    naming.VERSION,
+    naming.PLURAL,
+    id="refresh",
+    interval=qj_settings.from_env().status_interval,
+)
+@guarded("refresh", kind="timer")
+async def refresh(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    namespace: str,
+    name: str,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    """Reap, count, finish and expire (see the module doc)."""
+    runtime: Runtime = memo.runtime
+    writer = StatusWriter(body, status, patch, logger, runtime.metrics)
+    queue_name = writer.get("queue")
+    if not queue_name or writer.has_condition("ConfigError"):
+        return
+    try:
+        qspec = parse(spec)
+    except SpecError:
+        return  # reported by the change handlers
+    if writer.phase in FINISHED:
+        await _expire(writer, qspec, runtime, body, namespace, name, logger)
+        return
+
+    target = await queues.resolve_target(qspec, namespace, runtime.settings)
+    queue = queues.open_queue(target, queue_name, runtime.settings)
+
+    def read() -> tuple[int, Any, list[Any]]:
+        reaped = queue.reap()
+        return reaped, queue.stats(), queue.dead_letters(DEAD_LETTERS_SHOWN)
+
+    reaped, stats, dead = await asyncio.to_thread(read)
+    if reaped:
+        logger.info(f"Reaped {reaped} expired leases; their items are pending again")
+    job_name = naming.job_name(name)
+    job = await kube.read_job(namespace, job_name)
+    if job is None and not stats.done:
+        logger.warning(f"Job {job_name} is missing; re-creating it")
+        job = await ensure_workers(
+            body, qspec, queue=queue_name, target=target, settings=runtime.settings
+        )
+    active = int(((job or {}).get("status") or {}).get("active") or 0)
+
+    counts = {
+        "total": stats.total,
+        "pending": stats.pending + stats.delayed,
+        "leased": stats.leased,
+        "succeeded": stats.succeeded,
+        "failed": stats.dead,
+        "retries": stats.retries,
+    }
+    writer.set("counts", counts)
+    writer.set("progress", f"{stats.succeeded}/{stats.total}")
+    writer.set("activeWorkers", active)
+    writer.set(
+        "deadLetters",
+        [{"item": d.item, "error": d.error[:1024], "attempts": d.attempts} for d in dead],
+    )
+    runtime.metrics.observe_queue(
+        f"{namespace}/{name}",
+        pending=stats.pending,
+        delayed=stats.delayed,
+        leased=stats.leased,
+        succeeded=stats.succeeded,
+        dead=stats.dead,
+        total=stats.total,
+        retries=stats.retries,
+    )
+
+    if stats.done and stats.total > 0:
+        writer.set("completionTime", now())
+        writer.condition("Running", False, "QueueDone", "every item succeeded or was dead-lettered")
+        if stats.dead:
+            message = f"{stats.dead} of {stats.total} items dead-lettered after retries"
+            writer.condition("Failed", True, "ItemsDeadLettered", message)
+            writer.phase_to("Failed", "ItemsDeadLettered", message)
+        else:
+            message = f"all {stats.total} items succeeded"
+            writer.condition("Complete", True, "AllItemsSucceeded", message)
+            writer.phase_to("Succeeded", "AllItemsSucceeded", message)
+    elif qspec.suspend:
+        writer.phase_to("Suspended", "Suspended", "spec.suspend is true")
+    else:
+        writer.phase_to("Running", "Running", f"{active} workers active")

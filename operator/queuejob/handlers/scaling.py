@@ -1,0 +1,67 @@
+"""On a change to spec.parallelism or spec.suspend: patch the Job (and the phase for suspend).
+
+Both are field handlers: kopf calls them with the last handled (``old``) and the current
+(``new``) value, so a burst of updates converges to the latest spec. On creation (``old`` is
+None) they do nothing: the create handler builds the Job from the current spec.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from queuejob import kube, naming
+from queuejob.limits import guarded
+from queuejob.runtime import Runtime
+from queuejob.statuswriter import FINISHED, StatusWriter
+
+
+@kopf.on.field(
+    naming.GROUP, naming.VERSION, naming.PLURAL, field="spec.parallelism", id="parallelism"
+)
+@guarded("parallelism")
+async def parallelism_changed(
+    old: Any, new: Any, namespace: str, name: str, logger: kopf.Logger, **_: Any
+) -> None:
+    """Set the Job's parallelism to the spec's."""
+    if old is None or new is None:
+        return
+    job_name = naming.job_name(name)
+    if await kube.patch_job(namespace, job_name, {"spec": {"parallelism": int(new)}}):
+        logger.info(f"Job {job_name}: parallelism {old} -> {new}")
+
+
+@kopf.on.field(naming.GROUP, naming.VERSION, naming.PLURAL, field="spec.suspend", id="suspend")
+@guarded("suspend")
+async def suspend_changed(
+    old: Any,
+    new: Any,
+    body: kopf.Body,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    namespace: str,
+    name: str,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    """Suspend or resume the Job; the phase follows unless the QueueJob already finished."""
+    if old is None:
+        return
+    runtime: Runtime = memo.runtime
+    writer = StatusWriter(body, status, patch, logger, runtime.metrics)
+    suspend = bool(new)
+    job_name = naming.job_name(name)
+    if writer.phase in FINISHED:
+        return
+    if not await kube.patch_job(namespace, job_name, {"spec": {"suspend": suspend}}):
+        return  # no Job yet: the create handler will use the current spec
+    if suspend:
+        writer.condition("Suspended", True, "SpecSuspended", "spec.suspend is true")
+        writer.condition("Running", False, "Suspended", "the Job is suspended")
+        writer.phase_to("Suspended", "Suspended", f"Job {job_name} suspended")
+    else:
+        writer.condition("Suspended", False, "SpecResumed", "spec.suspend is false")
+        writer.condition("Running", True, "Resumed", f"Job {job_name} resumed")
+        writer.phase_to("Running", "Resumed", f"Job {job_name} resumed")

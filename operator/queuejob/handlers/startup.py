@@ -1,0 +1,54 @@
+"""Startup and cleanup: apply the settings to kopf, build the runtime, serve metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from typing import Any
+
+import kopf
+
+from queuejob import kube, redisconn
+from queuejob import settings as qj_settings
+from queuejob.runtime import Runtime
+
+
+@kopf.on.startup()
+async def configure(
+    settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
+    """Read ``QUEUEJOB_*`` settings, configure kopf, start the metrics endpoint."""
+    config = qj_settings.from_env()
+    settings.persistence.finalizer = config.finalizer
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix="workqueue.example.com"
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="workqueue.example.com", key="last-handled-configuration"
+    )
+    # Only warnings/errors of handler logs become Kubernetes Events; phase changes post their own.
+    settings.posting.level = logging.WARNING
+    settings.queueing.worker_limit = config.kopf_worker_limit or None
+    settings.queueing.error_delays = config.kopf_error_delays
+    settings.execution.max_workers = config.kopf_max_workers
+    # asyncio.to_thread (Redis and Kubernetes calls) uses the loop's default executor.
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(
+            max_workers=config.kopf_max_workers, thread_name_prefix="queuejob-io"
+        )
+    )
+    kube.api_client(pool_size=config.kopf_max_workers)
+    runtime = Runtime.build(config)
+    memo.runtime = runtime
+    runtime.metrics.serve(config.metrics_address, config.metrics_port)
+    logger.info(f"QueueJob operator settings: {qj_settings.describe(config)}")
+    if config.metrics_port:
+        logger.info(f"Metrics on http://{config.metrics_address}:{config.metrics_port}/metrics")
+
+
+@kopf.on.cleanup()
+async def close(logger: kopf.Logger, **_: Any) -> None:
+    """Close Redis connections on shutdown."""
+    redisconn.close_all()
+    logger.info("QueueJob operator stopped")

@@ -1,0 +1,156 @@
+"""Manifests the operator writes for a QueueJob: the worker Job and the Redis-password Secret.
+
+Guarantees of :func:`build_job`:
+
+- deterministic name (:func:`queuejob.naming.job_name`) and a controller ownerReference to the
+  QueueJob, so the Job and its pods are garbage-collected with it;
+- ``completions`` unset: the Job succeeds when a worker exits 0, which workers do only once the
+  queue is done; ``parallelism`` and ``suspend`` mirror the spec;
+- the pod passes the ``restricted`` Pod Security Standard (non-root uid 10001, seccomp
+  RuntimeDefault, all capabilities dropped, no privilege escalation, read-only root filesystem
+  with a writable ``/tmp`` emptyDir);
+- the Redis password never appears in the Job: workers read it from the per-QueueJob Secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from queuejob import naming
+from queuejob.spec import QueueJobSpec
+
+WORKER_UID = 10001
+PASSWORD_KEY = "password"
+CONTAINER_NAME = "worker"
+
+
+def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A controller ownerReference pointing at the QueueJob ``body``."""
+    meta = body["metadata"]
+    return {
+        "apiVersion": f"{naming.GROUP}/{naming.VERSION}",
+        "kind": naming.KIND,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def labels(queuejob_name: str) -> dict[str, str]:
+    """Labels on everything created for one QueueJob."""
+    return {naming.QUEUEJOB_LABEL: queuejob_name[:63], "app.kubernetes.io/name": "queuejob"}
+
+
+def build_secret(body: Mapping[str, Any], password: str) -> dict[str, Any]:
+    """The per-QueueJob Secret with the Redis password, owned by the QueueJob."""
+    name = body["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": naming.secret_name(name),
+            "namespace": body["metadata"]["namespace"],
+            "labels": labels(name),
+            "ownerReferences": [owner_reference(body)],
+        },
+        "type": "Opaque",
+        "data": {PASSWORD_KEY: base64.b64encode(password.encode()).decode()},
+    }
+
+
+def _worker_env(
+    body: Mapping[str, Any], spec: QueueJobSpec, queue: str, redis_url: str
+) -> list[dict[str, Any]]:
+    name = body["metadata"]["name"]
+    env: list[dict[str, Any]] = [
+        {"name": "QUEUEJOB_REDIS_URL", "value": redis_url},
+        {
+            "name": "QUEUEJOB_REDIS_PASSWORD",
+            "valueFrom": {
+                "secretKeyRef": {
+                    "name": naming.secret_name(name),
+                    "key": PASSWORD_KEY,
+                    "optional": True,
+                }
+            },
+        },
+        {"name": "QUEUEJOB_QUEUE", "value": queue},
+        {"name": "QUEUEJOB_LEASE_SECONDS", "value": str(spec.lease_seconds)},
+        {"name": "QUEUEJOB_WORKER_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
+    if spec.worker.command is not None:
+        env.append(
+            {"name": "QUEUEJOB_ITEM_COMMAND", "value": json.dumps(list(spec.worker.command))}
+        )
+    env.extend(dict(e) for e in spec.worker.env)
+    return env
+
+
+def build_job(
+    body: Mapping[str, Any],
+    spec: QueueJobSpec,
+    *,
+    queue: str,
+    redis_url: str,
+    default_image: str,
+    image_pull_policy: str,
+    backoff_limit: int,
+) -> dict[str, Any]:
+    """The batch/v1 Job running ``queuejob worker`` pods for the QueueJob ``body``."""
+    name = body["metadata"]["name"]
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": spec.worker.image or default_image,
+        "imagePullPolicy": image_pull_policy,
+        "command": ["queuejob"],
+        "args": ["worker"],
+        "env": _worker_env(body, spec, queue, redis_url),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": WORKER_UID,
+            "runAsGroup": WORKER_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    if spec.worker.resources:
+        container["resources"] = dict(spec.worker.resources)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": naming.job_name(name),
+            "namespace": body["metadata"]["namespace"],
+            "labels": labels(name),
+            "ownerReferences": [owner_reference(body)],
+        },
+        "spec": {
+            "parallelism": spec.parallelism,
+            "backoffLimit": backoff_limit,
+            "suspend": spec.suspend,
+            "template": {
+                "metadata": {"labels": labels(name)},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": WORKER_UID,
+                        "runAsGroup": WORKER_UID,
+                        "fsGroup": WORKER_UID,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+    }

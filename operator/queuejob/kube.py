@@ -1,0 +1,164 @@
+"""The few Kubernetes API calls the operator makes, as async functions.
+
+They use the official ``kubernetes`` client in worker threads (``asyncio.to_thread``). Every
+call is idempotent from the caller's view: "ensure" functions create or adopt what exists, and a
+patch or read of something absent returns ``None`` instead of raising. API calls made (for RBAC):
+
+- batch/jobs: create, get, patch
+- core/secrets: create, get, patch (get also for ``spec.redis.passwordSecretRef``)
+- core/configmaps: get (``spec.itemsFrom``)
+- plus what kopf does itself: queuejobs list/watch/patch, queuejobs/status patch,
+  events create, and (owner references with blockOwnerDeletion) queuejobs/finalizers update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import threading
+from typing import Any, cast
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+_lock = threading.Lock()
+_api: kubernetes.client.ApiClient | None = None
+
+
+def api_client(pool_size: int = 8) -> kubernetes.client.ApiClient:
+    """A shared API client: in-cluster config in a pod, else the kubeconfig (``KUBECONFIG``)."""
+    global _api
+    with _lock:
+        if _api is None:
+            config = kubernetes.client.Configuration()
+            if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+                kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
+            else:
+                kubernetes.config.load_kube_config(client_configuration=config)  # type: ignore[no-untyped-call]
+            config.connection_pool_maxsize = max(pool_size, 4)
+            _api = kubernetes.client.ApiClient(config)
+        return _api
+
+
+def _batch() -> kubernetes.client.BatchV1Api:
+    return kubernetes.client.BatchV1Api(api_client())
+
+
+def _core() -> kubernetes.client.CoreV1Api:
+    return kubernetes.client.CoreV1Api(api_client())
+
+
+def _plain(obj: object) -> dict[str, Any]:
+    """A client model object as the plain JSON-style dict the API server sent."""
+    return cast(dict[str, Any], api_client().sanitize_for_serialization(obj))  # type: ignore[no-untyped-call]
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for API errors worth retrying later: throttling, server errors, timeouts."""
+    if isinstance(exc, ApiException):
+        return exc.status in (0, 408, 429) or (exc.status or 0) >= 500
+    return isinstance(exc, OSError | TimeoutError)
+
+
+async def ensure_job(body: dict[str, Any]) -> dict[str, Any]:
+    """Create the Job ``body`` or return the existing one of the same name (never replaces it)."""
+    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+
+    def call() -> dict[str, Any]:
+        api = _batch()
+        try:
+            created = api.create_namespaced_job(ns, body)  # type: ignore[arg-type]
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            created = api.read_namespaced_job(name, ns)
+        return _plain(created)
+
+    return await asyncio.to_thread(call)
+
+
+async def read_job(namespace: str, name: str) -> dict[str, Any] | None:
+    """The Job as a dict, or None if it does not exist."""
+
+    def call() -> dict[str, Any] | None:
+        try:
+            job = _batch().read_namespaced_job(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _plain(job)
+
+    return await asyncio.to_thread(call)
+
+
+async def patch_job(namespace: str, name: str, patch: dict[str, Any]) -> bool:
+    """Merge-patch the Job; False if it does not exist."""
+
+    def call() -> bool:
+        try:
+            _batch().patch_namespaced_job(name, namespace, patch)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    return await asyncio.to_thread(call)
+
+
+async def ensure_secret(body: dict[str, Any]) -> None:
+    """Create the Secret ``body``, or patch its data if it exists already."""
+    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+
+    def call() -> None:
+        api = _core()
+        try:
+            api.create_namespaced_secret(ns, body)  # type: ignore[arg-type]
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            api.patch_namespaced_secret(name, ns, {"data": body["data"]})
+
+    await asyncio.to_thread(call)
+
+
+class NotFoundError(LookupError):
+    """A referenced ConfigMap, Secret or key does not exist; the message names it."""
+
+
+async def read_configmap_key(namespace: str, name: str, key: str) -> str:
+    """The text under ``key`` of ConfigMap ``name``; :class:`NotFoundError` if either is absent."""
+
+    def call() -> str:
+        try:
+            cm = _core().read_namespaced_config_map(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise NotFoundError(f"ConfigMap {namespace}/{name} not found") from None
+            raise
+        data = cm.data or {}
+        if key not in data:
+            raise NotFoundError(f"ConfigMap {namespace}/{name} has no key {key!r}")
+        return str(data[key])
+
+    return await asyncio.to_thread(call)
+
+
+async def read_secret_key(namespace: str, name: str, key: str) -> str:
+    """The decoded value under ``key`` of Secret ``name``; :class:`NotFoundError` if absent."""
+
+    def call() -> str:
+        try:
+            secret = _core().read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise NotFoundError(f"Secret {namespace}/{name} not found") from None
+            raise
+        data = secret.data or {}
+        if key not in data:
+            raise NotFoundError(f"Secret {namespace}/{name} has no key {key!r}")
+        return base64.b64decode(data[key]).decode()
+
+    return await asyncio.to_thread(call)

@@ -1,0 +1,213 @@
+"""Prometheus metrics with client-go's workqueue names.
+
+Two kinds of "queues" are reported, both labelled ``name``:
+
+- ``handler:<id>``: the operator's own controller-side queue of handler invocations. Depth is the
+  number of invocations waiting for a slot of the operator-wide concurrency limiter; queue
+  duration is that wait; work duration is the handler's run time; retries count temporary errors.
+- ``<namespace>/<queuejob>``: a QueueJob's Redis work queue, refreshed by the status timer.
+  Depth is pending + delayed items; adds are items seeded; retries are item retries;
+  unfinished work is the number of leased items.
+
+The ``queuejob_handler_concurrency`` and ``queuejob_object_handler_concurrency`` histograms
+record, at every handler start, how many handlers were in flight operator-wide and for the same
+object; their buckets make the observed maximum readable from outside (e.g. by tests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+_DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+def _integer_buckets(limit: int) -> tuple[float, ...]:
+    """Buckets 1, 2, ..., limit, limit + 1 (the last one shows any excess over the limit)."""
+    return tuple(float(i) for i in range(1, min(limit, 128) + 2))
+
+
+class _Running(Collector):
+    """Unfinished-work and longest-running gauges computed from the handlers running now."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[int, tuple[str, float]] = {}
+        self._next = 0
+
+    def start(self, name: str) -> int:
+        with self._lock:
+            self._next += 1
+            self._running[self._next] = (name, time.monotonic())
+            return self._next
+
+    def stop(self, token: int) -> None:
+        with self._lock:
+            self._running.pop(token, None)
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        now = time.monotonic()
+        unfinished = GaugeMetricFamily(
+            "workqueue_unfinished_work_seconds",
+            "Seconds of work in progress not yet observed by work_duration (sum over workers).",
+            labels=["name"],
+        )
+        longest = GaugeMetricFamily(
+            "workqueue_longest_running_processor_seconds",
+            "Seconds the longest running processor has been running.",
+            labels=["name"],
+        )
+        totals: dict[str, float] = {}
+        maxima: dict[str, float] = {}
+        with self._lock:
+            for name, started in self._running.values():
+                age = now - started
+                totals[name] = totals.get(name, 0.0) + age
+                maxima[name] = max(maxima.get(name, 0.0), age)
+        for name in sorted(totals):
+            unfinished.add_metric([name], totals[name])
+            longest.add_metric([name], maxima[name])
+        yield unfinished
+        yield longest
+
+
+class Metrics:
+    """All operator metrics, in their own registry (no default process collectors twice)."""
+
+    def __init__(self, concurrency_limit: int, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.depth = Gauge(
+            "workqueue_depth", "Current depth of the workqueue.", ["name"], registry=r
+        )
+        self.adds = Counter(
+            "workqueue_adds", "Total number of adds handled by the workqueue.", ["name"], registry=r
+        )
+        self.retries = Counter(
+            "workqueue_retries",
+            "Total number of retries handled by the workqueue.",
+            ["name"],
+            registry=r,
+        )
+        self.queue_duration = Histogram(
+            "workqueue_queue_duration_seconds",
+            "How long in seconds an item stays in the workqueue before being requested.",
+            ["name"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.work_duration = Histogram(
+            "workqueue_work_duration_seconds",
+            "How long in seconds processing an item from the workqueue takes.",
+            ["name"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.running = _Running()
+        r.register(self.running)
+        self.queue_unfinished = Gauge(
+            "queuejob_items_leased",
+            "Items of a QueueJob's queue currently leased by workers.",
+            ["name"],
+            registry=r,
+        )
+        self.items = Gauge(
+            "queuejob_items", "Items of a QueueJob's queue by state.", ["name", "state"], registry=r
+        )
+        self.concurrency_limit = Gauge(
+            "queuejob_handler_concurrency_limit",
+            "Operator-wide limit on handlers in flight.",
+            registry=r,
+        )
+        self.concurrency_limit.set(concurrency_limit)
+        self.in_flight = Gauge(
+            "queuejob_handlers_in_flight", "Handlers running now (operator-wide).", registry=r
+        )
+        self.max_in_flight = Gauge(
+            "queuejob_handlers_max_in_flight",
+            "High-water mark of handlers running at once (operator-wide).",
+            registry=r,
+        )
+        self.concurrency = Histogram(
+            "queuejob_handler_concurrency",
+            "Handlers in flight operator-wide, observed at each handler start.",
+            buckets=_integer_buckets(concurrency_limit),
+            registry=r,
+        )
+        self.object_concurrency = Histogram(
+            "queuejob_object_handler_concurrency",
+            "Handlers in flight for the same QueueJob, observed at each handler start.",
+            buckets=(1.0, 2.0, 3.0, 5.0),
+            registry=r,
+        )
+        self.retry_delay = Histogram(
+            "queuejob_handler_retry_delay_seconds",
+            "Delays chosen for handler retries after temporary errors.",
+            ["name"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.phase_changes = Counter(
+            "queuejob_phase_changes", "QueueJob phase transitions.", ["phase"], registry=r
+        )
+        self._queue_totals: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def serve(self, address: str, port: int) -> None:
+        """Start the ``/metrics`` HTTP endpoint in a daemon thread (port 0: do nothing)."""
+        if port:
+            start_http_server(port, addr=address, registry=self.registry)
+
+    def observe_queue(
+        self,
+        name: str,
+        *,
+        pending: int,
+        delayed: int,
+        leased: int,
+        succeeded: int,
+        dead: int,
+        total: int,
+        retries: int,
+    ) -> None:
+        """Publish a QueueJob queue's stats; counters advance by the growth since last call."""
+        self.depth.labels(name).set(pending + delayed)
+        self.queue_unfinished.labels(name).set(leased)
+        for state, value in (
+            ("pending", pending),
+            ("delayed", delayed),
+            ("leased", leased),
+            ("succeeded", succeeded),
+            ("dead", dead),
+        ):
+            self.items.labels(name, state).set(value)
+        with self._lock:
+            last_total, last_retries = self._queue_totals.get(name, (0, 0))
+            self._queue_totals[name] = (max(total, last_total), max(retries, last_retries))
+        if total > last_total:
+            self.adds.labels(name).inc(total - last_total)
+        if retries > last_retries:
+            self.retries.labels(name).inc(retries - last_retries)
+
+    def forget_queue(self, name: str) -> None:
+        """Drop the label sets of a deleted QueueJob's queue."""
+        with self._lock:
+            self._queue_totals.pop(name, None)
+        for metric in (self.depth, self.queue_unfinished, self.adds, self.retries):
+            with contextlib.suppress(KeyError):
+                metric.remove(name)
+        for state in ("pending", "delayed", "leased", "succeeded", "dead"):
+            with contextlib.suppress(KeyError):
+                self.items.remove(name, state)

@@ -1,0 +1,10 @@
+"""The operator's handler module: ``kopf run -m queuejob.operator_main`` (or ``queuejob operator``).
+
+Importing it registers every handler with kopf's default registry.
+"""
+
+from __future__ import annotations
+
+from queuejob.handlers import cleanup, probes, reconcile, refresh, scaling, startup
+
+__all__ = ["cleanup", "probes", "reconcile", "refresh", "scaling", "startup"]

@@ -1,0 +1,62 @@
+"""Make the worker side of a QueueJob exist: the password Secret and the Job, idempotently.
+
+:func:`ensure_workers` creates both if absent, adopts them if present, and patches the Job's
+``parallelism`` / ``suspend`` when they differ from the spec (e.g. after the operator was down
+while the spec changed). Calling it any number of times yields the same objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from queuejob import jobs, kube, naming
+from queuejob.queues import RedisTarget
+from queuejob.settings import OperatorSettings
+from queuejob.spec import QueueJobSpec
+
+
+async def ensure_workers(
+    body: kopf.Body,
+    spec: QueueJobSpec,
+    *,
+    queue: str,
+    target: RedisTarget,
+    settings: OperatorSettings,
+) -> dict[str, Any]:
+    """Ensure the Secret and the Job of the QueueJob ``body``; returns the Job as a dict."""
+    owner = {"metadata": dict(body["metadata"])}
+    await kube.ensure_secret(jobs.build_secret(owner, target.password or ""))
+    manifest = jobs.build_job(
+        owner,
+        spec,
+        queue=queue,
+        redis_url=target.worker_url,
+        default_image=settings.worker_image,
+        image_pull_policy=settings.worker_image_pull_policy,
+        backoff_limit=settings.job_backoff_limit,
+    )
+    job = await kube.ensure_job(manifest)
+    current = job.get("spec") or {}
+    drift: dict[str, Any] = {}
+    if current.get("parallelism") != spec.parallelism:
+        drift["parallelism"] = spec.parallelism
+    if bool(current.get("suspend")) != spec.suspend and not _finished(job):
+        drift["suspend"] = spec.suspend
+    if drift:
+        await kube.patch_job(
+            body["metadata"]["namespace"],
+            naming.job_name(body["metadata"]["name"]),
+            {"spec": drift},
+        )
+        job["spec"] = {**current, **drift}
+    return job
+
+
+def _finished(job: dict[str, Any]) -> bool:
+    """True once the Job has a Complete or Failed condition."""
+    conditions = (job.get("status") or {}).get("conditions") or []
+    return any(
+        c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in conditions
+    )

@@ -1,0 +1,84 @@
+"""From a QueueJob to its Redis queue: the Redis to use, the queue config, the items.
+
+- :func:`resolve_target`: the spec's own Redis (password from ``spec.redis.passwordSecretRef``)
+  or the operator's; also the URL that workers get (never containing the password).
+- :func:`queue_config`: the ``workqueue.QueueConfig`` stored in Redis for the workers.
+- :func:`load_items`: inline items, or the lines of ``spec.itemsFrom``'s ConfigMap key.
+
+Missing ConfigMaps, Secrets or keys raise :class:`~queuejob.errors.ConfigError` (permanent).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from urllib.parse import urlsplit
+
+from queuejob import kube, redisconn
+from queuejob.errors import ConfigError
+from queuejob.settings import OperatorSettings, strip_password
+from queuejob.spec import QueueJobSpec, SpecError, parse_lines
+from workqueue.config import QueueConfig
+from workqueue.redisqueue import LeaseQueue
+
+
+@dataclasses.dataclass(frozen=True)
+class RedisTarget:
+    """Where a QueueJob's queue lives, as seen by the operator and by the workers."""
+
+    url: str
+    password: str | None
+    worker_url: str
+
+
+async def resolve_target(
+    spec: QueueJobSpec, namespace: str, settings: OperatorSettings
+) -> RedisTarget:
+    """The Redis of ``spec`` (or the operator's default); reads the password Secret if any."""
+    if spec.redis is None:
+        password = settings.redis_password or urlsplit(settings.redis_url).password
+        return RedisTarget(settings.redis_url, password, settings.effective_worker_redis_url)
+    password = None
+    ref = spec.redis.password_secret_ref
+    if ref is not None:
+        try:
+            password = await kube.read_secret_key(namespace, ref.name, ref.key)
+        except kube.NotFoundError as exc:
+            raise ConfigError("SecretNotFound", f"spec.redis.passwordSecretRef: {exc}") from None
+    return RedisTarget(spec.redis.url, password, strip_password(spec.redis.url))
+
+
+def open_queue(target: RedisTarget, name: str, settings: OperatorSettings) -> LeaseQueue:
+    """The LeaseQueue ``name`` on ``target`` (shared, pooled client)."""
+    client = redisconn.client(target.url, target.password, settings.redis_timeout)
+    return LeaseQueue(client, name)
+
+
+def queue_config(spec: QueueJobSpec) -> QueueConfig:
+    """The queue settings derived from the spec (lease, attempts, item backoff, rate limit)."""
+    rate = spec.rate_limit
+    return QueueConfig(
+        lease_seconds=float(spec.lease_seconds),
+        max_attempts=spec.max_attempts,
+        backoff_base=spec.backoff.base_seconds,
+        backoff_cap=spec.backoff.cap_seconds,
+        backoff_jitter=spec.backoff.jitter,
+        rate_qps=None if rate is None else rate.items_per_second,
+        rate_burst=None if rate is None else rate.burst,
+    )
+
+
+async def load_items(spec: QueueJobSpec, namespace: str) -> tuple[tuple[str, ...], int]:
+    """The items to seed and the number of duplicate lines dropped (always 0 for inline items)."""
+    if spec.items is not None:
+        return spec.items, 0
+    assert spec.items_from is not None
+    ref = spec.items_from
+    field = "spec.itemsFrom.configMapKeyRef"
+    try:
+        text = await kube.read_configmap_key(namespace, ref.name, ref.key)
+    except kube.NotFoundError as exc:
+        raise ConfigError("ConfigMapNotFound", f"{field}: {exc}") from None
+    try:
+        return parse_lines(text, f"{field} (ConfigMap {ref.name}, key {ref.key})")
+    except SpecError as exc:
+        raise ConfigError("InvalidItems", str(exc)) from None

@@ -1,0 +1,47 @@
+"""Redis clients for the operator, one per (URL, password), with fail-fast timeouts.
+
+Handlers call Redis through the synchronous ``workqueue.LeaseQueue`` in a worker thread
+(``asyncio.to_thread``): the queue's Lua scripts and error translation exist once, in the
+``workqueue`` package, and the thread pool (``QUEUEJOB_KOPF_MAX_WORKERS``) bounds the number of
+Redis connections. Clients retry a broken connection once, immediately; longer outages surface
+as ``QueueUnavailableError`` so that the *handler* backs off (kopf TemporaryError with a delay),
+instead of a thread sleeping inside redis-py.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+_lock = threading.Lock()
+_clients: dict[tuple[str, str | None, float], redis.Redis] = {}
+
+
+def client(url: str, password: str | None, timeout: float) -> redis.Redis:
+    """A shared, thread-safe client (pool) for ``url``; ``password`` overrides the URL's."""
+    key = (url, password, timeout)
+    with _lock:
+        found = _clients.get(key)
+        if found is None:
+            kwargs: dict[str, object] = {
+                "socket_timeout": timeout,
+                "socket_connect_timeout": timeout,
+                "retry": Retry(NoBackoff(), 1),
+                "decode_responses": True,
+            }
+            if password:
+                kwargs["password"] = password
+            found = redis.Redis.from_url(url, **kwargs)  # type: ignore[arg-type]
+            _clients[key] = found
+        return found
+
+
+def close_all() -> None:
+    """Close every cached client (operator shutdown)."""
+    with _lock:
+        for c in _clients.values():
+            c.close()
+        _clients.clear()

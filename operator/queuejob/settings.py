@@ -1,0 +1,354 @@
+"""Operator settings: environment variables (``QUEUEJOB_*``) overridden by CLI flags.
+
+Every setting has a documented, sane default so that ``queuejob operator`` works with only
+``QUEUEJOB_REDIS_URL`` set. :func:`from_env` never raises for a missing variable; a malformed
+value raises :class:`SettingsError` naming the variable and the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+
+class SettingsError(ValueError):
+    """A setting has an invalid value; the message names the variable or flag."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One documented setting: its field, environment variable, CLI flag, default and help."""
+
+    field: str
+    env: str
+    flag: str
+    default: str
+    help: str
+
+
+#: The settings table (also the source of the README's settings section and of ``--help``).
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "redis_url",
+        "QUEUEJOB_REDIS_URL",
+        "--redis-url",
+        "redis://127.0.0.1:6379/0",
+        "Redis used for queues whose spec has no redis section (may hold the password).",
+    ),
+    Setting(
+        "redis_password",
+        "QUEUEJOB_REDIS_PASSWORD",
+        "--redis-password",
+        "",
+        "Password of that Redis (overrides one in the URL); usually from a Secret.",
+    ),
+    Setting(
+        "worker_redis_url",
+        "QUEUEJOB_WORKER_REDIS_URL",
+        "--worker-redis-url",
+        "",
+        "Redis URL given to worker pods (default: the operator's URL without password).",
+    ),
+    Setting(
+        "redis_timeout",
+        "QUEUEJOB_REDIS_TIMEOUT",
+        "--redis-timeout",
+        "5",
+        "Seconds before a Redis connect or command times out.",
+    ),
+    Setting(
+        "worker_image",
+        "QUEUEJOB_WORKER_IMAGE",
+        "--worker-image",
+        "queuejob:dev",
+        "Default worker image (spec.worker.image overrides it).",
+    ),
+    Setting(
+        "worker_image_pull_policy",
+        "QUEUEJOB_WORKER_IMAGE_PULL_POLICY",
+        "--worker-image-pull-policy",
+        "IfNotPresent",
+        "imagePullPolicy of worker containers.",
+    ),
+    Setting(
+        "job_backoff_limit",
+        "QUEUEJOB_JOB_BACKOFF_LIMIT",
+        "--job-backoff-limit",
+        "10",
+        "backoffLimit of worker Jobs (pod failures tolerated; items have their own retries).",
+    ),
+    Setting(
+        "namespaces",
+        "QUEUEJOB_NAMESPACES",
+        "--namespaces",
+        "",
+        "Comma-separated namespaces (globs allowed) to watch; empty = all namespaces.",
+    ),
+    Setting(
+        "max_concurrent_handlers",
+        "QUEUEJOB_MAX_CONCURRENT_HANDLERS",
+        "--max-concurrent-handlers",
+        "10",
+        "Operator-wide limit on handlers running at once (all QueueJobs together).",
+    ),
+    Setting(
+        "handler_qps",
+        "QUEUEJOB_HANDLER_QPS",
+        "--handler-qps",
+        "0",
+        "Operator-wide handler starts per second (token bucket); 0 = unlimited.",
+    ),
+    Setting(
+        "handler_burst",
+        "QUEUEJOB_HANDLER_BURST",
+        "--handler-burst",
+        "0",
+        "Token-bucket burst for --handler-qps; 0 = ceil(qps).",
+    ),
+    Setting(
+        "backoff_base",
+        "QUEUEJOB_BACKOFF_BASE",
+        "--backoff-base",
+        "1",
+        "First retry delay (s) of a failing handler; doubles per retry.",
+    ),
+    Setting(
+        "backoff_cap",
+        "QUEUEJOB_BACKOFF_CAP",
+        "--backoff-cap",
+        "60",
+        "Maximum retry delay (s) of a failing handler.",
+    ),
+    Setting(
+        "backoff_jitter",
+        "QUEUEJOB_BACKOFF_JITTER",
+        "--backoff-jitter",
+        "0.2",
+        "Relative random jitter (0..1) added to handler retry delays.",
+    ),
+    Setting(
+        "kopf_worker_limit",
+        "QUEUEJOB_KOPF_WORKER_LIMIT",
+        "--kopf-worker-limit",
+        "0",
+        "kopf settings.queueing.worker_limit (per-object workers); 0 = unlimited.",
+    ),
+    Setting(
+        "kopf_error_delays",
+        "QUEUEJOB_KOPF_ERROR_DELAYS",
+        "--kopf-error-delays",
+        "1,1,2,3,5,8,13,21,34,55",
+        "kopf settings.queueing.error_delays: delays (s) after unexpected watch errors.",
+    ),
+    Setting(
+        "kopf_max_workers",
+        "QUEUEJOB_KOPF_MAX_WORKERS",
+        "--kopf-max-workers",
+        "8",
+        "kopf settings.execution.max_workers; also the thread pool for Redis calls.",
+    ),
+    Setting(
+        "status_interval",
+        "QUEUEJOB_STATUS_INTERVAL",
+        "--status-interval",
+        "5",
+        "Seconds between status refreshes (reap, counts, phase) of each QueueJob.",
+    ),
+    Setting(
+        "liveness_endpoint",
+        "QUEUEJOB_LIVENESS",
+        "--liveness",
+        "http://0.0.0.0:8081/healthz",
+        "kopf liveness endpoint; empty = disabled.",
+    ),
+    Setting(
+        "metrics_address",
+        "QUEUEJOB_METRICS_ADDRESS",
+        "--metrics-address",
+        "0.0.0.0",
+        "Bind address of the Prometheus /metrics endpoint.",
+    ),
+    Setting(
+        "metrics_port",
+        "QUEUEJOB_METRICS_PORT",
+        "--metrics-port",
+        "8080",
+        "Port of the Prometheus /metrics endpoint; 0 = disabled.",
+    ),
+    Setting(
+        "finalizer",
+        "QUEUEJOB_FINALIZER",
+        "--finalizer",
+        "workqueue.example.com/cleanup",
+        "Finalizer that guards the removal of a QueueJob's Redis keys.",
+    ),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatorSettings:
+    """Validated operator settings (see :data:`SETTINGS` for the meaning of each field)."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_password: str = ""
+    worker_redis_url: str = ""
+    redis_timeout: float = 5.0
+    worker_image: str = "queuejob:dev"
+    worker_image_pull_policy: str = "IfNotPresent"
+    job_backoff_limit: int = 10
+    namespaces: tuple[str, ...] = ()
+    max_concurrent_handlers: int = 10
+    handler_qps: float = 0.0
+    handler_burst: int = 0
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+    backoff_jitter: float = 0.2
+    kopf_worker_limit: int = 0
+    kopf_error_delays: tuple[float, ...] = (1, 1, 2, 3, 5, 8, 13, 21, 34, 55)
+    kopf_max_workers: int = 8
+    status_interval: float = 5.0
+    liveness_endpoint: str = "http://0.0.0.0:8081/healthz"
+    metrics_address: str = "0.0.0.0"
+    metrics_port: int = 8080
+    finalizer: str = "workqueue.example.com/cleanup"
+
+    @property
+    def effective_worker_redis_url(self) -> str:
+        """The Redis URL for workers: the explicit setting, or the operator's without password."""
+        return self.worker_redis_url or strip_password(self.redis_url)
+
+
+def strip_password(url: str) -> str:
+    """Return ``url`` without userinfo (the password travels separately, via a Secret)."""
+    parts = urlsplit(url)
+    if parts.password is None and parts.username is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _convert(setting: Setting, raw: str) -> object:
+    """Convert the raw text of ``setting`` to the field's type, or raise :class:`SettingsError`."""
+    name = setting.env
+    try:
+        match setting.field:
+            case (
+                "redis_timeout"
+                | "handler_qps"
+                | "backoff_base"
+                | "backoff_cap"
+                | ("backoff_jitter")
+                | "status_interval"
+            ):
+                value: object = float(raw)
+                if float(raw) < 0:
+                    raise SettingsError(f"{name}: must be >= 0, got {raw!r}")
+            case (
+                "job_backoff_limit"
+                | "max_concurrent_handlers"
+                | "handler_burst"
+                | "kopf_worker_limit"
+                | "kopf_max_workers"
+                | "metrics_port"
+            ):
+                value = int(raw)
+                if int(raw) < 0:
+                    raise SettingsError(f"{name}: must be >= 0, got {raw!r}")
+            case "namespaces":
+                value = tuple(ns.strip() for ns in raw.split(",") if ns.strip())
+            case "kopf_error_delays":
+                value = tuple(float(d) for d in raw.split(",") if d.strip())
+            case _:
+                value = raw
+    except ValueError as exc:
+        if isinstance(exc, SettingsError):
+            raise
+        raise SettingsError(f"{name}: not a valid value: {raw!r} ({exc})") from None
+    return value
+
+
+def _validate(settings: OperatorSettings) -> OperatorSettings:
+    if settings.max_concurrent_handlers < 1:
+        raise SettingsError("QUEUEJOB_MAX_CONCURRENT_HANDLERS: must be >= 1")
+    if settings.backoff_base <= 0:
+        raise SettingsError("QUEUEJOB_BACKOFF_BASE: must be > 0")
+    if settings.backoff_cap < settings.backoff_base:
+        raise SettingsError("QUEUEJOB_BACKOFF_CAP: must be >= QUEUEJOB_BACKOFF_BASE")
+    if not 0 <= settings.backoff_jitter <= 1:
+        raise SettingsError("QUEUEJOB_BACKOFF_JITTER: must be within 0..1")
+    if settings.status_interval <= 0:
+        raise SettingsError("QUEUEJOB_STATUS_INTERVAL: must be > 0")
+    if settings.kopf_max_workers < 1:
+        raise SettingsError("QUEUEJOB_KOPF_MAX_WORKERS: must be >= 1")
+    if urlsplit(settings.redis_url).scheme not in ("redis", "rediss", "unix"):
+        raise SettingsError("QUEUEJOB_REDIS_URL: must be a redis://, rediss:// or unix:// URL")
+    return settings
+
+
+def from_env(env: Mapping[str, str] | None = None) -> OperatorSettings:
+    """Settings from environment variables; unset or empty ones keep their defaults."""
+    env = os.environ if env is None else env
+    values: dict[str, object] = {}
+    for setting in SETTINGS:
+        raw = env.get(setting.env)
+        if raw is not None and raw != "":
+            values[setting.field] = _convert(setting, raw)
+    return _validate(OperatorSettings(**values))  # type: ignore[arg-type]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per setting; a flag overrides its environment variable."""
+    group = parser.add_argument_group("operator settings (flag overrides env var)")
+    for setting in SETTINGS:
+        group.add_argument(
+            setting.flag,
+            dest=setting.field,
+            default=None,
+            metavar=setting.env,
+            help=f"{setting.help} [env {setting.env}, default {setting.default!r}]",
+        )
+
+
+def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> OperatorSettings:
+    """Settings from the environment, overridden by flags given on the command line."""
+    base = from_env(env)
+    overrides: dict[str, object] = {}
+    for setting in SETTINGS:
+        raw = getattr(args, setting.field, None)
+        if raw is not None:
+            try:
+                overrides[setting.field] = _convert(setting, raw)
+            except SettingsError as exc:
+                raise SettingsError(str(exc).replace(setting.env, setting.flag, 1)) from None
+    return _validate(dataclasses.replace(base, **overrides))  # type: ignore[arg-type]
+
+
+def to_env(settings: OperatorSettings) -> dict[str, str]:
+    """The environment that reproduces ``settings`` (used to hand flags over to ``kopf run``)."""
+    out: dict[str, str] = {}
+    for setting in SETTINGS:
+        value = getattr(settings, setting.field)
+        if isinstance(value, tuple):
+            out[setting.env] = ",".join(str(v) for v in value)
+        else:
+            out[setting.env] = str(value)
+    return out
+
+
+def describe(settings: OperatorSettings, secret_fields: Sequence[str] = ("redis_password",)) -> str:
+    """A one-line, password-free summary for the startup log."""
+    parts = []
+    for setting in SETTINGS:
+        value = getattr(settings, setting.field)
+        if setting.field in secret_fields:
+            value = "***" if value else ""
+        elif setting.field == "redis_url":
+            value = strip_password(str(value))
+        parts.append(f"{setting.field}={value}")
+    return " ".join(parts)

@@ -1,0 +1,274 @@
+"""The built-in worker (``queuejob worker``), run by the pods of a QueueJob's Job.
+
+Loop: lease one item, process it while a heartbeat thread renews the lease, then complete it
+(or fail it with the error, which retries it with backoff or dead-letters it). Guarantees:
+
+- exits 0 only when the queue is done (nothing pending, delayed or leased), so the Job (whose
+  ``completions`` is unset) succeeds exactly when the work is finished;
+- on SIGTERM/SIGINT it stops the current item, *releases* its lease (the item is pending again
+  at once, no attempt counted) and exits 143; a SIGKILLed worker's lease simply expires;
+- Redis outages are waited out with capped, jittered backoff instead of crashing the pod.
+
+Processing an item: with ``QUEUEJOB_ITEM_COMMAND`` (a JSON list, from ``spec.worker.command``)
+the command runs with the item in ``QUEUEJOB_ITEM``; exit 0 is success, otherwise the last line
+of its stderr is the error. Without it, the built-in demo work sleeps
+``QUEUEJOB_DEMO_WORK_SECONDS`` (default 0.1); items starting with ``fail-once`` fail on their
+first attempt, items starting with ``poison`` always fail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from types import FrameType
+
+from queuejob import redisconn
+from workqueue.backoff import exponential_delay
+from workqueue.errors import QueueAuthError, QueueUnavailableError, StaleLeaseError
+from workqueue.models import Lease
+from workqueue.redisqueue import LeaseQueue
+
+log = logging.getLogger("queuejob.worker")
+
+EXIT_DONE = 0
+EXIT_TERMINATED = 143
+EXIT_CONFIG = 2
+
+
+class ItemFailed(Exception):
+    """Processing an item failed; the message is recorded as the item's error."""
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerConfig:
+    """Worker settings from the environment set by the operator's Job."""
+
+    redis_url: str
+    redis_password: str | None
+    queue: str
+    worker_id: str
+    lease_seconds: float | None
+    command: tuple[str, ...] | None
+    demo_work_seconds: float
+    redis_timeout: float = 5.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerConfig:
+        """Read ``QUEUEJOB_*``; raises ValueError naming the variable on bad input."""
+        env = os.environ if env is None else env
+        url = env.get("QUEUEJOB_REDIS_URL", "")
+        queue = env.get("QUEUEJOB_QUEUE", "")
+        if not url:
+            raise ValueError("QUEUEJOB_REDIS_URL is not set")
+        if not queue:
+            raise ValueError("QUEUEJOB_QUEUE is not set")
+        command: tuple[str, ...] | None = None
+        raw_command = env.get("QUEUEJOB_ITEM_COMMAND")
+        if raw_command:
+            try:
+                parsed = json.loads(raw_command)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"QUEUEJOB_ITEM_COMMAND is not JSON: {exc}") from None
+            if (
+                not isinstance(parsed, list)
+                or not parsed
+                or not all(isinstance(p, str) for p in parsed)
+            ):
+                raise ValueError("QUEUEJOB_ITEM_COMMAND must be a JSON list of strings")
+            command = tuple(parsed)
+
+        def number(name: str, default: str) -> float:
+            try:
+                value = float(env.get(name) or default)
+            except ValueError:
+                raise ValueError(f"{name} must be a number, got {env.get(name)!r}") from None
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0")
+            return value
+
+        lease = env.get("QUEUEJOB_LEASE_SECONDS")
+        return cls(
+            redis_url=url,
+            redis_password=env.get("QUEUEJOB_REDIS_PASSWORD") or None,
+            queue=queue,
+            worker_id=env.get("QUEUEJOB_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
+            lease_seconds=number("QUEUEJOB_LEASE_SECONDS", "30") if lease else None,
+            command=command,
+            demo_work_seconds=number("QUEUEJOB_DEMO_WORK_SECONDS", "0.1"),
+            redis_timeout=number("QUEUEJOB_REDIS_TIMEOUT", "5"),
+        )
+
+
+class Heartbeat:
+    """Renews a lease every third of its length in a thread until stopped."""
+
+    def __init__(self, queue: LeaseQueue, lease: Lease, period: float) -> None:
+        self._queue = queue
+        self._lease = lease
+        self._period = max(period, 0.05)
+        self._stop = threading.Event()
+        self.lost: str | None = None
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._period):
+            try:
+                self._queue.renew(self._lease)
+            except StaleLeaseError as exc:
+                self.lost = str(exc)
+                log.warning(f"lost the lease on {self._lease.item!r}: {exc.reason}")
+                return
+            except (QueueUnavailableError, QueueAuthError) as exc:
+                log.warning(f"heartbeat for {self._lease.item!r} failed, will retry: {exc}")
+
+
+class Worker:
+    """One worker process; :meth:`run` returns the exit code."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        client = redisconn.client(config.redis_url, config.redis_password, config.redis_timeout)
+        self.queue = LeaseQueue(client, config.queue)
+        self.stopping = threading.Event()
+        self._child: subprocess.Popen[str] | None = None
+        self.processed = 0
+
+    def stop(self, signum: int, _frame: FrameType | None = None) -> None:
+        """Signal handler: stop after giving the current item back."""
+        log.info(f"signal {signum}: releasing the lease and exiting")
+        self.stopping.set()
+        child = self._child
+        if child is not None and child.poll() is None:
+            child.terminate()
+
+    def _process(self, lease: Lease) -> None:
+        """Do the work for one item; raises :class:`ItemFailed` on failure."""
+        if self.config.command is None:
+            self.stopping.wait(self.config.demo_work_seconds)
+            if lease.item.startswith("poison"):
+                raise ItemFailed(f"poison item {lease.item!r} always fails")
+            if lease.item.startswith("fail-once") and lease.attempt == 1:
+                raise ItemFailed(f"item {lease.item!r} fails on its first attempt")
+            return
+        env = {**os.environ, "QUEUEJOB_ITEM": lease.item, "QUEUEJOB_ATTEMPT": str(lease.attempt)}
+        try:
+            child = subprocess.Popen(
+                list(self.config.command), env=env, stderr=subprocess.PIPE, text=True
+            )
+        except OSError as exc:
+            raise ItemFailed(f"cannot run {self.config.command[0]!r}: {exc}") from None
+        self._child = child
+        try:
+            _, stderr = child.communicate()
+        finally:
+            self._child = None
+        if stderr:
+            sys.stderr.write(stderr)
+            sys.stderr.flush()
+        if child.returncode != 0:
+            lines = [line for line in (stderr or "").splitlines() if line.strip()]
+            last = lines[-1].strip() if lines else ""
+            raise ItemFailed(f"exit code {child.returncode}" + (f": {last}" if last else ""))
+
+    def _handle(self, lease: Lease, period: float) -> None:
+        started = time.monotonic()
+        with Heartbeat(self.queue, lease, period) as heartbeat:
+            try:
+                self._process(lease)
+                error = None
+            except ItemFailed as exc:
+                error = str(exc)
+        took = time.monotonic() - started
+        if self.stopping.is_set():
+            try:
+                self.queue.release(lease)
+                log.info(f"released {lease.item!r} (attempt {lease.attempt})")
+            except StaleLeaseError:
+                pass
+            return
+        try:
+            if error is None:
+                self.queue.complete(lease)
+                self.processed += 1
+                log.info(f"item {lease.item!r} done (attempt {lease.attempt}, {took:.2f}s)")
+            else:
+                result = self.queue.fail(lease, error)
+                what = "dead-lettered" if result.dead else "will be retried"
+                log.warning(
+                    f"item {lease.item!r} failed (attempt {lease.attempt}): {error}; {what}"
+                )
+        except StaleLeaseError as exc:
+            log.warning(
+                f"item {lease.item!r}: result dropped, {exc.reason}"
+                + (f" ({heartbeat.lost})" if heartbeat.lost else "")
+            )
+
+    def run(self) -> int:
+        """Process items until the queue is done (0) or a signal arrives (143)."""
+        log.info(f"worker {self.config.worker_id} on queue {self.config.queue}")
+        failures = 0
+        last_reap = time.monotonic()
+        while not self.stopping.is_set():
+            try:
+                leases = self.queue.lease(
+                    self.config.worker_id,
+                    n=1,
+                    lease_seconds=self.config.lease_seconds,
+                    timeout=1.0,
+                )
+                failures = 0
+                if not leases:
+                    if self.queue.done():
+                        log.info(f"queue done; processed {self.processed} items; exiting")
+                        return EXIT_DONE
+                    period = self.config.lease_seconds or 30.0
+                    if time.monotonic() - last_reap > period / 2:
+                        last_reap = time.monotonic()
+                        reaped = self.queue.reap()
+                        if reaped:
+                            log.info(f"reaped {reaped} expired leases")
+                    continue
+                lease_seconds = self.config.lease_seconds or self.queue.config.lease_seconds
+                self._handle(leases[0], lease_seconds / 3)
+            except (QueueUnavailableError, QueueAuthError) as exc:
+                delay = exponential_delay(failures, 0.5, 10.0, 0.2)
+                failures += 1
+                log.warning(f"Redis problem, retrying in {delay:.1f}s: {exc}")
+                self.stopping.wait(delay)
+        log.info(f"stopped; processed {self.processed} items")
+        return EXIT_TERMINATED
+
+
+def main() -> int:
+    """Entry point of ``queuejob worker``."""
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = WorkerConfig.from_env()
+    except ValueError as exc:
+        log.error(f"bad worker configuration: {exc}")
+        return EXIT_CONFIG
+    worker = Worker(config)
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
+    return worker.run()
