@@ -148,8 +148,17 @@ undeploy: docker-check $(KUBECTL) ## Delete all QueueJobs (while the operator st
 	-$(KIND_KUBECTL) delete queuejobs --all --all-namespaces --timeout=120s
 	$(KIND_KUBECTL) delete -k manifests/deploy --ignore-not-found --timeout=180s
 
+# pytest-kind (used by the `cluster` fixture's kind backend) keeps its files in .pytest-kind/NAME/:
+# hand it this cluster's kubeconfig and our kind and kubectl binaries, so it re-uses the cluster
+# made by kind-up instead of downloading its own tools, and keep the cluster afterwards.
+PYTEST_KIND_DIR := .pytest-kind/$(KIND_CLUSTER)
 e2e-kind: deploy ## Run the end-to-end tests against the kind cluster (pytest --cluster=kind)
-	$(PY) -m pytest --cluster=kind tests/e2e $(PYTEST_ARGS)
+	@mkdir -p $(PYTEST_KIND_DIR)
+	cp $(KIND_KUBECONFIG) $(PYTEST_KIND_DIR)/kubeconfig
+	ln -sf $(abspath $(KIND)) $(PYTEST_KIND_DIR)/kind-$(KIND_VERSION)
+	ln -sf $(abspath $(KUBECTL)) $(PYTEST_KIND_DIR)/kubectl-local
+	KIND_VERSION=$(KIND_VERSION) KUBECTL_VERSION=local \
+	  $(PY) -m pytest --cluster=kind --keep-cluster tests/e2e $(PYTEST_ARGS)
 
 $(KUBECTL):
 	bash controlplane/build.sh
