@@ -310,7 +310,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             setting.flag,
             dest=setting.field,
             default=None,
-            metavar=setting.env,
+            metavar="VALUE",
             help=f"{setting.help} [env {setting.env}, default {setting.default!r}]",
         )
 

@@ -18,6 +18,7 @@ first attempt, items starting with ``poison`` always fail.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -156,7 +157,9 @@ class Worker:
         self.stopping.set()
         child = self._child
         if child is not None and child.poll() is None:
-            child.terminate()
+            # The command runs in its own process group: signal all of it (pipes close too).
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGTERM)
 
     def _process(self, lease: Lease) -> None:
         """Do the work for one item; raises :class:`ItemFailed` on failure."""
@@ -170,7 +173,11 @@ class Worker:
         env = {**os.environ, "QUEUEJOB_ITEM": lease.item, "QUEUEJOB_ATTEMPT": str(lease.attempt)}
         try:
             child = subprocess.Popen(
-                list(self.config.command), env=env, stderr=subprocess.PIPE, text=True
+                list(self.config.command),
+                env=env,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
             )
         except OSError as exc:
             raise ItemFailed(f"cannot run {self.config.command[0]!r}: {exc}") from None

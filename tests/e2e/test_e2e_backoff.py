@@ -1,0 +1,69 @@
+"""Backoff: with Redis down, handlers retry with growing, jittered delays and recover after."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+
+import pytest
+
+from fixtures.operator import OperatorHandle, queuejob, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+RETRY = re.compile(
+    r"\[(?P<obj>[^\]]+)\] Handler reconcile failed: .*; retry (?P<n>\d+) in "
+    r"(?P<delay>[0-9.]+)s"
+)
+
+
+def _delays(operator: OperatorHandle, obj: str) -> list[float]:
+    return [float(m["delay"]) for m in RETRY.finditer(operator.logs()) if m["obj"] == obj]
+
+
+def test_handlers_back_off_while_redis_is_down(operator: OperatorHandle, namespace: str) -> None:
+    base = float(operator.setting("QUEUEJOB_BACKOFF_BASE", "1"))
+    cap = float(operator.setting("QUEUEJOB_BACKOFF_CAP", "60"))
+    jitter = float(operator.setting("QUEUEJOB_BACKOFF_JITTER", "0.2"))
+    obj = f"{namespace}/outage"
+    # Enough outage for four retries: base * (1 + 2 + 4 + 8), at least 8 s.
+    outage = max(8.0, min(base * 15, 60.0))
+    with operator.redis_outage():
+        started = time.monotonic()
+        operator.apply(
+            queuejob(
+                "outage",
+                namespace,
+                items=["a", "b", "c"],
+                worker={"env": [{"name": "QUEUEJOB_DEMO_WORK_SECONDS", "value": "0.01"}]},
+            )
+        )
+        wait_for(
+            lambda: len(_delays(operator, obj)) >= 4,
+            outage + 60,
+            "four handler retries while Redis is down",
+        )
+        qj = operator.get_qj(namespace, "outage")
+        assert qj.get("status", {}).get("phase") in (None, "Pending")
+        down_for = time.monotonic() - started
+
+    delays = _delays(operator, obj)
+    print(
+        f"Redis down for {down_for:.1f}s; observed retry delays (s): "
+        + ", ".join(f"{d:.3f}" for d in delays)
+    )
+    # Growing: each delay is base * 2**n minus up to `jitter` of it, capped.
+    for n, delay in enumerate(delays[:4]):
+        nominal = min(cap, base * 2**n)
+        assert nominal * (1 - jitter) - 1e-3 <= delay <= nominal + 1e-3, (n, delay, nominal)
+    uncapped = [d for n, d in enumerate(delays[:4]) if base * 2**n < cap]
+    assert all(a < b for a, b in itertools.pairwise(uncapped)), delays
+    # Jittered: not exactly the nominal values.
+    if jitter > 0:
+        assert any(abs(d - min(cap, base * 2**n)) > 1e-3 for n, d in enumerate(delays[:4]))
+
+    # Recovery once Redis is back.
+    qj = operator.wait_phase(namespace, "outage", ("Succeeded", "Failed"), timeout=120)
+    assert qj["status"]["phase"] == "Succeeded"
+    assert qj["status"]["counts"]["succeeded"] == 3

@@ -1,0 +1,118 @@
+"""Life cycle: 50 items, parallelism 3 -> Succeeded with the right counts; delete cleans up."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from fixtures.cluster import Cluster
+from fixtures.operator import OperatorHandle, queuejob, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+LABEL = "workqueue.example.com/queuejob"
+
+
+def _pod_names(cluster: Cluster, namespace: str, qj: str) -> list[str]:
+    pods = cluster.kubectl_json("get", "pods", "-n", namespace, "-l", f"{LABEL}={qj}")
+    return [p["metadata"]["name"] for p in pods["items"]]
+
+
+def test_lifecycle_50_items(cluster: Cluster, operator: OperatorHandle, namespace: str) -> None:
+    items = [f"item-{i:02d}" for i in range(50)]
+    operator.apply(
+        queuejob(
+            "life",
+            namespace,
+            items=items,
+            parallelism=3,
+            leaseSeconds=10,
+            worker={"env": [{"name": "QUEUEJOB_DEMO_WORK_SECONDS", "value": "0.05"}]},
+        )
+    )
+    qj = operator.wait_phase(namespace, "life", ("Succeeded", "Failed"), timeout=180)
+    status = qj["status"]
+    assert status["phase"] == "Succeeded", status
+    assert status["counts"] == {
+        "total": 50,
+        "pending": 0,
+        "leased": 0,
+        "succeeded": 50,
+        "failed": 0,
+        "retries": status["counts"]["retries"],
+    }
+    assert status["progress"] == "50/50"
+    assert status["jobName"] == "life-workers"
+    assert status["startTime"] and status["completionTime"]
+    complete = {c["type"]: c for c in status["conditions"]}
+    assert complete["Complete"]["status"] == "True"
+    assert complete["Seeded"]["status"] == "True"
+
+    # Every item was processed, by the queue's record and by the workers' own logs.
+    queue = operator.queue(namespace, "life")
+    assert queue.succeeded_items() == set(items)
+    done: set[str] = set()
+    for pod in _pod_names(cluster, namespace, "life"):
+        done |= set(re.findall(r"item '([^']+)' done", cluster.pod_logs(namespace, pod)))
+    assert done == set(items)
+
+    # The Job: owned by the QueueJob, completions unset, parallelism from the spec, PSA-restricted.
+    job = cluster.kubectl_json("get", "job", "life-workers", "-n", namespace)
+    owner = job["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"]) == (
+        "QueueJob",
+        "life",
+        qj["metadata"]["uid"],
+    )
+    assert owner["controller"] is True
+    assert job["spec"]["parallelism"] == 3
+    assert job["spec"].get("completions") is None
+    pod_spec = job["spec"]["template"]["spec"]
+    container = pod_spec["containers"][0]
+    assert pod_spec["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    password_env = next(e for e in container["env"] if e["name"] == "QUEUEJOB_REDIS_PASSWORD")
+    assert password_env["valueFrom"]["secretKeyRef"]["name"] == "life-redis"
+    assert operator.redis_password is None or all(
+        operator.redis_password not in str(e.get("value", "")) for e in container["env"]
+    )
+    wait_for(
+        lambda: (
+            cluster.kubectl_json("get", "job", "life-workers", "-n", namespace)
+            .get("status", {})
+            .get("succeeded")
+        ),
+        60,
+        "the Job to succeed",
+    )
+
+    # An Event per phase change.
+    events = cluster.kubectl_json(
+        "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=life"
+    )
+    messages = " | ".join(e.get("message", "") for e in events["items"])
+    assert "-> Running" in messages and "Running -> Succeeded" in messages, messages
+
+    # Delete: the finalizer removes the Redis keys; Job, pods and Secret go by GC.
+    assert queue.keys_in_use()
+    cluster.kubectl("delete", "queuejob", "life", "-n", namespace, "--timeout=60s")
+    assert queue.keys_in_use() == []
+    wait_for(
+        lambda: (
+            cluster.kubectl("get", "job", "life-workers", "-n", namespace, check=False).returncode
+            != 0
+        ),
+        90,
+        "the Job to be deleted",
+    )
+    wait_for(lambda: not _pod_names(cluster, namespace, "life"), 90, "the pods to be deleted")
+    wait_for(
+        lambda: (
+            cluster.kubectl("get", "secret", "life-redis", "-n", namespace, check=False).returncode
+            != 0
+        ),
+        90,
+        "the Secret to go",
+    )
