@@ -28,14 +28,23 @@ def crds(cluster: Any) -> None:
 
 @pytest.fixture(scope="session")
 def deployed(cluster: Any, crds: None) -> Iterator[list[dict[str, Any]]]:
-    """manifests/deploy applied for real (Deployments at 0 replicas); yields its objects."""
+    """manifests/deploy applied for real (Deployments at 0 replicas); yields its objects.
+
+    On a cluster where queuejob-system exists already (``make deploy`` on kind, then the whole
+    suite with ``--cluster=kind``), the running deployment is left alone: the manifests are only
+    applied with ``--dry-run=server`` and nothing is deleted afterwards.
+    """
     docs = render_deploy(cluster)
+    exists = cluster.kubectl("get", "namespace", DEPLOY_NS, check=False).returncode == 0
+    if exists:
+        cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=_stream(docs))
+        yield docs
+        return
     for doc in docs:
         if doc["kind"] == "Deployment":
             doc["spec"]["replicas"] = 0
-    stream = "\n---\n".join(json.dumps(doc) for doc in docs)
     try:
-        cluster.kubectl("apply", "-f", "-", input=stream)
+        cluster.kubectl("apply", "-f", "-", input=_stream(docs))
         yield docs
     finally:
         cluster.kubectl(
@@ -48,3 +57,7 @@ def deployed(cluster: Any, crds: None) -> Iterator[list[dict[str, Any]]]:
             "--ignore-not-found",
             check=False,
         )
+
+
+def _stream(docs: list[dict[str, Any]]) -> str:
+    return "\n---\n".join(json.dumps(doc) for doc in docs)
