@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -83,7 +84,9 @@ def run_operator(args: argparse.Namespace) -> int:
     if namespaces and args.all_namespaces:
         print("queuejob operator: --namespace and --all-namespaces are exclusive", file=sys.stderr)
         return 2
-    kopf.configure(verbose=args.verbose, debug=args.debug, quiet=args.quiet)
+    # Object log lines carry "[namespace/name]"; probe requests are not worth a log line.
+    kopf.configure(verbose=args.verbose, debug=args.debug, quiet=args.quiet, log_prefix=True)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     import queuejob.operator_main  # noqa: F401  (registers the handlers)
 
     kopf.run(
