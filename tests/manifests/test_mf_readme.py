@@ -1,0 +1,92 @@
+"""The README's reference sections match the code they document.
+
+Every QueueJob spec field of the CRD (with its default), every operator setting (with its
+default) and every metric the operator exports must appear in README.md, and every Makefile
+target the README tells people to run must exist. A new field, setting or metric without
+documentation fails here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+from mf_support import REPO
+
+from queuejob.metrics import Metrics
+from queuejob.settings import SETTINGS
+
+README = (REPO / "README.md").read_text()
+#: Fields documented as a whole (their sub-fields are Kubernetes' own types).
+OPAQUE = {
+    "spec.worker.env",
+    "spec.worker.resources",
+    "spec.itemsFrom.configMapKeyRef",
+    "spec.redis.passwordSecretRef",
+}
+
+
+def _rows() -> dict[str, str]:
+    """Markdown table rows keyed by their first cell (without backticks)."""
+    rows = {}
+    for line in README.splitlines():
+        if line.startswith("| `"):
+            first = line.split("|")[1].strip().strip("`")
+            rows[first] = line
+    return rows
+
+
+def _spec_fields() -> dict[str, Any]:
+    crd = yaml.safe_load((REPO / "crds" / "queuejobs.workqueue.example.com.yaml").read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    fields: dict[str, Any] = {}
+
+    def walk(prefix: str, node: dict[str, Any]) -> None:
+        props = node.get("properties")
+        if not props or prefix in OPAQUE:
+            fields[prefix] = node
+            return
+        for name, child in props.items():
+            walk(f"{prefix}.{name}", child)
+
+    walk("spec", schema)
+    return fields
+
+
+def test_every_spec_field_is_documented_with_its_default() -> None:
+    rows = _rows()
+    fields = _spec_fields()
+    assert len(fields) >= 15, fields.keys()
+    for path, node in fields.items():
+        assert path in rows, f"README's QueueJob reference lacks {path}"
+        if "default" in node and not isinstance(node["default"], dict):
+            default = str(node["default"]).lower()
+            assert f"`{default}`" in rows[path].lower(), f"{path}: default {default} not in README"
+
+
+def test_every_operator_setting_is_documented_with_its_default() -> None:
+    rows = _rows()
+    for setting in SETTINGS:
+        assert setting.env in rows, f"README's settings table lacks {setting.env}"
+        row = rows[setting.env]
+        assert f"`{setting.flag}`" in row
+        assert (f"`{setting.default}`" if setting.default else "(empty)") in row, row
+
+
+def test_every_metric_is_documented() -> None:
+    names = {family.name for family in Metrics(concurrency_limit=4).registry.collect()}
+    assert "workqueue_depth" in names
+    rows = _rows()
+    missing = sorted(name for name in names if name not in rows)
+    assert not missing, f"README's metrics table lacks {missing}"
+
+
+def test_make_targets_named_in_the_readme_exist() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-zA-Z0-9_-]+):", makefile, re.M))
+    named = set(re.findall(r"`make ([a-z0-9-]+)", README)) | set(
+        re.findall(r"^make ([a-z0-9-]+)", README, re.M)
+    )
+    assert {"demo", "test", "deploy", "e2e-kind"} <= named, named
+    assert named <= targets, f"README names missing Makefile targets: {sorted(named - targets)}"
