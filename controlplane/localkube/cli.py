@@ -1,0 +1,165 @@
+"""``localkube up|down|env|status``: a local Kubernetes control plane for development and tests.
+
+- ``up``: start etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the node agent
+  in the background (owned by a supervisor process), wait until ready, print timing and how to use
+  it. Exit status 1 (and the failing component's log tail) when it cannot start.
+- ``env``: shell lines putting this checkout's kubectl first on PATH and setting KUBECONFIG.
+- ``status``: each component's pid, liveness and resident memory; exit status 1 if one is down.
+- ``down``: stop everything (SIGTERM, then SIGKILL), sweep leftovers, remove the state directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from localkube import paths
+from localkube.process import MARKER_ENV, alive, is_ours, rss_bytes, sweep, tail, terminate_pids
+from localkube.state import ClusterState
+
+UP_TIMEOUT = 180.0
+
+
+def _running(state: ClusterState | None) -> bool:
+    return state is not None and is_ours(state.supervisor_pid, state.cluster_id)
+
+
+def cmd_up(state_dir: Path) -> int:
+    state = ClusterState.load(state_dir)
+    if _running(state):
+        print(f"localkube: already running (state in {state_dir}); `localkube down` stops it")
+        return 0
+    paths.require_binary()
+    if state is not None:  # stale state of a dead cluster: clean it first
+        sweep(state.cluster_id)
+    shutil.rmtree(state_dir, ignore_errors=True)
+    (state_dir / "logs").mkdir(parents=True)
+    cluster_id = uuid.uuid4().hex
+    log_path = state_dir / "logs" / "localkube.log"
+    began = time.monotonic()
+    with log_path.open("ab") as out:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "localkube", "supervise", "--state-dir", str(state_dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, MARKER_ENV: cluster_id},
+            start_new_session=True,
+        )
+    shown = 0
+    while True:
+        lines = log_path.read_text(errors="replace").splitlines()
+        for line in lines[shown:]:
+            print(line, flush=True)
+        shown = len(lines)
+        state = ClusterState.load(state_dir)
+        if state is not None and state.phase == "ready":
+            break
+        if supervisor.poll() is not None or (state is not None and state.phase == "failed"):
+            print(
+                f"localkube: start failed; state kept in {state_dir} (run `localkube down`)",
+                file=sys.stderr,
+            )
+            return 1
+        if time.monotonic() - began > UP_TIMEOUT:
+            print(f"localkube: not ready after {UP_TIMEOUT:.0f}s; see {log_path}", file=sys.stderr)
+            return 1
+        time.sleep(0.2)
+    print(f"localkube: up in {time.monotonic() - began:.1f}s (API server {state.server})")
+    print(f"localkube: kubeconfig {state.kubeconfig}")
+    print('localkube: use it with:  eval "$(make cluster-env)"  (or `python -m localkube env`)')
+    return 0
+
+
+def cmd_env(state_dir: Path) -> int:
+    kubeconfig = state_dir / "kubeconfig"
+    print(f'export PATH={shlex.quote(str(paths.kubectl_binary().parent))}:"$PATH"')
+    print(f"export KUBECONFIG={shlex.quote(str(kubeconfig))}")
+    if not kubeconfig.exists():
+        print(
+            "# note: no cluster is running yet; start it with `make cluster-up`",
+        )
+    return 0
+
+
+def cmd_status(state_dir: Path) -> int:
+    state = ClusterState.load(state_dir)
+    if state is None:
+        print(f"localkube: not running (no state in {state_dir})")
+        return 1
+    healthy = _running(state) and state.phase == "ready"
+    print(f"supervisor  pid {state.supervisor_pid}  phase {state.phase}  {state.server}")
+    total = 0
+    for name, pid in state.components.items():
+        up = is_ours(pid, state.cluster_id)
+        rss = rss_bytes(pid) if up else 0
+        total += rss
+        print(
+            f"  {name:<24} pid {pid:<8} {'running' if up else 'DOWN':<8} rss {rss / 2**20:7.1f} MiB"
+        )
+        if not up:
+            healthy = False
+            print(f"    last lines of {state.logs.get(name)}:")
+            print("    " + tail(Path(state.logs.get(name, "")), 15).replace("\n", "\n    "))
+    print(f"  {'total':<24} {'':<22} rss {total / 2**20:7.1f} MiB")
+    if state.startup_seconds is not None:
+        print(f"startup: {state.startup_seconds:.1f}s to API ready + node Ready + controllers")
+    for failure in state.failures:
+        print(failure)
+    return 0 if healthy else 1
+
+
+def cmd_down(state_dir: Path) -> int:
+    state = ClusterState.load(state_dir)
+    if state is None:
+        if state_dir.exists():
+            shutil.rmtree(state_dir, ignore_errors=True)
+        print("localkube: not running")
+        return 0
+    if is_ours(state.supervisor_pid, state.cluster_id):
+        print(f"localkube: stopping (supervisor pid {state.supervisor_pid})")
+        terminate_pids([state.supervisor_pid], grace=30.0)
+    leftovers = sweep(state.cluster_id)
+    if leftovers:
+        print(f"localkube: stopped {len(leftovers)} leftover process(es): {leftovers}")
+    stray = [
+        pid for pid in state.components.values() if alive(pid) and is_ours(pid, state.cluster_id)
+    ]
+    shutil.rmtree(state_dir, ignore_errors=True)
+    if stray:
+        print(f"localkube: could not stop {stray}", file=sys.stderr)
+        return 1
+    print(f"localkube: down; removed {state_dir}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="localkube", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("command", choices=["up", "down", "env", "status", "supervise"])
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help=f"state directory (default {paths.default_state_dir()})",
+    )
+    args = parser.parse_args(argv)
+    state_dir = (args.state_dir or paths.default_state_dir()).absolute()
+    try:
+        if args.command == "supervise":
+            from localkube.supervisor import supervise
+
+            return supervise(state_dir)
+        command = {"up": cmd_up, "down": cmd_down, "env": cmd_env, "status": cmd_status}
+        return command[args.command](state_dir)
+    except FileNotFoundError as exc:
+        print(f"localkube: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,322 @@
+"""``LocalCluster``: a real Kubernetes control plane (plus the node agent) as local processes.
+
+Dev/test tooling only. ``with LocalCluster() as c:`` generates a PKI, starts etcd,
+kube-apiserver, kube-controller-manager, kube-scheduler and the node agent on loopback, waits until
+the API server is ready, the node is Ready and the controllers work, and writes an admin
+kubeconfig (:attr:`LocalCluster.kubeconfig`). Guarantees:
+
+- ``start()`` either returns a working cluster or raises (:class:`ComponentDied` names the
+  component and quotes the end of its log) after stopping everything it started;
+- while running, a monitor thread notices a component that exits, reports which one with the last
+  lines of its log (``on_failure``, default: stderr) and :meth:`LocalCluster.check` raises;
+- components die with the process that started them (``PR_SET_PDEATHSIG``): call ``start()``
+  from a thread that outlives the cluster, normally the main thread;
+- ``stop()`` SIGTERMs each component (node agent first, etcd last), SIGKILLs after a grace
+  period, stops any leftover process of this cluster (pods included, found by their marker) and
+  removes the state directory when it created it (a temporary one).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from localkube import components, paths
+from localkube.apiclient import ApiProbe
+from localkube.certs import ClientIdentity, Pki, generate_pki
+from localkube.kubeconfig import write_kubeconfig
+from localkube.podlogs import pod_log_path
+from localkube.process import MARKER_ENV, Component, rss_bytes, sweep
+
+DEFAULT_NODE = "localkube-node"
+START_TIMEOUT = 120.0
+
+
+class ComponentDied(RuntimeError):
+    """A component exited; the message names it and quotes the end of its log."""
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalCluster:
+    """A local control plane; see the module docstring for its guarantees."""
+
+    def __init__(
+        self,
+        state_dir: Path | None = None,
+        *,
+        binary: Path | None = None,
+        node_agent: bool = True,
+        node_name: str = DEFAULT_NODE,
+        progress: Callable[[str], None] | None = None,
+        on_failure: Callable[[str], None] | None = None,
+    ) -> None:
+        self._requested_dir = state_dir
+        self._binary = binary
+        self.with_node_agent = node_agent
+        self.node_name = node_name
+        self._progress = progress or (lambda _msg: None)
+        self._on_failure = on_failure or _stderr
+        self.cluster_id = uuid.uuid4().hex
+        self.components: list[Component] = []
+        self.failures: list[str] = []
+        self.startup_seconds: float | None = None
+        self._state_dir: Path | None = None
+        self._owns_dir = False
+        self._stopping = threading.Event()
+        self._monitor: threading.Thread | None = None
+        self._probe: ApiProbe | None = None
+        self.port = 0
+
+    # ----------------------------------------------------------------------------- accessors
+    @property
+    def state_dir(self) -> Path:
+        assert self._state_dir is not None, "cluster not started"
+        return self._state_dir
+
+    @property
+    def kubeconfig(self) -> Path:
+        """Admin kubeconfig (user ``localkube-admin``, group ``system:masters``)."""
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def kubeconfig_files(self) -> Path:
+        """Admin kubeconfig referencing the PEM files by path (valid while the cluster runs)."""
+        return self.state_dir / "kubeconfigs" / "admin-files.kubeconfig"
+
+    def pod_log(self, namespace: str, pod: str, container: str) -> Path:
+        """Path of a container's log file written by the node agent."""
+        return pod_log_path(self.state_dir, namespace, pod, container)
+
+    def pids(self) -> dict[str, int]:
+        return {c.name: c.pid for c in self.components if c.process is not None}
+
+    def rss(self) -> dict[str, int]:
+        """Resident memory (bytes) of each component process."""
+        return {name: rss_bytes(pid) for name, pid in self.pids().items()}
+
+    # ----------------------------------------------------------------------------- lifecycle
+    def __enter__(self) -> LocalCluster:
+        self.start()
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Bring the cluster up (see module docstring); raises and cleans up on failure."""
+        began = time.monotonic()
+        if self._requested_dir is None:
+            self._state_dir = Path(tempfile.mkdtemp(prefix="localkube-"))
+            self._owns_dir = True
+        else:
+            self._state_dir = self._requested_dir.absolute()
+            self._state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start(began)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - began
+        self._progress(f"cluster ready in {self.startup_seconds:.1f}s: {self.server}")
+        self._monitor = threading.Thread(target=self._watch, name="localkube-monitor", daemon=True)
+        self._monitor.start()
+
+    def _start(self, began: float) -> None:
+        binary = self._binary or paths.require_binary()
+        state = self.state_dir
+        logs = state / "logs"
+        pki = generate_pki(
+            state / "pki",
+            [
+                ClientIdentity("admin", "localkube-admin", ("system:masters",)),
+                ClientIdentity("controller-manager", "system:kube-controller-manager"),
+                ClientIdentity("scheduler", "system:kube-scheduler"),
+                ClientIdentity("node", f"system:node:{self.node_name}", ("system:nodes",)),
+            ],
+            service_ip=components.SERVICE_IP,
+        )
+        ports = components.Ports(free_port(), free_port(), free_port())
+        self.port = ports.apiserver
+        configs = {
+            name: write_kubeconfig(
+                state / ("kubeconfig" if name == "admin" else f"kubeconfigs/{name}.kubeconfig"),
+                server=self.server,
+                ca_cert=pki.ca.cert,
+                client=pki.clients[name],
+                user=user,
+                embed=name == "admin",
+            )
+            for name, user in [
+                ("admin", "localkube-admin"),
+                ("controller-manager", "system:kube-controller-manager"),
+                ("scheduler", "system:kube-scheduler"),
+                ("node", f"system:node:{self.node_name}"),
+            ]
+        }
+        # The same admin identity with the PEM files referenced, not embedded: clients that copy
+        # embedded credentials to temporary files (kubernetes, pykube-ng) then need none.
+        write_kubeconfig(
+            state / "kubeconfigs" / "admin-files.kubeconfig",
+            server=self.server,
+            ca_cert=pki.ca.cert,
+            client=pki.clients["admin"],
+            user="localkube-admin",
+            embed=False,
+        )
+        self._probe = ApiProbe(ports.apiserver, pki.ca.cert, pki.clients["admin"])
+        env = {**os.environ, MARKER_ENV: self.cluster_id}
+        self._progress(f"certificates and kubeconfigs written ({time.monotonic() - began:.1f}s)")
+
+        etcd = self._launch("etcd", components.etcd(binary, state / "etcd", ports), logs, env)
+        self._wait("etcd health", [etcd], lambda: self._etcd_healthy(ports.etcd_client))
+        apiserver = self._launch(
+            "kube-apiserver", components.apiserver(binary, pki, ports), logs, env
+        )
+        self._wait("kube-apiserver /readyz", [etcd, apiserver], self._apiserver_ready)
+        self._progress(f"API server ready ({time.monotonic() - began:.1f}s)")
+        self._launch(
+            "kube-controller-manager",
+            components.controller_manager(binary, pki, configs["controller-manager"]),
+            logs,
+            env,
+        )
+        self._launch(
+            "kube-scheduler", components.scheduler(binary, configs["scheduler"]), logs, env
+        )
+        if self.with_node_agent:
+            self._launch("node-agent", self.node_agent_argv(configs["node"]), logs, env)
+            self._wait(f"node {self.node_name} Ready", self.components, self._node_ready)
+        self._wait(
+            "serviceaccount default/default (controllers working)",
+            self.components,
+            lambda: (
+                self._probe_json("/api/v1/namespaces/default/serviceaccounts/default") is not None
+            ),
+        )
+        self._write_pki_note(pki)
+
+    def node_agent_argv(self, kubeconfig: Path) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "localkube.node_agent",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--node-name",
+            self.node_name,
+            "--state-dir",
+            str(self.state_dir),
+        ]
+
+    def _write_pki_note(self, pki: Pki) -> None:
+        (self.state_dir / "pki" / "README").write_text(
+            "Throwaway PKI of a localkube dev cluster; regenerated on every start.\n"
+            f"CA: {pki.ca.cert}\n"
+        )
+
+    def _launch(self, name: str, argv: list[str], logs: Path, env: dict[str, str]) -> Component:
+        component = Component(name, argv, logs / f"{name}.log")
+        component.start(env, cwd=self.state_dir)
+        self.components.append(component)
+        self._progress(f"started {name} (pid {component.pid})")
+        return component
+
+    def _wait(self, what: str, watched: list[Component], ready: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            for component in watched:
+                if component.exit_code() is not None:
+                    raise ComponentDied(f"while waiting for {what}: {component.describe_exit()}")
+            if ready():
+                return
+            if time.monotonic() > deadline:
+                logs = "\n".join(f"  {c.name}: {c.log}" for c in watched)
+                raise TimeoutError(f"{what} not reached in {START_TIMEOUT:.0f}s; logs:\n{logs}")
+            time.sleep(0.1)
+
+    def _etcd_healthy(self, port: int) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def _probe_json(self, path: str) -> Any | None:
+        assert self._probe is not None
+        return self._probe.get_json(path)
+
+    def _apiserver_ready(self) -> bool:
+        assert self._probe is not None
+        try:
+            status, _ = self._probe.get("/readyz")
+        except OSError:
+            return False
+        return status == 200
+
+    def _node_ready(self) -> bool:
+        node = self._probe_json(f"/api/v1/nodes/{self.node_name}")
+        if not node:
+            return False
+        conditions = node.get("status", {}).get("conditions", [])
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+        tainted = any(
+            t.get("key") == "node.kubernetes.io/not-ready"
+            for t in node.get("spec", {}).get("taints", []) or []
+        )
+        return ready and not tainted
+
+    # ----------------------------------------------------------------------------- monitoring
+    def _watch(self) -> None:
+        reported: set[str] = set()
+        while not self._stopping.wait(0.5):
+            for component in list(self.components):
+                if component.name not in reported and component.exit_code() is not None:
+                    reported.add(component.name)
+                    message = f"localkube: component {component.describe_exit()}"
+                    self.failures.append(message)
+                    self._on_failure(message)
+
+    def check(self) -> None:
+        """Raise :class:`ComponentDied` if any component has exited since start."""
+        if not self._stopping.is_set():
+            for component in self.components:
+                if component.exit_code() is not None:
+                    raise ComponentDied(f"localkube: component {component.describe_exit()}")
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop everything (idempotent); remove the state directory if it is a temporary one."""
+        self._stopping.set()
+        if self._monitor is not None:
+            self._monitor.join()
+            self._monitor = None
+        for component in reversed(self.components):
+            component.stop(grace)
+        sweep(self.cluster_id)
+        if self._owns_dir and self._state_dir is not None:
+            shutil.rmtree(self._state_dir, ignore_errors=True)

@@ -1,0 +1,118 @@
+"""Command lines of the control-plane components (flags follow Kubernetes v1.35).
+
+Design notes (what each choice guarantees):
+- everything listens on 127.0.0.1 only; etcd and the API server on free ports picked at start;
+  controller-manager and scheduler serve nothing (``--secure-port=0``): their health is watched
+  through their processes, and the API server is the only endpoint clients need;
+- the API server authorizes with ``Node,RBAC`` and keeps the default admission chain, which
+  contains PodSecurity (``--enable-admission-plugins`` is not passed, so nothing is dropped);
+- ``--endpoint-reconciler-type=none``: the ``kubernetes`` Service would otherwise get a loopback
+  endpoint, which Endpoints validation rejects (log noise, no function lost for local clients);
+- the controller-manager runs only the controllers listed in :data:`CONTROLLERS`, each with its
+  own service-account credentials. The node-lifecycle controller is left out on purpose: the only
+  node is the node agent's, whose health is its process (watched by the launcher); the agent
+  posts Lease and Ready heartbeats anyway and clears the not-ready taint itself, so nothing
+  depends on that controller and startup doesn't wait for its monitor period.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from localkube.certs import Pki
+
+SERVICE_CIDR = "10.0.0.0/24"
+SERVICE_IP = "10.0.0.1"
+ISSUER = "https://kubernetes.default.svc.cluster.local"
+
+CONTROLLERS = (
+    "job-controller",
+    "garbage-collector-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "replicaset-controller",
+    "deployment-controller",
+    "ttl-after-finished-controller",
+    "pod-garbage-collector-controller",
+    "root-ca-certificate-publisher-controller",
+    "clusterrole-aggregation-controller",
+    "endpointslice-controller",
+    "resourcequota-controller",
+    "disruption-controller",
+)
+
+
+@dataclass(frozen=True)
+class Ports:
+    etcd_client: int
+    etcd_peer: int
+    apiserver: int
+
+
+def etcd(binary: Path, data_dir: Path, ports: Ports) -> list[str]:
+    client = f"http://127.0.0.1:{ports.etcd_client}"
+    peer = f"http://127.0.0.1:{ports.etcd_peer}"
+    return [
+        str(binary),
+        "etcd",
+        "--name=localkube",
+        f"--data-dir={data_dir}",
+        f"--listen-client-urls={client}",
+        f"--advertise-client-urls={client}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster=localkube={peer}",
+        "--initial-cluster-state=new",
+        "--unsafe-no-fsync",  # throwaway data: durability buys nothing, fsync costs seconds
+        "--log-level=warn",
+    ]
+
+
+def apiserver(binary: Path, pki: Pki, ports: Ports) -> list[str]:
+    return [
+        str(binary),
+        "kube-apiserver",
+        f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        f"--secure-port={ports.apiserver}",
+        f"--tls-cert-file={pki.serving.cert}",
+        f"--tls-private-key-file={pki.serving.key}",
+        f"--client-ca-file={pki.ca.cert}",
+        "--authorization-mode=Node,RBAC",
+        "--anonymous-auth=false",
+        f"--service-account-issuer={ISSUER}",
+        f"--service-account-key-file={pki.service_account_pub}",
+        f"--service-account-signing-key-file={pki.service_account_key}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--endpoint-reconciler-type=none",
+        "--profiling=false",
+    ]
+
+
+def controller_manager(binary: Path, pki: Pki, kubeconfig: Path) -> list[str]:
+    return [
+        str(binary),
+        "kube-controller-manager",
+        f"--kubeconfig={kubeconfig}",
+        f"--controllers={','.join(CONTROLLERS)}",
+        "--use-service-account-credentials=true",
+        f"--root-ca-file={pki.ca.cert}",
+        f"--service-account-private-key-file={pki.service_account_key}",
+        "--leader-elect=false",
+        "--secure-port=0",
+        "--profiling=false",
+    ]
+
+
+def scheduler(binary: Path, kubeconfig: Path) -> list[str]:
+    return [
+        str(binary),
+        "kube-scheduler",
+        f"--kubeconfig={kubeconfig}",
+        "--leader-elect=false",
+        "--secure-port=0",
+        "--profiling=false",
+    ]

@@ -1,0 +1,45 @@
+"""``python -m localkube.node_agent --kubeconfig K --node-name N --state-dir D`` (dev/test only)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from localkube.node_agent.agent import NodeAgent
+from localkube.node_agent.api import Api
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="localkube-node-agent", description=__doc__)
+    parser.add_argument("--kubeconfig", type=Path, required=True)
+    parser.add_argument("--node-name", required=True)
+    parser.add_argument("--state-dir", type=Path, required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    agent = NodeAgent(Api(args.kubeconfig), args.node_name, args.state_dir.absolute())
+    done = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        logging.getLogger("localkube.node_agent").info("signal %d: shutting down", signum)
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    worker = threading.Thread(target=agent.run, name="pod-watch", daemon=True)
+    worker.start()
+    while not done.wait(0.5):
+        if not worker.is_alive():
+            return 1
+    agent.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
