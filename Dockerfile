@@ -10,8 +10,8 @@
 #   builder - makes a virtualenv in /opt/venv holding exactly the pinned runtime dependencies of
 #             requirements.lock (binary wheels only, --no-deps, then `pip check`) plus this project's
 #             own wheel, built with a pinned setuptools;
-#   runtime - the same slim Python base plus /opt/venv, nothing else: no compiler, no build backend,
-#             no pip inside the venv, no source tree. Runs as the numeric non-root user 10001.
+#   runtime - the same slim Python base minus its pip/setuptools/wheel, plus /opt/venv: no compiler,
+#             no build backend, no pip, no source tree. Runs as the numeric non-root user 10001.
 #
 # The base image is pinned by tag and by the digest of its multi-platform index (published in many
 # public Dockerfiles; not re-checked by pulling here, because this repo's CI has no Docker). To refresh:
@@ -55,6 +55,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp
+
+# The base image's own pip/setuptools/wheel are not needed at run time: remove them.
+RUN /usr/local/bin/python -m pip uninstall --yes --no-cache-dir --disable-pip-version-check pip setuptools wheel
 
 COPY --from=builder /opt/venv /opt/venv
 
