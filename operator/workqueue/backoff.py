@@ -27,10 +27,18 @@ def exponential_delay(
     return apply_jitter(delay, jitter, rand)
 
 
-def apply_jitter(delay: float, jitter: float, rand: Uniform = random.random) -> float:
-    """``delay`` reduced by a random fraction in ``[0, jitter)`` of itself; jitter in [0, 1]."""
+def apply_jitter(
+    delay: float, jitter: float, rand: Uniform = random.random, *, upward: bool = False
+) -> float:
+    """``delay`` changed by a random fraction in ``[0, jitter)`` of itself; jitter in [0, 1].
+
+    Reduced by default (so a cap stays a cap); ``upward=True`` lengthens it instead (so a rate
+    limit stays a limit), like client-go's ``wait.Jitter``.
+    """
     if not 0.0 <= jitter <= 1.0:
         raise ValueError(f"jitter must be in [0, 1], got {jitter}")
     if jitter == 0.0 or delay <= 0.0:
         return delay
+    if upward:
+        return delay * (1.0 + jitter * rand())
     return delay * (1.0 - jitter * rand())

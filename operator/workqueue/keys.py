@@ -15,16 +15,15 @@ from workqueue.errors import QueueConfigError
 #: or whitespace.
 NAME_PATTERN = re.compile(r"[^\s{}]{1,200}")
 
-#: (role, Redis type) in the scripts' KEYS order (mirrors ``TYPES`` in ``scripts/lib.lua``).
+#: (role, Redis type) in the scripts' KEYS order (mirrors ``check_types`` in ``scripts/lib.lua``).
 KEY_TYPES = (
     ("config", "hash"),
     ("seen", "set"),
     ("pending", "list"),
-    ("delayed", "zset"),
-    ("leased", "zset"),
+    ("timers", "zset"),
     ("holders", "hash"),
     ("attempts", "hash"),
-    ("succeeded", "set"),
+    ("succeeded", "hash"),
     ("dead", "zset"),
     ("errors", "hash"),
     ("acked", "hash"),

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Lease:
+class Lease(NamedTuple):
     """One leased item. ``token`` identifies this lease; only its holder may acknowledge it.
 
     ``attempt`` is 1 for the first lease of the item and counts every lease (a ``release``

@@ -1,9 +1,10 @@
 """A reliable Redis lease queue: the docs' "fine parallel processing" work queue, made reliable.
 
-Data model (keys ``wq:{name}:*``, one hash tag, see ``workqueue.keys``): ``pending`` list,
-``delayed`` zset (retry due times), ``leased`` zset (lease expiries) with the lease token of
-each in ``holders``, per-item ``attempts``, ``succeeded`` set, ``dead`` zset with the last
-``errors``, the ``seen`` set of every item ever seeded, and the shared token ``bucket``.
+Data model (keys ``wq:{name}:*``, one hash tag, see ``workqueue.keys`` and
+``scripts/lib.lua``): a ``pending`` list; ``holders`` (item -> lease token) for leased items;
+one ``timers`` zset holding the lease expiry of leased items and the due time of delayed
+retries; per-item ``attempts``; ``succeeded``; ``dead`` with the last ``errors``; the ``seen``
+set of every item ever seeded; the shared token ``bucket``.
 
 Guarantees:
 
@@ -39,7 +40,10 @@ the backoff settings this object loaded (``reload_config()`` refreshes them); ``
 
 from __future__ import annotations
 
+import itertools
+import json
 import random
+import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -101,8 +105,13 @@ class LeaseQueue:
         self.clock = clock
         self._rand = rand
         self._keylist = self.queue_keys.ordered
+        # Scripts get only the config key (it routes the call); see scripts/lib.lua.
+        self._script_keys = [self._keylist[0]]
         self._scripts = QueueScripts(client)
         self._config: QueueConfig | None = None
+        # Lease tokens are "<nonce>.<i>:<worker>"; the nonce is unique per lease call.
+        self._nonce_prefix = secrets.token_hex(6)
+        self._calls = itertools.count()
 
     def __repr__(self) -> str:
         return f"LeaseQueue({self.name!r})"
@@ -188,8 +197,9 @@ class LeaseQueue:
         deadline = time.monotonic() + timeout
         lease_arg = "" if lease_seconds is None else repr(float(lease_seconds))
         while True:
-            reply = self._run("lease", self._scripts.lease, worker_id, n, lease_arg)
-            leases, hint = self._parse_lease(reply, worker_id)
+            nonce = self._nonce()
+            reply = self._run("lease", self._scripts.lease, worker_id, n, lease_arg, nonce)
+            leases, hint = self._parse_lease(reply, worker_id, nonce)
             remaining = deadline - time.monotonic()
             if leases or remaining <= 0:
                 return leases
@@ -207,10 +217,8 @@ class LeaseQueue:
         """Complete several leases in one call; returns the refused ones (item -> reason)."""
         if not leases:
             return {}
-        args: list[str] = []
-        for lease in leases:
-            args += [lease.item, lease.token]
-        return self._pairs(self._run("complete", self._scripts.complete, *args))
+        payload = json.dumps([[lease.item, lease.token] for lease in leases], ensure_ascii=False)
+        return self._pairs(self._run("complete", self._scripts.complete, payload))
 
     def complete_and_lease(
         self,
@@ -222,13 +230,18 @@ class LeaseQueue:
         """Complete ``done`` and lease up to ``n`` new items, in one round trip."""
         self._check_lease_args(worker_id, n, lease_seconds)
         lease_arg = "" if lease_seconds is None else repr(float(lease_seconds))
-        args: list[Any] = [worker_id, n, lease_arg]
-        for lease in done:
-            args += [lease.item, lease.token]
+        payload = json.dumps([[lease.item, lease.token] for lease in done], ensure_ascii=False)
+        nonce = self._nonce()
         stale_raw, lease_raw = self._run(
-            "complete_and_lease", self._scripts.complete_and_lease, *args
+            "complete_and_lease",
+            self._scripts.complete_and_lease,
+            worker_id,
+            n,
+            lease_arg,
+            nonce,
+            payload,
         )
-        leases, _ = self._parse_lease(lease_raw, worker_id)
+        leases, _ = self._parse_lease(lease_raw, worker_id, nonce)
         return Handoff(leases, self._pairs(stale_raw))
 
     def fail(self, lease: Lease, error: str) -> FailResult:
@@ -256,7 +269,7 @@ class LeaseQueue:
             return FailResult(dead=True, retry_at=None)
         if status == "acked":  # a repeated call whose first reply was lost
             return FailResult(dead=False, retry_at=None)
-        return FailResult(dead=False, retry_at=float(detail))
+        return FailResult(dead=False, retry_at=int(detail) / 1e6)
 
     def renew(self, lease: Lease, lease_seconds: float | None = None) -> Lease:
         """Extend the lease (heartbeat); returns the lease with its new expiry."""
@@ -267,7 +280,7 @@ class LeaseQueue:
         status, detail = _text(reply[0]), _text(reply[1])
         if status == "stale":
             raise StaleLeaseError(lease.item, detail)
-        return Lease(lease.item, lease.token, lease.attempt, lease.worker_id, float(detail))
+        return Lease(lease.item, lease.token, lease.attempt, lease.worker_id, int(detail) / 1e6)
 
     def release(self, lease: Lease) -> None:
         """Give the item back to the head of the queue without counting the attempt."""
@@ -310,13 +323,13 @@ class LeaseQueue:
         for i in range(0, len(raw), 4):
             token = _text(raw[i + 1])
             worker = token.split(":", 1)[1] if ":" in token else ""
-            out.append(InFlight(_text(raw[i]), worker, int(raw[i + 2]), float(_text(raw[i + 3]))))
+            out.append(InFlight(_text(raw[i]), worker, int(raw[i + 2]), int(raw[i + 3]) / 1e6))
         return out
 
     def succeeded_items(self) -> set[str]:
         """All succeeded items (for tests and small queues)."""
         with translate(self.client, f"queue {self.name}: succeeded_items"):
-            return {_text(v) for v in self.client.smembers(self.queue_keys.key("succeeded"))}
+            return {_text(v) for v in self.client.hkeys(self.queue_keys.key("succeeded"))}
 
     def keys_in_use(self) -> list[str]:
         """The queue's keys that currently exist."""
@@ -344,12 +357,23 @@ class LeaseQueue:
         if lease_seconds is not None and not lease_seconds > 0:
             raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
 
-    def _parse_lease(self, reply: Sequence[Any], worker_id: str) -> tuple[list[Lease], float]:
-        expiry = float(reply[1])
-        hint = float(reply[2])
+    def _nonce(self) -> str:
+        return f"{self._nonce_prefix}{next(self._calls):x}"
+
+    def _parse_lease(
+        self, reply: Sequence[Any], worker_id: str, nonce: str
+    ) -> tuple[list[Lease], float]:
+        hint = int(reply[2]) / 1e6
+        if len(reply) == 3:
+            return [], hint
+        expiry = int(reply[1]) / 1e6
+        suffix = f":{worker_id}"
+        items = reply[3::2]
+        if items and isinstance(items[0], bytes):
+            items = [item.decode("utf-8") for item in items]
         leases = [
-            Lease(_text(reply[i]), _text(reply[i + 1]), reply[i + 2], worker_id, expiry)
-            for i in range(3, len(reply), 3)
+            Lease(item, f"{nonce}.{i}{suffix}", attempt, worker_id, expiry)
+            for i, (item, attempt) in enumerate(zip(items, reply[4::2], strict=True), start=1)
         ]
         return leases, hint
 
@@ -371,7 +395,7 @@ class LeaseQueue:
         context = f"queue {self.name}: {what}"
         try:
             with translate(self.client, context):
-                return script(keys=self._keylist, args=(stamp, *args))
+                return script(keys=self._script_keys, args=(stamp, *args))
         except QueueTypeError as exc:
             raise QueueTypeError(f"{exc}{self._type_report()}") from exc.__cause__
         except redis.exceptions.ResponseError as exc:
@@ -380,7 +404,7 @@ class LeaseQueue:
                 self._config = None
                 self._config = self._write_config("default", QueueConfig())
                 with translate(self.client, context):
-                    return script(keys=self._keylist, args=(stamp, *args))
+                    return script(keys=self._script_keys, args=(stamp, *args))
             raise QueueError(f"{context}: Redis error: {exc}") from exc
 
     def _type_report(self) -> str:

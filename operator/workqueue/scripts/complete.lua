@@ -1,3 +1,2 @@
--- complete: ARGV now, then item, token pairs. Returns {item, reason, ...} of refused pairs.
-check_types(2, 4, 5, 6, 8, 9, 11, 12)
-return complete_pairs(2)
+-- complete: ARGV now, pairs_json ([[item, token], ...]). Returns {item, reason, ...} of refusals.
+return complete_pairs(cjson.decode(ARGV[2]))

@@ -1,5 +1,5 @@
 -- dead_letters: ARGV now, limit. Returns {item, error, attempts, ...} oldest first.
-check_types(7, 9, 10)
+check_types(6, 8, 9)
 local items = redis.call('ZRANGE', K_DEAD, 0, tonumber(ARGV[2]) - 1)
 local reply = {}
 for _, item in ipairs(items) do

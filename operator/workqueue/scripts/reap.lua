@@ -1,7 +1,5 @@
--- reap: ARGV now, limit. Promotes due retries and re-queues expired leases. Returns the
--- number of expired leases handled.
-check_types(1, 3, 4, 5, 6, 7, 9, 10, 12)
-local now = clock(ARGV[1])
+-- reap: ARGV now, limit. Moves due retries to pending and re-queues (or dead-letters) expired
+-- leases. Returns the number of expired leases handled.
+check_types(1, 3, 4, 5, 6, 8, 9, 11)
 local _, max_attempts = config()
-promote(now, tonumber(ARGV[2]))
-return reap(now, tonumber(ARGV[2]), max_attempts)
+return fire_timers(clock(ARGV[1]), tonumber(ARGV[2]), max_attempts)

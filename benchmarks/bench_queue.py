@@ -1,0 +1,180 @@
+"""Queue throughput: our LeaseQueue (single-item and batched leases) vs the docs' algorithm.
+
+One redis-server (Debian, loopback, password), one run. For 1, 4 and 16 concurrent worker
+processes that do no work, measures items/s from the start signal to the last completion, for:
+
+- ``baseline``: the Kubernetes docs' rediswq loop (``workqueue.baseline.DocsWorkQueue``):
+  ``while not empty(): lease(); complete()``;
+- ``single``: ``LeaseQueue`` with one item per lease, acknowledging each item together with the
+  next lease (``complete_and_lease(n=1)``: one round trip per item);
+- ``batched``: ``LeaseQueue`` with ``complete_and_lease(n=BATCH)``.
+
+Prints a table with each figure and its ratio to the baseline at the same worker count, and the
+goals (single >= 3x, batched >= 20x). Run: ``make bench-queue`` or
+``.venv/bin/python benchmarks/bench_queue.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import sys
+import time
+from dataclasses import dataclass
+from multiprocessing.synchronize import Barrier
+
+from localkube.redis_server import RedisServer
+from workqueue.baseline import DocsWorkQueue
+from workqueue.config import QueueConfig
+from workqueue.redisqueue import LeaseQueue
+
+MODES = ("baseline", "single", "batched")
+WORKERS = (1, 4, 16)
+GOALS = {"single": 3.0, "batched": 20.0}
+BATCH = 200
+
+
+@dataclass(frozen=True)
+class Run:
+    mode: str
+    workers: int
+    items: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.items / self.seconds if self.seconds > 0 else float("nan")
+
+
+def _worker(url: str, mode: str, name: str, wid: str, barrier: Barrier, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    """One worker process: wait for the start signal, drain the queue, report (count, last)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    count = 0
+    last = 0.0
+    if mode == "baseline":
+        docs = DocsWorkQueue(client, name)
+        client.ping()
+        barrier.wait()
+        while not docs.empty():
+            item = docs.lease(lease_secs=10, block=True, timeout=1)
+            if item is not None:
+                docs.complete(item)
+                count += 1
+                last = time.monotonic()
+    else:
+        queue = LeaseQueue(client, name)
+        _ = queue.config  # load the config before the clock starts
+        n = 1 if mode == "single" else BATCH
+        barrier.wait()
+        held = queue.lease(wid, n)
+        while held:
+            handoff = queue.complete_and_lease(held, wid, n)
+            count += len(held) - len(handoff.stale)
+            last = time.monotonic()
+            held = handoff.leases
+    out.put((count, last))
+    client.close()
+
+
+def measure(server: RedisServer, mode: str, workers: int, items: int) -> Run:
+    client = server.client()
+    client.flushdb()
+    name = f"bench-{mode}-{workers}"
+    payload = [f"item-{i:07d}" for i in range(items)]
+    if mode == "baseline":
+        DocsWorkQueue(client, name).seed(payload)
+    else:
+        queue = LeaseQueue(client, name)
+        queue.configure(QueueConfig(lease_seconds=60, max_attempts=3))
+        queue.seed(payload)
+    ctx = mp.get_context("fork")
+    barrier = ctx.Barrier(workers + 1)
+    out: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
+    procs = [
+        ctx.Process(target=_worker, args=(server.url, mode, name, f"w{i}", barrier, out))
+        for i in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+    barrier.wait()
+    start = time.monotonic()
+    results: list[tuple[int, float]] = []
+    label = f"  {mode:<8} {workers:>2} workers"
+    while len(results) < workers:
+        while not out.empty():
+            results.append(out.get())
+        if len(results) < workers:
+            left = _remaining(client, mode, name)
+            elapsed = time.monotonic() - start
+            done = items - left
+            sys.stdout.write(f"\r{label}: {done:>7}/{items} items, {elapsed:5.1f}s ")
+            sys.stdout.flush()
+            time.sleep(0.25)
+    for proc in procs:
+        proc.join()
+    completed = sum(count for count, _ in results)
+    end = max(last for _, last in results)
+    run = Run(mode, workers, completed, end - start)
+    sys.stdout.write(f"\r{label}: {completed:>7}/{items} items, {run.rate:>9,.0f} items/s\n")
+    if completed != items:
+        raise SystemExit(f"{mode}/{workers}: completed {completed} of {items} items")
+    client.flushdb()
+    client.close()
+    return run
+
+
+def _remaining(client: object, mode: str, name: str) -> int:
+    import redis
+
+    assert isinstance(client, redis.Redis)
+    if mode == "baseline":
+        return int(client.llen(name)) + int(client.llen(f"{name}:processing"))
+    stats = LeaseQueue(client, name).stats()
+    return stats.pending + stats.leased
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer items (a smoke run)")
+    parser.add_argument("--workers", type=int, nargs="*", default=list(WORKERS))
+    args = parser.parse_args(argv)
+    scale = 0.1 if args.quick else 1.0
+    counts = {"baseline": 20_000, "single": 40_000, "batched": 300_000}
+    print("Queue throughput benchmark: items/s, worker processes doing no work")
+    print(f"  batch size {BATCH}; items per run: {counts}{' x 0.1 (quick)' if args.quick else ''}")
+    runs: dict[tuple[str, int], Run] = {}
+    with RedisServer() as server:
+        version = server.client().info("server")["redis_version"]
+        print(f"  redis-server {version} on {server.host}:{server.port}")
+        for workers in args.workers:
+            for mode in MODES:
+                runs[mode, workers] = measure(server, mode, workers, int(counts[mode] * scale))
+    print()
+    print(
+        f"{'workers':>7} | {'baseline':>10} | {'single':>10} {'ratio':>7} | "
+        f"{'batched':>10} {'ratio':>7}"
+    )
+    print("-" * 66)
+    worst = {mode: float("inf") for mode in GOALS}
+    for workers in args.workers:
+        base = runs["baseline", workers].rate
+        cells = [f"{workers:>7} | {base:>10,.0f} |"]
+        for mode in GOALS:
+            rate = runs[mode, workers].rate
+            ratio = rate / base
+            worst[mode] = min(worst[mode], ratio)
+            cells.append(f"{rate:>10,.0f} {ratio:>6.1f}x |")
+        print(" ".join(cells).rstrip("|"))
+    print()
+    for mode, goal in GOALS.items():
+        verdict = "met" if worst[mode] >= goal else "NOT met"
+        print(
+            f"goal {mode:<7} >= {goal:>4.0f}x baseline: lowest ratio {worst[mode]:.1f}x -> {verdict}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
