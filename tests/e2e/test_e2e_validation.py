@@ -185,12 +185,12 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "configmap-name-invalid",
         queuejob(itemsFrom={"configMapKeyRef": {"name": "Bad_Name", "key": "items"}}),
-        ["spec.itemsFrom.configMapKeyRef.name", "should match"],
+        ["spec.itemsFrom.configMapKeyRef.name", "must be a lowercase RFC 1123 name"],
     ),
     (
         "redis-url-not-redis",
         with_spec(redis={"url": "http://127.0.0.1:6379"}),
-        ["spec.redis.url", "should match"],
+        ["spec.redis.url", "must be redis://[user@]host[:port][/db]"],
     ),
     (
         "redis-url-with-password",
@@ -205,7 +205,7 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "env-name-invalid",
         with_spec(worker={"env": [{"name": "1BAD-NAME", "value": "x"}]}),
-        ["spec.worker.env[0].name", "should match"],
+        ["spec.worker.env[0].name", "must be a C identifier"],
     ),
     (
         "env-name-duplicate",
@@ -235,7 +235,27 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "resources-bad-quantity",
         with_spec(worker={"resources": {"requests": {"cpu": "lots"}}}),
-        ["spec.worker.resources.requests.cpu", "should match"],
+        ["spec.worker.resources.requests[cpu]", "must be a non-negative quantity"],
+    ),
+    (
+        "resources-negative-quantity",
+        with_spec(worker={"resources": {"limits": {"memory": "-1Gi"}}}),
+        ["spec.worker.resources.limits[memory]", "must be a non-negative quantity"],
+    ),
+    (
+        "image-with-whitespace",
+        with_spec(worker={"image": "queuejob dev"}),
+        ["spec.worker.image", "must not contain whitespace"],
+    ),
+    (
+        "redis-secret-key-invalid",
+        with_spec(
+            redis={
+                "url": "redis://127.0.0.1:6379/0",
+                "passwordSecretRef": {"name": "s", "key": "pass word"},
+            }
+        ),
+        ["spec.redis.passwordSecretRef.key", "must consist of alphanumerics"],
     ),
     (
         "resources-limit-below-request",
@@ -352,15 +372,17 @@ def test_items_and_redis_are_immutable(crd: Any, namespace: str) -> None:
 def _table(crd: Any, namespace: str, name: str) -> dict[str, Any]:
     """The API server's Table rendering of one QueueJob, with the object it was rendered from."""
     path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/queuejobs/{name}"
-    response = crd.api.call_api(
-        path,
+    request = crd.api.param_serialize(
         "GET",
+        path,
         query_params=[("includeObject", "Object")],
         header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
         auth_settings=["BearerToken"],
-        _preload_content=False,
     )
-    table: dict[str, Any] = json.loads(response[0].data)
+    response = crd.api.call_api(*request)
+    response.read()
+    assert response.status == 200, response.data
+    table: dict[str, Any] = json.loads(response.data)
     return table
 
 
