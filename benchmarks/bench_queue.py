@@ -9,6 +9,8 @@ processes that do no work, measures items/s from the start signal to the last co
   next lease (``complete_and_lease(n=1)``: one round trip per item);
 - ``batched``: ``LeaseQueue`` with ``complete_and_lease(n=BATCH)``.
 
+Each worker count runs the three modes in interleaved rounds (default 2) and keeps each mode's
+best round, so a burst of load from other processes on the machine does not decide a ratio.
 Prints a table with each figure and its ratio to the baseline at the same worker count, and the
 goals (single >= 3x, batched >= 20x). Run: ``make bench-queue`` or
 ``.venv/bin/python benchmarks/bench_queue.py [--quick]``.
@@ -139,18 +141,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer items (a smoke run)")
     parser.add_argument("--workers", type=int, nargs="*", default=list(WORKERS))
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (best counts)")
     args = parser.parse_args(argv)
     scale = 0.1 if args.quick else 1.0
-    counts = {"baseline": 20_000, "single": 40_000, "batched": 300_000}
+    counts = {"baseline": 10_000, "single": 20_000, "batched": 200_000}
     print("Queue throughput benchmark: items/s, worker processes doing no work")
     print(f"  batch size {BATCH}; items per run: {counts}{' x 0.1 (quick)' if args.quick else ''}")
     runs: dict[tuple[str, int], Run] = {}
     with RedisServer() as server:
         version = server.client().info("server")["redis_version"]
         print(f"  redis-server {version} on {server.host}:{server.port}")
+        print(f"  {args.rounds} interleaved rounds per worker count; the best round counts")
         for workers in args.workers:
-            for mode in MODES:
-                runs[mode, workers] = measure(server, mode, workers, int(counts[mode] * scale))
+            for _ in range(args.rounds):
+                for mode in MODES:
+                    run = measure(server, mode, workers, int(counts[mode] * scale))
+                    best = runs.get((mode, workers))
+                    if best is None or run.rate > best.rate:
+                        runs[mode, workers] = run
     print()
     print(
         f"{'workers':>7} | {'baseline':>10} | {'single':>10} {'ratio':>7} | "

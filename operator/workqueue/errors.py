@@ -63,30 +63,29 @@ def describe(client: redis.Redis) -> str:
     return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
 
 
+def translated(client: redis.Redis, what: str, exc: redis.exceptions.RedisError) -> QueueError:
+    """The typed :class:`QueueError` for a redis-py error raised while doing ``what``."""
+    where = describe(client)
+    text = str(exc)
+    if isinstance(exc, redis.exceptions.AuthenticationError | redis.exceptions.AuthorizationError):
+        return QueueAuthError(
+            f"{what}: Redis at {where} refused authentication ({text}); check the password"
+        )
+    if isinstance(exc, redis.exceptions.NoPermissionError):
+        return QueueAuthError(f"{what}: Redis at {where} denied permission ({text})")
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return QueueUnavailableError(f"{what}: Redis at {where} is unreachable ({text})")
+    if "NOAUTH" in text or "WRONGPASS" in text:
+        return QueueAuthError(f"{what}: Redis at {where} requires authentication ({text})")
+    if "WRONGTYPE" in text:
+        return QueueTypeError(f"{what}: {text}")
+    return QueueError(f"{what}: Redis error: {text}")
+
+
 @contextlib.contextmanager
 def translate(client: redis.Redis, what: str) -> Iterator[None]:
     """Re-raise redis-py errors raised in the block as typed :class:`QueueError` subclasses."""
     try:
         yield
-    except (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError) as exc:
-        raise QueueAuthError(
-            f"{what}: Redis at {describe(client)} refused authentication ({exc}); "
-            "check the password"
-        ) from exc
-    except redis.exceptions.NoPermissionError as exc:
-        raise QueueAuthError(
-            f"{what}: Redis at {describe(client)} denied permission ({exc})"
-        ) from exc
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-        raise QueueUnavailableError(
-            f"{what}: Redis at {describe(client)} is unreachable ({exc})"
-        ) from exc
-    except redis.exceptions.ResponseError as exc:
-        text = str(exc)
-        if "NOAUTH" in text or "WRONGPASS" in text:
-            raise QueueAuthError(
-                f"{what}: Redis at {describe(client)} requires authentication ({text})"
-            ) from exc
-        if "WRONGTYPE" in text:
-            raise QueueTypeError(f"{what}: {text}") from exc
-        raise
+    except redis.exceptions.RedisError as exc:
+        raise translated(client, what, exc) from exc

@@ -41,7 +41,6 @@ the backoff settings this object loaded (``reload_config()`` refreshes them); ``
 from __future__ import annotations
 
 import itertools
-import json
 import random
 import secrets
 import time
@@ -49,15 +48,16 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import redis
+from redis.commands.core import Script
 
 from workqueue.backoff import Uniform, exponential_delay
 from workqueue.config import QueueConfig
 from workqueue.errors import (
     ItemError,
-    QueueError,
     QueueTypeError,
     StaleLeaseError,
     translate,
+    translated,
 )
 from workqueue.keys import KEY_TYPES, QueueKeys
 from workqueue.models import (
@@ -106,7 +106,7 @@ class LeaseQueue:
         self._rand = rand
         self._keylist = self.queue_keys.ordered
         # Scripts get only the config key (it routes the call); see scripts/lib.lua.
-        self._script_keys = [self._keylist[0]]
+        self._config_key = self._keylist[0]
         self._scripts = QueueScripts(client)
         self._config: QueueConfig | None = None
         # Lease tokens are "<nonce>.<i>:<worker>"; the nonce is unique per lease call.
@@ -217,8 +217,10 @@ class LeaseQueue:
         """Complete several leases in one call; returns the refused ones (item -> reason)."""
         if not leases:
             return {}
-        payload = json.dumps([[lease.item, lease.token] for lease in leases], ensure_ascii=False)
-        return self._pairs(self._run("complete", self._scripts.complete, payload))
+        args: list[str] = []
+        for lease in leases:
+            args += (lease.item, lease.token)
+        return self._pairs(self._run("complete", self._scripts.complete, *args))
 
     def complete_and_lease(
         self,
@@ -230,16 +232,12 @@ class LeaseQueue:
         """Complete ``done`` and lease up to ``n`` new items, in one round trip."""
         self._check_lease_args(worker_id, n, lease_seconds)
         lease_arg = "" if lease_seconds is None else repr(float(lease_seconds))
-        payload = json.dumps([[lease.item, lease.token] for lease in done], ensure_ascii=False)
         nonce = self._nonce()
+        args: list[Any] = [worker_id, n, lease_arg, nonce]
+        for lease in done:
+            args += (lease.item, lease.token)
         stale_raw, lease_raw = self._run(
-            "complete_and_lease",
-            self._scripts.complete_and_lease,
-            worker_id,
-            n,
-            lease_arg,
-            nonce,
-            payload,
+            "complete_and_lease", self._scripts.complete_and_lease, *args
         )
         leases, _ = self._parse_lease(lease_raw, worker_id, nonce)
         return Handoff(leases, self._pairs(stale_raw))
@@ -382,30 +380,36 @@ class LeaseQueue:
         return {_text(raw[i]): _text(raw[i + 1]) for i in range(0, len(raw), 2)}
 
     def _run(
-        self, what: str, script: Any, *args: Any, now: bool = True, ensure: bool = True
+        self, what: str, script: Script, *args: Any, now: bool = True, ensure: bool = True
     ) -> Any:
-        """Run a queue script with the standard KEYS and the clock as ARGV[1].
+        """Run a queue script (EVALSHA) with the config key as KEYS[1] and the clock as ARGV[1].
 
         ``ensure``: store the default config first if this object has not loaded one (scripts
         that read the config need it; read-only observers pass False so they create nothing).
+        Errors are translated to typed ``QueueError`` subclasses (see ``workqueue.errors``).
         """
         if ensure and self._config is None and what != "configure":
             self._config = self._write_config("default", QueueConfig())
         stamp = "" if self.clock is None or not now else repr(float(self.clock()))
-        context = f"queue {self.name}: {what}"
         try:
-            with translate(self.client, context):
-                return script(keys=self._script_keys, args=(stamp, *args))
-        except QueueTypeError as exc:
-            raise QueueTypeError(f"{exc}{self._type_report()}") from exc.__cause__
-        except redis.exceptions.ResponseError as exc:
-            if "NOCONFIG" in str(exc):
-                # The queue was deleted under us: restore the defaults once and retry.
-                self._config = None
+            try:
+                return self.client.execute_command(  # type: ignore[no-untyped-call]
+                    "EVALSHA", script.sha, 1, self._config_key, stamp, *args
+                )
+            except redis.exceptions.NoScriptError:
+                script.sha = self.client.script_load(script.script)
+                return self.client.execute_command(  # type: ignore[no-untyped-call]
+                    "EVALSHA", script.sha, 1, self._config_key, stamp, *args
+                )
+        except redis.exceptions.RedisError as exc:
+            error = translated(self.client, f"queue {self.name}: {what}", exc)
+            if isinstance(error, QueueTypeError):
+                raise QueueTypeError(f"{error}{self._type_report()}") from exc
+            if "NOCONFIG" in str(exc) and ensure:
+                # The queue was deleted under us: store the defaults once and try again.
                 self._config = self._write_config("default", QueueConfig())
-                with translate(self.client, context):
-                    return script(keys=self._script_keys, args=(stamp, *args))
-            raise QueueError(f"{context}: Redis error: {exc}") from exc
+                return self._run(what, script, *args, now=now, ensure=False)
+            raise error from exc
 
     def _type_report(self) -> str:
         """`` (key K is a string, expected a list; ...)`` for mistyped keys, best effort."""

@@ -1,2 +1,2 @@
--- complete: ARGV now, pairs_json ([[item, token], ...]). Returns {item, reason, ...} of refusals.
-return complete_pairs(cjson.decode(ARGV[2]))
+-- complete: ARGV now, then item, token pairs. Returns {item, reason, ...} of refusals.
+return complete_pairs(2)

@@ -135,16 +135,19 @@ local function stale_reason(item, holder)
   return 'lease expired and was taken back'
 end
 
--- Complete `pairs` = {{item, token}, ...}; returns {item, reason, ...} of refused pairs.
--- Repeating a completion with the same token (e.g. after a lost reply) is accepted.
-local function complete_pairs(pairs)
-  if #pairs == 0 then return {} end
-  local items = {}
-  for i, p in ipairs(pairs) do items[i] = p[1] end
+-- Complete the (item, token) pairs in ARGV[first..]; returns {item, reason, ...} of refused
+-- pairs. Repeating a completion with the same token (e.g. after a lost reply) is accepted.
+local function complete_pairs(first)
+  if #ARGV < first then return {} end
+  local items, tokens = {}, {}
+  for i = first, #ARGV, 2 do
+    items[#items + 1] = ARGV[i]
+    tokens[#items] = ARGV[i + 1]
+  end
   local holders = redis.call('HMGET', K_HOLDERS, unpack(items))
   local done, seen, stale, succ = {}, {}, {}, {}
-  for i, p in ipairs(pairs) do
-    local item, token = p[1], p[2]
+  for i, item in ipairs(items) do
+    local token = tokens[i]
     if holders[i] == token then
       if not seen[item] then
         seen[item] = true
