@@ -1,0 +1,284 @@
+"""``python -m queuejob.demo`` (``make demo``): the QueueJob operator end to end, on this machine.
+
+1. brings up a local control plane (``localkube.LocalCluster``: etcd, kube-apiserver,
+   controller-manager, scheduler and the node agent, which runs the worker pods as local
+   processes) and a ``redis-server`` with a password, all on 127.0.0.1;
+2. applies the QueueJob CRD and starts the operator (``queuejob operator``);
+3. applies ``manifests/examples/retries-and-poison.yaml``: items that fail once, one poison item;
+4. shows live progress from the QueueJob's status until it finishes;
+5. prints a summary (phase, counts, dead letters, duration, the Job's pods) and tears everything
+   down, also on Ctrl-C. ``--keep`` leaves it all running until Ctrl-C.
+
+Exit status: 0 when the QueueJob finished in the phase the example documents (or any finished
+phase for a custom ``--manifest``), 1 otherwise, 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import pathlib
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from queuejob import demo_kube, demo_view
+from queuejob.demo_stack import OperatorProcess
+
+DEFAULT_MANIFEST = demo_kube.EXAMPLES_DIR / "retries-and-poison.yaml"
+#: The phase the default example ends in: its poison item is dead-lettered.
+DEFAULT_EXPECTED_PHASE = "Failed"
+
+
+def say(message: str) -> None:
+    """A step of the demo, on its own line."""
+    print(f"==> {message}", flush=True)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m queuejob.demo",
+        description="Run the QueueJob operator on a local control plane with live progress.",
+    )
+    parser.add_argument(
+        "--manifest",
+        type=pathlib.Path,
+        default=DEFAULT_MANIFEST,
+        help="QueueJob manifest to apply (may contain ConfigMaps too) [%(default)s]",
+    )
+    parser.add_argument("--namespace", default="queuejob-demo", help="namespace [%(default)s]")
+    parser.add_argument(
+        "--kubeconfig",
+        "--cluster-kubeconfig",
+        dest="kubeconfig",
+        type=pathlib.Path,
+        help="use this running cluster (e.g. `make cluster-up`'s) instead of starting one; "
+        "its pods must be able to reach 127.0.0.1 (localkube's node agent)",
+    )
+    parser.add_argument("--keep", action="store_true", help="leave everything running until Ctrl-C")
+    parser.add_argument(
+        "--timeout", type=float, default=240.0, help="give up after this many seconds [240]"
+    )
+    return parser.parse_args(argv)
+
+
+@contextlib.contextmanager
+def local_cluster(kubeconfig: pathlib.Path | None) -> Iterator[pathlib.Path]:
+    """Yield a kubeconfig: the given one, or that of a LocalCluster started (and stopped) here."""
+    if kubeconfig is not None:
+        say(f"using the cluster of {kubeconfig}")
+        yield kubeconfig
+        return
+    from localkube.cluster import LocalCluster  # the control plane is only needed here
+
+    say("starting the local control plane (etcd, kube-apiserver, controllers, node agent)")
+    cluster = LocalCluster(progress=lambda msg: print(f"    {msg}", flush=True))
+    cluster.start()
+    try:
+        yield cluster.kubeconfig
+    finally:
+        say("stopping the local control plane")
+        cluster.stop()
+
+
+@contextlib.contextmanager
+def redis_server(work_dir: pathlib.Path) -> Iterator[Any]:
+    """A password-protected redis-server on a free loopback port."""
+    from localkube.redis_server import RedisServer
+
+    server = RedisServer(data_dir=work_dir / "redis")
+    server.start()
+    say(f"redis-server ready on 127.0.0.1:{server.port} (password protected)")
+    try:
+        yield server
+    finally:
+        say("stopping redis-server")
+        server.stop()
+
+
+def watch(
+    api: Any,
+    namespace: str,
+    name: str,
+    operator: OperatorProcess,
+    timeout: float,
+) -> tuple[dict[str, Any], float]:
+    """Show a refreshing progress line until the QueueJob finishes; returns it and the time."""
+    began = time.monotonic()
+    tty = sys.stdout.isatty()
+    last_printed = ""
+    last_time = 0.0
+    while True:
+        operator.check()
+        qj = demo_kube.get_queuejob(api, namespace, name)
+        elapsed = time.monotonic() - began
+        line = demo_view.progress_line(qj, elapsed)
+        if tty:
+            print("\r\033[K" + line, end="", flush=True)
+        elif line.rsplit(" ", 1)[0] != last_printed or elapsed - last_time > 5:
+            # Without a terminal: a new line when something changed (or every 5 s).
+            print(line, flush=True)
+            last_printed, last_time = line.rsplit(" ", 1)[0], elapsed
+        if demo_view.is_finished(qj):
+            if tty:
+                print()
+            return qj, elapsed
+        if elapsed > timeout:
+            if tty:
+                print()
+            raise TimeoutError(
+                f"QueueJob {name} did not finish in {timeout:.0f}s; operator log:\n"
+                f"{operator.log_tail()}"
+            )
+        time.sleep(0.5)
+
+
+def queuejob_name(manifest: pathlib.Path) -> str:
+    """The name of the (first) QueueJob in the manifest."""
+    for doc in demo_kube.load_manifest(manifest):
+        if doc.get("kind") == "QueueJob":
+            return str(doc["metadata"]["name"])
+    raise ValueError(f"{manifest}: no QueueJob in this manifest")
+
+
+def run(args: argparse.Namespace) -> int:
+    name = queuejob_name(args.manifest)
+    began = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        work_dir = pathlib.Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="qj-demo-")))
+        kubeconfig = stack.enter_context(local_cluster(args.kubeconfig))
+        redis = stack.enter_context(redis_server(work_dir))
+        api = demo_kube.api_client(kubeconfig)
+        stack.callback(api.close)
+
+        say("applying the QueueJob CRD (crds/queuejobs.workqueue.example.com.yaml)")
+        demo_kube.apply_crd(api)
+        demo_kube.ensure_namespace(api, args.namespace)
+
+        say("starting the operator: queuejob operator")
+        operator = OperatorProcess(
+            kubeconfig,
+            redis_url=f"redis://127.0.0.1:{redis.port}/0",
+            redis_password=redis.password,
+            log_file=work_dir / "operator.log",
+            namespaces=(args.namespace,),
+            extra_env={"QUEUEJOB_STATUS_INTERVAL": "1"},
+        )
+        stack.callback(say, "stopping the operator")  # runs after operator.stop (LIFO)
+        stack.enter_context(operator)
+        print(f"    operator pid {operator.pid}, log {operator.log_file}", flush=True)
+
+        if args.kubeconfig is not None:
+            # A shared cluster: remove a leftover from an earlier run first, and our objects at
+            # the end while the operator still runs (its finalizer removes the Redis keys).
+            demo_kube.delete_manifest(api, args.manifest, args.namespace)
+            stack.callback(demo_kube.delete_manifest, api, args.manifest, args.namespace)
+        say(
+            f"applying {args.manifest.relative_to(demo_kube.PROJECT_ROOT)} "
+            f"in namespace {args.namespace}"
+        )
+        for obj in demo_kube.apply_manifest(api, args.manifest, args.namespace):
+            print(f"    created {obj['kind']} {obj['metadata']['name']}", flush=True)
+
+        say(f"QueueJob {name}: live progress (succeeded/total; x = dead-lettered)")
+        qj, _ = watch(api, args.namespace, name, operator, args.timeout)
+        created = qj["metadata"]["creationTimestamp"]
+        say("waiting for the workers to exit (they stop once the queue is done)")
+        pods = demo_view.pod_rows(demo_kube.wait_pods_finished(api, args.namespace, name))
+        events = demo_kube.events_of(api, args.namespace, qj["metadata"]["uid"])
+        duration = _duration(qj, created)
+
+        print()
+        for line in demo_view.summary(qj, pods, duration):
+            print(line)
+        if events:
+            print("  events:")
+            for event in events:
+                print(f"    {event}")
+        print()
+        show_kubectl(kubeconfig, "get", "qj", "-n", args.namespace, "-o", "wide")
+        expected = DEFAULT_EXPECTED_PHASE if args.manifest == DEFAULT_MANIFEST else None
+        phase = demo_view.phase(qj)
+        ok = expected is None or phase == expected
+        if expected is not None:
+            verdict = "as expected" if ok else f"UNEXPECTED (expected {expected})"
+            print(f"Phase {phase}: {verdict} - the poison item is dead-lettered, the rest succeed.")
+
+        if args.keep:
+            say(
+                f"--keep: everything stays up. In another shell:\n"
+                f"    export KUBECONFIG={kubeconfig}\n"
+                f"    .build/bin/kubectl get qj,jobs,pods -n {args.namespace}\n"
+                f"  Press Ctrl-C to tear down."
+            )
+            while True:
+                operator.check()
+                time.sleep(1)
+        say(f"tearing down (demo ran {time.monotonic() - began:.0f}s)")
+    say("done")
+    return 0 if ok else 1
+
+
+def show_kubectl(kubeconfig: pathlib.Path, *args: str) -> None:
+    """Print ``kubectl ARGS`` (the project's kubectl) as a user would see it, if available."""
+    from localkube import paths
+
+    kubectl = paths.kubectl_binary()
+    if not kubectl.exists():
+        return
+    print(f"$ kubectl {' '.join(args)}")
+    result = subprocess.run(
+        [str(kubectl), f"--kubeconfig={kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    print((result.stdout or result.stderr).rstrip())
+    print()
+
+
+class _Interrupts:
+    """SIGINT handler: the first Ctrl-C interrupts the demo, later ones don't stop the teardown."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.count += 1
+        if self.count == 1:
+            raise KeyboardInterrupt
+        print("\n(tearing down, please wait)", file=sys.stderr, flush=True)
+
+
+def _duration(qj: dict[str, Any], created: str) -> float:
+    """Seconds from the QueueJob's creation to its completionTime (or to now)."""
+    from datetime import UTC, datetime
+
+    def parse(ts: str) -> datetime:
+        return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+    end_ts = qj.get("status", {}).get("completionTime")
+    end = parse(end_ts) if end_ts else datetime.now(UTC)
+    return max(0.0, (end - parse(created)).total_seconds())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGINT, _Interrupts())
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted: everything started by the demo has been stopped", file=sys.stderr)
+        return 130
+    except (RuntimeError, TimeoutError, FileNotFoundError, ValueError) as exc:
+        print(f"\ndemo failed: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
