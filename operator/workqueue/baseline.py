@@ -57,7 +57,9 @@ class DocsWorkQueue:
         if raw is None:
             return None
         item = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
-        self.client.setex(self._lease_key(item), lease_secs, self.session)
+        self.client.execute_command(  # type: ignore[no-untyped-call]
+            "SETEX", self._lease_key(item), lease_secs, self.session
+        )
         return item
 
     def complete(self, item: str) -> None:

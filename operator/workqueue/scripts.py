@@ -27,6 +27,7 @@ NAMES = (
     "stats",
     "dead_letters",
     "in_flight",
+    "bucket",
 )
 
 
