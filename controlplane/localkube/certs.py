@@ -51,6 +51,7 @@ class Pki:
     service_account_key: Path
     service_account_pub: Path
     clients: dict[str, KeyPair]
+    node_serving: KeyPair | None = None
 
 
 def _new_key() -> ec.EllipticCurvePrivateKey:
@@ -114,8 +115,13 @@ def generate_pki(
     clients: list[ClientIdentity],
     *,
     service_ip: str = "10.0.0.1",
+    node_name: str | None = None,
 ) -> Pki:
-    """Write a fresh CA, serving certificate, service-account key pair and client certificates."""
+    """Write a fresh CA, serving certificate, service-account key pair and client certificates.
+
+    With ``node_name``, also a serving certificate for the node agent's kubelet endpoint
+    (127.0.0.1 and ``node_name``), which the API server verifies against the same CA.
+    """
     directory.mkdir(parents=True, exist_ok=True)
 
     ca_key = _new_key()
@@ -197,4 +203,12 @@ def generate_pki(
         c.name: leaf(c.name, _name(c.user, c.groups), [ExtendedKeyUsageOID.CLIENT_AUTH])
         for c in clients
     }
-    return Pki(ca, serving, sa_key_path, sa_pub_path, issued)
+    node_serving = None
+    if node_name:
+        node_serving = leaf(
+            "node-serving",
+            _name(node_name),
+            [ExtendedKeyUsageOID.SERVER_AUTH],
+            [x509.DNSName(node_name), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+        )
+    return Pki(ca, serving, sa_key_path, sa_pub_path, issued, node_serving)

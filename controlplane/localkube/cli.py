@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import shutil
@@ -54,15 +55,23 @@ def cmd_up(state_dir: Path) -> int:
             start_new_session=True,
         )
     shown = 0
-    while True:
+
+    def show_new_lines() -> None:
+        nonlocal shown
         lines = log_path.read_text(errors="replace").splitlines()
         for line in lines[shown:]:
             print(line, flush=True)
         shown = len(lines)
+
+    while True:
         state = ClusterState.load(state_dir)
+        show_new_lines()
         if state is not None and state.phase == "ready":
             break
         if supervisor.poll() is not None or (state is not None and state.phase == "failed"):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                supervisor.wait(30)
+            show_new_lines()
             print(
                 f"localkube: start failed; state kept in {state_dir} (run `localkube down`)",
                 file=sys.stderr,

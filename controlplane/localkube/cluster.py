@@ -158,8 +158,10 @@ class LocalCluster:
                 ClientIdentity("controller-manager", "system:kube-controller-manager"),
                 ClientIdentity("scheduler", "system:kube-scheduler"),
                 ClientIdentity("node", f"system:node:{self.node_name}", ("system:nodes",)),
+                ClientIdentity("apiserver-kubelet-client", "kube-apiserver-kubelet-client"),
             ],
             service_ip=components.SERVICE_IP,
+            node_name=self.node_name,
         )
         ports = components.Ports(free_port(), free_port(), free_port())
         self.port = ports.apiserver
@@ -210,7 +212,7 @@ class LocalCluster:
             "kube-scheduler", components.scheduler(binary, configs["scheduler"]), logs, env
         )
         if self.with_node_agent:
-            self._launch("node-agent", self.node_agent_argv(configs["node"]), logs, env)
+            self._launch("node-agent", self.node_agent_argv(configs["node"], pki), logs, env)
             self._wait(f"node {self.node_name} Ready", self.components, self._node_ready)
         self._wait(
             "serviceaccount default/default (controllers working)",
@@ -221,7 +223,8 @@ class LocalCluster:
         )
         self._write_pki_note(pki)
 
-    def node_agent_argv(self, kubeconfig: Path) -> list[str]:
+    def node_agent_argv(self, kubeconfig: Path, pki: Pki) -> list[str]:
+        assert pki.node_serving is not None
         return [
             sys.executable,
             "-m",
@@ -232,6 +235,12 @@ class LocalCluster:
             self.node_name,
             "--state-dir",
             str(self.state_dir),
+            "--serving-cert",
+            str(pki.node_serving.cert),
+            "--serving-key",
+            str(pki.node_serving.key),
+            "--client-ca",
+            str(pki.ca.cert),
         ]
 
     def _write_pki_note(self, pki: Pki) -> None:

@@ -88,6 +88,11 @@ def apiserver(binary: Path, pki: Pki, ports: Ports) -> list[str]:
         f"--service-account-signing-key-file={pki.service_account_key}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--endpoint-reconciler-type=none",
+        # `kubectl logs` goes API server -> node agent (its kubelet endpoint), TLS both ways:
+        f"--kubelet-client-certificate={pki.clients['apiserver-kubelet-client'].cert}",
+        f"--kubelet-client-key={pki.clients['apiserver-kubelet-client'].key}",
+        f"--kubelet-certificate-authority={pki.ca.cert}",
+        "--kubelet-preferred-address-types=InternalIP",
         "--profiling=false",
     ]
 

@@ -71,6 +71,8 @@ def test_cp_job_runs_to_complete(cluster: Cluster, namespace: str) -> None:
         assert terminated["exitCode"] == 0
         name = pod["metadata"]["name"]
         assert f"hello from {name}" in cluster.pod_logs(namespace, name)
+        via_api = cluster.kubectl("logs", "-n", namespace, name).stdout
+        assert f"hello from {name}" in via_api, "pods/log must reach the node (kubelet API)"
 
 
 def test_cp_failing_job_is_retried_until_backoff_limit(cluster: Cluster, namespace: str) -> None:

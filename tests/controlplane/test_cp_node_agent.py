@@ -1,7 +1,8 @@
-"""The localkube node agent (local backend only): env, restarts, deletion, unsupported images.
+"""The localkube node agent: env, restarts, deletion, unsupported images, node heartbeat.
 
-On kind or an existing cluster a real kubelet runs pods, so these tests of the dev-only agent
-are skipped there (with that reason); on the default local backend they always run.
+They run wherever pods run as local processes (``cluster.local_processes``: the default local
+backend, or an existing cluster started by ``make cluster-up``); on kind a real kubelet runs
+pods, so these tests of the dev-only agent are skipped there, with that reason.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.timeout(180)
 @pytest.fixture
 def local(cluster: Cluster) -> Cluster:
     if not cluster.local_processes:
-        pytest.skip(f"tests of the localkube node agent; backend {cluster.backend} has a kubelet")
+        pytest.skip(f"tests of the localkube node agent; {cluster.backend} runs a real kubelet")
     return cluster
 
 

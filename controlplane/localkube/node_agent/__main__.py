@@ -12,6 +12,7 @@ from types import FrameType
 
 from localkube.node_agent.agent import NodeAgent
 from localkube.node_agent.api import Api
+from localkube.node_agent.kubelet_api import KubeletLogServer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,11 +20,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", type=Path, required=True)
     parser.add_argument("--node-name", required=True)
     parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--serving-cert", type=Path, help="TLS certificate of the logs endpoint")
+    parser.add_argument("--serving-key", type=Path)
+    parser.add_argument("--client-ca", type=Path, help="CA of clients allowed to read logs")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
     )
-    agent = NodeAgent(Api(args.kubeconfig), args.node_name, args.state_dir.absolute())
+    state_dir = args.state_dir.absolute()
+    server: KubeletLogServer | None = None
+    agent_ref: list[NodeAgent] = []
+    if args.serving_cert and args.serving_key and args.client_ca:
+        server = KubeletLogServer(
+            state_dir,
+            args.serving_cert,
+            args.serving_key,
+            args.client_ca,
+            lambda ns, pod: agent_ref[0].is_active(ns, pod),
+        )
+        server.start()
+    agent = NodeAgent(Api(args.kubeconfig), args.node_name, state_dir, server.port if server else 0)
+    agent_ref.append(agent)
     done = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -38,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         if not worker.is_alive():
             return 1
     agent.shutdown()
+    if server is not None:
+        server.stop()
     return 0
 
 

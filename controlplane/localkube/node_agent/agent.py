@@ -24,11 +24,11 @@ SHUTDOWN_GRACE = 5.0
 class NodeAgent:
     """Registers the node and runs its pods until :meth:`shutdown`."""
 
-    def __init__(self, api: Api, node_name: str, state_dir: Path) -> None:
+    def __init__(self, api: Api, node_name: str, state_dir: Path, kubelet_port: int = 0) -> None:
         self.api = api
         self.node_name = node_name
         self.state_dir = state_dir
-        self.heartbeat = NodeHeartbeat(api, node_name)
+        self.heartbeat = NodeHeartbeat(api, node_name, kubelet_port, str(state_dir))
         self._lock = threading.Lock()
         self._runners: dict[str, PodRunner] = {}
         self._finished: set[str] = set()  # uids whose containers are done for good
@@ -120,6 +120,13 @@ class NodeAgent:
             runner = PodRunner(self.api, pod, self.state_dir, self._runner_exited)
             self._runners[uid] = runner
             runner.start()
+
+    def is_active(self, namespace: str, pod: str) -> bool:
+        """True while a runner owns processes of ``namespace/pod``."""
+        with self._lock:
+            return any(
+                r.namespace == namespace and r.pod_name == pod for r in self._runners.values()
+            )
 
     def _forget(self, uid: str) -> None:
         for bucket in (self._finished, self._deleting, self._finalized, self._rejected):

@@ -33,9 +33,11 @@ def micro_now() -> str:
 class NodeHeartbeat:
     """Registers the node, keeps it Ready and untainted, renews its Lease until stopped."""
 
-    def __init__(self, api: Api, name: str) -> None:
+    def __init__(self, api: Api, name: str, kubelet_port: int = 0, state_dir: str = "") -> None:
         self.api = api
         self.name = name
+        self.kubelet_port = kubelet_port
+        self.state_dir = state_dir
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="node-heartbeat", daemon=True)
 
@@ -68,7 +70,7 @@ class NodeHeartbeat:
                 {"type": "InternalIP", "address": "127.0.0.1"},
                 {"type": "Hostname", "address": self.name},
             ],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
             "nodeInfo": {
                 "machineID": "",
                 "systemUUID": "",
@@ -96,6 +98,8 @@ class NodeHeartbeat:
                     "kubernetes.io/arch": "amd64",
                     "localkube.dev/node-agent": "true",
                 },
+                # where the agent keeps pod logs (see localkube.podlogs), for tools on this host
+                "annotations": {"localkube.dev/state-dir": self.state_dir},
             },
         }
         try:
