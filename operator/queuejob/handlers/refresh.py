@@ -19,7 +19,7 @@ from typing import Any
 
 import kopf
 
-from queuejob import kube, naming, queues
+from queuejob import conditions, kube, naming, queues
 from queuejob import settings as qj_settings
 from queuejob.conditions import now
 from queuejob.limits import guarded
@@ -65,12 +65,32 @@ async def _expire(
     kopf.event(body, type="Normal", reason="QueueRemoved", message=message)
 
 
+def needs_refresh(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
+    """kopf ``when`` filter: skip timer runs that would do nothing, before taking a slot.
+
+    Nothing to do: not seeded yet, a configuration error, finished without a pending TTL
+    removal, or suspended with no worker left and no lease outstanding.
+    """
+    if not status.get("queue") or conditions.is_true(status.get("conditions"), "ConfigError"):
+        return False
+    phase = status.get("phase")
+    if phase in FINISHED:
+        seeded = conditions.get_condition(status.get("conditions"), "Seeded")
+        removed = seeded is not None and seeded.get("reason") == "QueueRemoved"
+        return spec.get("ttlSecondsAfterFinished") is not None and not removed
+    if phase == "Suspended" and spec.get("suspend"):
+        counts = status.get("counts") or {}
+        return bool(counts.get("leased") or status.get("activeWorkers"))
+    return True
+
+
 @kopf.timer(
     naming.GROUP,
     naming.VERSION,
     naming.PLURAL,
     id="refresh",
     interval=qj_settings.from_env().status_interval,
+    when=needs_refresh,
 )
 @guarded("refresh", kind="timer")
 async def refresh(

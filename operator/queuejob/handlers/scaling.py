@@ -2,7 +2,7 @@
 
 Both are field handlers: kopf calls them with the last handled (``old``) and the current
 (``new``) value, so a burst of updates converges to the latest spec. On creation (``old`` is
-None) they do nothing: the create handler builds the Job from the current spec.
+None) they are filtered out before they take a slot: the create handler builds the Job.
 """
 
 from __future__ import annotations
@@ -18,7 +18,12 @@ from queuejob.statuswriter import FINISHED, StatusWriter
 
 
 @kopf.on.field(
-    naming.GROUP, naming.VERSION, naming.PLURAL, field="spec.parallelism", id="parallelism"
+    naming.GROUP,
+    naming.VERSION,
+    naming.PLURAL,
+    field="spec.parallelism",
+    id="parallelism",
+    old=kopf.PRESENT,
 )
 @guarded("parallelism")
 async def parallelism_changed(
@@ -32,7 +37,14 @@ async def parallelism_changed(
         logger.info(f"Job {job_name}: parallelism {old} -> {new}")
 
 
-@kopf.on.field(naming.GROUP, naming.VERSION, naming.PLURAL, field="spec.suspend", id="suspend")
+@kopf.on.field(
+    naming.GROUP,
+    naming.VERSION,
+    naming.PLURAL,
+    field="spec.suspend",
+    id="suspend",
+    old=kopf.PRESENT,
+)
 @guarded("suspend")
 async def suspend_changed(
     old: Any,
