@@ -1,0 +1,534 @@
+"""How fast does the operator take QueueJobs to Running, against a no-kopf floor?
+
+``make bench-operator`` (a benchmark, not a test: it prints figures, it asserts nothing).
+
+Two runs, each on a fresh local control plane (``localkube.LocalCluster``, no node agent: the
+Jobs' pods stay Pending, so only the API work is measured) and one password-protected
+``redis-server``:
+
+- **operator**: ``queuejob operator`` (kopf, default settings, loopback endpoints) watches a
+  namespace; the benchmark creates N QueueJobs (3 small items each, ``suspend: false``) from
+  ``--concurrency`` threads and waits until every one has phase Running (or later);
+- **floor**: the same N QueueJobs created the same way, but right after each create the same
+  thread does what the operator must do, plainly, with the ``kubernetes`` client and
+  ``workqueue``: configure and seed the Redis queue, create the Secret and the Job (the
+  operator's own manifests, ``queuejob.jobs``), post one Event for the phase change and patch the
+  status to Running (the issue asks the operator for an Event on every phase change).
+
+Both runs observe "Running" the same way (one watch). Printed per run: the time from the first
+create to the last QueueJob Running, per-QueueJob latency (p50/p95/max), and the API requests per
+QueueJob. Requests are counted exactly from the API server's **audit log** (policy: every request
+at level Metadata): requests by the operator (the admin user, with user agents other than the
+benchmark's own) or by the floor's reconciler (user agent ``queuejob-floor``) whose
+``requestReceivedTimestamp`` lies in the measured window, each audit ID once. The benchmark's
+own creates and its watch are not counted in either run. For the operator run the peak RSS of
+its process tree is sampled every 50 ms from /proc (``VmHWM``, the kernel's high-water mark, is
+read too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import concurrent.futures
+import contextlib
+import datetime
+import json
+import os
+import pathlib
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client, watch
+
+from localkube import components
+from localkube.cluster import LocalCluster
+from localkube.redis_server import RedisServer
+from queuejob import demo_kube, jobs, naming, spec
+from queuejob.demo_stack import OperatorProcess
+from workqueue.config import QueueConfig
+from workqueue.redisqueue import LeaseQueue
+
+RUNNING_OR_LATER = frozenset({"Running", "Succeeded", "Failed"})
+BENCH_AGENT = "queuejob-bench"
+FLOOR_AGENT = "queuejob-floor"
+ADMIN_USER = "localkube-admin"
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+"""
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+# ------------------------------------------------------------------------------------- cluster
+@contextlib.contextmanager
+def audited_cluster(work: pathlib.Path, label: str) -> Iterator[tuple[LocalCluster, pathlib.Path]]:
+    """A fresh LocalCluster (no node agent) whose API server writes a JSON audit log."""
+    policy = work / "audit-policy.yaml"
+    policy.write_text(AUDIT_POLICY)
+    audit_log = work / f"audit-{label}.log"
+    original = components.apiserver
+
+    def apiserver_with_audit(*args: Any, **kwargs: Any) -> list[str]:
+        return [
+            *original(*args, **kwargs),
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-mode=blocking",
+        ]
+
+    components.apiserver = apiserver_with_audit
+    cluster = LocalCluster(node_agent=False)
+    began = time.monotonic()
+    try:
+        cluster.start()
+    finally:
+        components.apiserver = original
+    log(f"  [{label}] control plane up in {time.monotonic() - began:.1f}s ({cluster.server})")
+    try:
+        yield cluster, audit_log
+    finally:
+        cluster.stop()
+
+
+def api_client(kubeconfig: pathlib.Path, agent: str, pool: int) -> client.ApiClient:
+    api = demo_kube.api_client(kubeconfig)
+    api.configuration.connection_pool_maxsize = pool
+    api.user_agent = agent
+    # The pool size is read when the REST client is built: rebuild it.
+    api.rest_client = client.rest.RESTClientObject(api.configuration)
+    return api
+
+
+# ------------------------------------------------------------------------------------- workload
+def queuejob_body(name: str, items: int) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{naming.GROUP}/{naming.VERSION}",
+        "kind": naming.KIND,
+        "metadata": {"name": name},
+        "spec": {"items": [f"{name}-item-{i}" for i in range(items)], "suspend": False},
+    }
+
+
+class RunningWatch:
+    """Records when each QueueJob of a namespace is first seen in phase Running or later."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.running_at: dict[str, float] = {}
+        self._watch = watch.Watch()  # type: ignore[no-untyped-call]
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._ready = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait(10)
+
+    def _run(self) -> None:
+        objects = client.CustomObjectsApi(self.api)
+        listing: Any = objects.list_namespaced_custom_object(
+            naming.GROUP, naming.VERSION, self.namespace, naming.PLURAL
+        )
+        rv = listing["metadata"]["resourceVersion"]
+        self._ready.set()
+        while True:
+            try:
+                for event in self._watch.stream(  # type: ignore[no-untyped-call]
+                    objects.list_namespaced_custom_object,
+                    naming.GROUP, naming.VERSION, self.namespace, naming.PLURAL,
+                    resource_version=rv, timeout_seconds=300,
+                ):  # fmt: skip
+                    obj = event["object"]
+                    rv = obj["metadata"]["resourceVersion"]
+                    name = obj["metadata"]["name"]
+                    phase = (obj.get("status") or {}).get("phase")
+                    if phase in RUNNING_OR_LATER and name not in self.running_at:
+                        self.running_at[name] = time.time()
+            except Exception:  # a broken stream: resume from the last resourceVersion
+                if self._stopped:
+                    return
+                time.sleep(0.1)
+            if self._stopped:
+                return
+
+    _stopped = False
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._watch.stop()  # type: ignore[no-untyped-call]
+
+
+@dataclass
+class RunResult:
+    label: str
+    count: int
+    began: float
+    created_at: dict[str, float]
+    running_at: dict[str, float]
+    ended: float
+    requests: collections.Counter[str] = field(default_factory=collections.Counter)
+    peak_rss: int = 0
+    hwm_rss: int = 0
+
+    @property
+    def seconds(self) -> float:
+        return self.ended - self.began
+
+    def latencies(self) -> list[float]:
+        return sorted(self.running_at[n] - self.created_at[n] for n in self.running_at)
+
+    @property
+    def total_requests(self) -> int:
+        return sum(self.requests.values())
+
+
+def wait_running(
+    rw: RunningWatch, names: Sequence[str], label: str, timeout: float, check: Callable[[], None]
+) -> float:
+    """Wait until every name is Running; prints progress; returns the time of the last one."""
+    deadline = time.monotonic() + timeout
+    last_report = 0.0
+    began = time.monotonic()
+    while True:
+        done = sum(1 for n in names if n in rw.running_at)
+        now = time.monotonic()
+        if now - last_report >= 1 or done == len(names):
+            log(f"  [{label}] {done}/{len(names)} Running ({now - began:.1f}s)")
+            last_report = now
+        if done == len(names):
+            return max(rw.running_at[n] for n in names)
+        check()
+        if now > deadline:
+            raise TimeoutError(
+                f"[{label}] only {done}/{len(names)} QueueJobs Running in {timeout}s"
+            )
+        time.sleep(0.1)
+
+
+def create_all(
+    api: client.ApiClient,
+    namespace: str,
+    names: Sequence[str],
+    items: int,
+    concurrency: int,
+    per_object: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, float]:
+    """Create the QueueJobs from ``concurrency`` threads; ``per_object`` runs after each create."""
+    objects = client.CustomObjectsApi(api)
+    created_at: dict[str, float] = {}
+
+    def one(name: str) -> None:
+        created_at[name] = time.time()
+        body: Any = objects.create_namespaced_custom_object(
+            naming.GROUP, naming.VERSION, namespace, naming.PLURAL, queuejob_body(name, items)
+        )
+        if per_object is not None:
+            per_object(body)
+
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        for future in [pool.submit(one, n) for n in names]:
+            future.result()
+    return created_at
+
+
+# ------------------------------------------------------------------------------------- floor
+def floor_reconcile(
+    api: client.ApiClient, redis_server: RedisServer, settings_image: str
+) -> Callable[[dict[str, Any]], None]:
+    """What the operator must do for one new QueueJob, written plainly (no kopf)."""
+    core = client.CoreV1Api(api)
+    batch = client.BatchV1Api(api)
+    objects = client.CustomObjectsApi(api)
+    redis_client = redis_server.client()
+    worker_url = f"redis://127.0.0.1:{redis_server.port}/0"
+
+    def reconcile(body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        parsed = spec.parse(body["spec"])
+        queue = naming.queue_name(ns, name, meta["uid"])
+        lq = LeaseQueue(redis_client, queue)
+        lq.configure(
+            QueueConfig(
+                lease_seconds=float(parsed.lease_seconds),
+                max_attempts=parsed.max_attempts,
+                backoff_base=parsed.backoff.base_seconds,
+                backoff_cap=parsed.backoff.cap_seconds,
+                backoff_jitter=parsed.backoff.jitter,
+            )
+        )
+        lq.seed(parsed.items or ())
+        secret: Any = jobs.build_secret(body, redis_server.password or "")
+        core.create_namespaced_secret(ns, secret)
+        job: Any = jobs.build_job(
+            body,
+            parsed,
+            queue=queue,
+            redis_url=worker_url,
+            default_image=settings_image,
+            image_pull_policy="IfNotPresent",
+            backoff_limit=10,
+        )
+        created: Any = batch.create_namespaced_job(ns, job)
+        total = len(parsed.items or ())
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        status = {
+            "status": {
+                "phase": "Running",
+                "progress": f"0/{total}",
+                "counts": {"total": total, "pending": total, "leased": 0, "succeeded": 0,
+                           "failed": 0, "retries": 0},
+                "jobName": created.metadata.name,
+                "queue": queue,
+                "startTime": now,
+                "observedGeneration": meta.get("generation", 1),
+            }
+        }  # fmt: skip
+        event: Any = {
+            "metadata": {"generateName": f"{name}."},
+            "involvedObject": {
+                "apiVersion": body["apiVersion"], "kind": body["kind"], "name": name,
+                "namespace": ns, "uid": meta["uid"],
+            },
+            "type": "Normal", "reason": "JobCreated", "message": "Phase None -> Running",
+            "source": {"component": "queuejob-floor"}, "firstTimestamp": now, "lastTimestamp": now,
+            "count": 1,
+        }  # fmt: skip
+        core.create_namespaced_event(ns, event)
+        objects.patch_namespaced_custom_object_status(
+            naming.GROUP, naming.VERSION, ns, naming.PLURAL, name, status
+        )
+
+    return reconcile
+
+
+# ------------------------------------------------------------------------------------- audit
+def count_requests(
+    audit_log: pathlib.Path, since: float, until: float, accept: Callable[[dict[str, Any]], bool]
+) -> collections.Counter[str]:
+    """Requests in the audit log received in [since, until] whose event ``accept`` accepts.
+
+    Keyed by ``verb resource[/subresource]``; each audit ID counted once.
+    """
+    seen: set[str] = set()
+    counts: collections.Counter[str] = collections.Counter()
+    with audit_log.open() as f:
+        for line in f:
+            event = json.loads(line)
+            if event["auditID"] in seen or not accept(event):
+                continue
+            received = datetime.datetime.fromisoformat(
+                event["requestReceivedTimestamp"].replace("Z", "+00:00")
+            ).timestamp()
+            if not since <= received <= until:
+                continue
+            seen.add(event["auditID"])
+            ref = event.get("objectRef") or {}
+            resource = ref.get("resource", event.get("requestURI", "?").split("?")[0])
+            if ref.get("subresource"):
+                resource += "/" + ref["subresource"]
+            counts[f"{event['verb']} {resource}"] += 1
+    return counts
+
+
+def is_operator_request(event: dict[str, Any]) -> bool:
+    """The operator uses the admin kubeconfig like the benchmark, but not its user agents."""
+    user = (event.get("user") or {}).get("username")
+    agent = event.get("userAgent") or ""
+    return user == ADMIN_USER and not agent.startswith((BENCH_AGENT, FLOOR_AGENT))
+
+
+# ------------------------------------------------------------------------------------- RSS
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (from /proc/*/stat)."""
+    parents: dict[int, list[int]] = collections.defaultdict(list)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = pathlib.Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        parents[ppid].append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(parents.get(p, []))
+    return out
+
+
+def _status_kb(pid: int, key: str) -> int:
+    try:
+        for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class RssSampler:
+    """Samples the RSS of a process tree every ``interval`` seconds; keeps the peak."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak = 0
+        self.hwm = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            pids = _tree(self.pid)
+            self.peak = max(self.peak, sum(_status_kb(p, "VmRSS") for p in pids))
+            self.hwm = max(self.hwm, sum(_status_kb(p, "VmHWM") for p in pids))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# ------------------------------------------------------------------------------------- runs
+def run_floor(args: argparse.Namespace, work: pathlib.Path) -> RunResult:
+    label, ns = "floor", "bench-floor"
+    names = [f"qj-{i:04d}" for i in range(args.count)]
+    with audited_cluster(work, label) as (cluster, audit_log), RedisServer() as redis_server:
+        setup = api_client(cluster.kubeconfig, BENCH_AGENT, args.concurrency + 2)
+        demo_kube.apply_crd(setup)
+        demo_kube.ensure_namespace(setup, ns)
+        floor_api = api_client(cluster.kubeconfig, FLOOR_AGENT, args.concurrency + 2)
+        rw = RunningWatch(setup, ns)
+        rw.start()
+        reconcile = floor_reconcile(floor_api, redis_server, "queuejob:dev")
+        log(f"  [{label}] creating {args.count} QueueJobs; the floor reconciles each directly")
+        began = time.time()
+        created_at = create_all(
+            setup, ns, names, args.items, args.concurrency, per_object=reconcile
+        )
+        ended = wait_running(rw, names, label, args.timeout, lambda: None)
+        rw.stop()
+        result = RunResult(label, args.count, began, created_at, dict(rw.running_at), ended)
+        time.sleep(0.5)  # let the audit log catch up with the last responses
+        result.requests = count_requests(
+            audit_log, began, ended, lambda e: e.get("userAgent") == FLOOR_AGENT
+        )
+    return result
+
+
+def run_operator(args: argparse.Namespace, work: pathlib.Path) -> RunResult:
+    label, ns = "operator", "bench-operator"
+    names = [f"qj-{i:04d}" for i in range(args.count)]
+    with audited_cluster(work, label) as (cluster, audit_log), RedisServer() as redis_server:
+        setup = api_client(cluster.kubeconfig, BENCH_AGENT, args.concurrency + 2)
+        demo_kube.apply_crd(setup)
+        demo_kube.ensure_namespace(setup, ns)
+        operator = OperatorProcess(
+            cluster.kubeconfig,
+            redis_url=f"redis://127.0.0.1:{redis_server.port}/0",
+            redis_password=redis_server.password,
+            log_file=work / "operator.log",
+            namespaces=(ns,),
+        )
+        with operator, RssSampler(operator.pid) as rss:
+            log(f"  [{label}] operator ready (pid {operator.pid}, log {operator.log_file})")
+            rw = RunningWatch(setup, ns)
+            rw.start()
+            log(f"  [{label}] creating {args.count} QueueJobs")
+            began = time.time()
+            created_at = create_all(setup, ns, names, args.items, args.concurrency)
+            ended = wait_running(rw, names, label, args.timeout, operator.check)
+            rw.stop()
+        result = RunResult(label, args.count, began, created_at, dict(rw.running_at), ended)
+        result.peak_rss, result.hwm_rss = rss.peak, rss.hwm
+        result.requests = count_requests(
+            audit_log,
+            began,
+            ended,
+            is_operator_request,
+        )
+    return result
+
+
+# ------------------------------------------------------------------------------------- report
+def describe(result: RunResult) -> list[str]:
+    lat = result.latencies()
+    p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))]
+    lines = [
+        f"{result.label:>8}: {result.count} QueueJobs Running in {result.seconds:6.2f}s "
+        f"({result.count / result.seconds:6.1f}/s); creation->Running p50 "
+        f"{statistics.median(lat):.2f}s p95 {p95:.2f}s max {lat[-1]:.2f}s",
+        f"{'':>8}  API requests: {result.total_requests} = "
+        f"{result.total_requests / result.count:.1f} per QueueJob",
+    ]
+    for key, n in sorted(result.requests.items(), key=lambda kv: -kv[1]):
+        lines.append(f"{'':>12}{n / result.count:6.2f}/QJ  {key}")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=200, help="QueueJobs per run [200]")
+    parser.add_argument("--items", type=int, default=3, help="items per QueueJob [3]")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=10,
+        help="client threads creating QueueJobs, and the floor's reconcilers; the operator's "
+        "default QUEUEJOB_MAX_CONCURRENT_HANDLERS is also 10 [10]",
+    )
+    parser.add_argument("--timeout", type=float, default=600, help="per run [600s]")
+    parser.add_argument(
+        "--log-dir",
+        type=pathlib.Path,
+        default=pathlib.Path(__file__).resolve().parents[1] / ".build" / "bench-operator",
+        help="where the operator log and the audit logs are kept [.build/bench-operator]",
+    )
+    args = parser.parse_args(argv)
+
+    log(f"bench-operator: {args.count} QueueJobs x {args.items} items, creation -> Running")
+    work: pathlib.Path = args.log_dir
+    work.mkdir(parents=True, exist_ok=True)
+    log("run 1/2: floor (same API writes, no kopf)")
+    floor = run_floor(args, work)
+    log("run 2/2: operator (queuejob operator, kopf)")
+    operator = run_operator(args, work)
+
+    log("")
+    log("results (requests counted from the API server's audit log, per user agent):")
+    for line in describe(floor) + describe(operator):
+        log(line)
+    log(
+        f"ratio operator/floor: time {operator.seconds / floor.seconds:.2f}x, "
+        f"API requests {operator.total_requests / max(1, floor.total_requests):.2f}x"
+    )
+    log(f"logs (operator, audit) kept in {work}")
+    log(
+        f"operator peak RSS (process tree, sampled every 50 ms): "
+        f"{operator.peak_rss / 2**20:.1f} MiB (VmHWM {operator.hwm_rss / 2**20:.1f} MiB)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
