@@ -11,9 +11,10 @@ Jobs' pods stay Pending, so only the API work is measured) and one password-prot
   ``--concurrency`` threads and waits until every one has phase Running (or later);
 - **floor**: the same N QueueJobs created the same way, but right after each create the same
   thread does what the operator must do, plainly, with the ``kubernetes`` client and
-  ``workqueue``: configure and seed the Redis queue, create the Secret and the Job (the
-  operator's own manifests, ``queuejob.jobs``), post one Event for the phase change and patch the
-  status to Running (the issue asks the operator for an Event on every phase change).
+  ``workqueue``: add the cleanup finalizer, configure and seed the Redis queue, create the
+  Secret and the Job (the operator's own manifests, ``queuejob.jobs``), post one Event for the
+  phase change and patch the status to Running (the issue asks for an Event on every phase
+  change, and for a finalizer that removes the Redis keys).
 
 Both runs observe "Running" the same way (one watch). Printed per run: the time from the first
 create to the last QueueJob Running, per-QueueJob latency (p50/p95/max), and the API requests per
@@ -49,7 +50,7 @@ from kubernetes import client, watch
 from localkube import components
 from localkube.cluster import LocalCluster
 from localkube.redis_server import RedisServer
-from queuejob import demo_kube, jobs, naming, spec
+from queuejob import demo_kube, jobs, naming, settings, spec
 from queuejob.demo_stack import OperatorProcess
 from workqueue.config import QueueConfig
 from workqueue.redisqueue import LeaseQueue
@@ -58,6 +59,7 @@ RUNNING_OR_LATER = frozenset({"Running", "Succeeded", "Failed"})
 BENCH_AGENT = "queuejob-bench"
 FLOOR_AGENT = "queuejob-floor"
 ADMIN_USER = "localkube-admin"
+FINALIZER = settings.OperatorSettings().finalizer
 AUDIT_POLICY = """\
 apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -78,6 +80,7 @@ def audited_cluster(work: pathlib.Path, label: str) -> Iterator[tuple[LocalClust
     policy = work / "audit-policy.yaml"
     policy.write_text(AUDIT_POLICY)
     audit_log = work / f"audit-{label}.log"
+    audit_log.unlink(missing_ok=True)
     original = components.apiserver
 
     def apiserver_with_audit(*args: Any, **kwargs: Any) -> list[str]:
@@ -259,6 +262,11 @@ def floor_reconcile(
         meta = body["metadata"]
         ns, name = meta["namespace"], meta["name"]
         parsed = spec.parse(body["spec"])
+        # The cleanup finalizer first: the Redis keys must not outlive a deleted QueueJob.
+        objects.patch_namespaced_custom_object(
+            naming.GROUP, naming.VERSION, ns, naming.PLURAL, name,
+            {"metadata": {"finalizers": [FINALIZER]}},
+        )  # fmt: skip
         queue = naming.queue_name(ns, name, meta["uid"])
         lq = LeaseQueue(redis_client, queue)
         lq.configure(

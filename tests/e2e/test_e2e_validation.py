@@ -31,7 +31,7 @@ VERSION = "v1alpha1"
 @pytest.fixture(scope="module")
 def crd(cluster: Any) -> Iterator[Any]:
     """Apply the CRD (idempotent; other modules may share it) and wait until it is Established."""
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+    cluster.kubectl("apply", "-f", str(CRD))
     cluster.kubectl(
         "wait",
         "--for=condition=Established",
