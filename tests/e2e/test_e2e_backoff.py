@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import re
 import time
@@ -13,13 +14,23 @@ from fixtures.operator import OperatorHandle, queuejob, wait_for
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 RETRY = re.compile(
-    r"\[(?P<obj>[^\]]+)\] Handler reconcile failed: .*; retry (?P<n>\d+) in "
-    r"(?P<delay>[0-9.]+)s"
+    r"^\[(?P<ts>[0-9-]+ [0-9:,]+)\].*\[(?P<obj>[^\]]+)\] Handler reconcile failed: "
+    r".*; retry (?P<n>\d+) in (?P<delay>[0-9.]+)s",
+    re.MULTILINE,
 )
 
 
+def _retries(operator: OperatorHandle, obj: str) -> list[tuple[datetime.datetime, float]]:
+    """(time of the failed attempt, chosen delay) of each logged retry of ``obj``'s handler."""
+    return [
+        (datetime.datetime.strptime(m["ts"], "%Y-%m-%d %H:%M:%S,%f"), float(m["delay"]))
+        for m in RETRY.finditer(operator.logs())
+        if m["obj"] == obj
+    ]
+
+
 def _delays(operator: OperatorHandle, obj: str) -> list[float]:
-    return [float(m["delay"]) for m in RETRY.finditer(operator.logs()) if m["obj"] == obj]
+    return [delay for _, delay in _retries(operator, obj)]
 
 
 def test_handlers_back_off_while_redis_is_down(operator: OperatorHandle, namespace: str) -> None:
@@ -48,7 +59,13 @@ def test_handlers_back_off_while_redis_is_down(operator: OperatorHandle, namespa
         assert qj.get("status", {}).get("phase") in (None, "Pending")
         down_for = time.monotonic() - started
 
-    delays = _delays(operator, obj)
+    retries = _retries(operator, obj)
+    delays = [delay for _, delay in retries]
+    # The actual pause between two attempts is at least the delay chosen after the first one.
+    gaps = [(b[0] - a[0]).total_seconds() for a, b in itertools.pairwise(retries)]
+    print("observed gaps between attempts (s): " + ", ".join(f"{g:.3f}" for g in gaps))
+    for (_, delay), gap in zip(retries, gaps, strict=False):
+        assert gap >= delay - 0.05, (delay, gap)
     print(
         f"Redis down for {down_for:.1f}s; observed retry delays (s): "
         + ", ".join(f"{d:.3f}" for d in delays)

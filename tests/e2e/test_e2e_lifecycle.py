@@ -88,6 +88,14 @@ def test_lifecycle_50_items(cluster: Cluster, operator: OperatorHandle, namespac
         "the Job to succeed",
     )
 
+    # Prometheus metrics with client-go's workqueue names, for the handlers and for the queue.
+    samples = operator.metrics()
+    assert samples[("workqueue_adds_total", (("name", f"{namespace}/life"),))] == 50
+    assert samples[("workqueue_depth", (("name", f"{namespace}/life"),))] == 0
+    assert samples[("workqueue_work_duration_seconds_count", (("name", "handler:reconcile"),))] >= 1
+    for metric in ("workqueue_retries_total", "workqueue_queue_duration_seconds_count"):
+        assert (metric, (("name", "handler:reconcile"),)) in samples
+
     # An Event per phase change.
     events = cluster.kubectl_json(
         "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=life"

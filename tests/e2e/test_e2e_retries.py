@@ -93,6 +93,7 @@ def test_items_from_configmap_dedups(
         queuejob(
             "fromcm",
             namespace,
+            ttlSecondsAfterFinished=1,
             parallelism=1,
             itemsFrom={"configMapKeyRef": {"name": "work", "key": "items"}},
             worker={"env": [{"name": "QUEUEJOB_DEMO_WORK_SECONDS", "value": "0.01"}]},
@@ -103,3 +104,14 @@ def test_items_from_configmap_dedups(
     assert qj["status"]["counts"]["total"] == 4
     seeded = next(c for c in qj["status"]["conditions"] if c["type"] == "Seeded")
     assert "2 duplicate" in seeded["message"]
+
+    # ttlSecondsAfterFinished: the queue's Redis keys go, the QueueJob stays.
+    queue = operator.queue(namespace, "fromcm")
+
+    def removed() -> bool:
+        status = operator.get_qj(namespace, "fromcm")["status"]
+        seeded = next(c for c in status["conditions"] if c["type"] == "Seeded")
+        return seeded["reason"] == "QueueRemoved" and not queue.keys_in_use()
+
+    wait_for(removed, 60, "the queue's keys to be removed after the TTL")
+    assert operator.get_qj(namespace, "fromcm")["status"]["phase"] == "Succeeded"
