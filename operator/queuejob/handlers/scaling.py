@@ -27,7 +27,14 @@ from queuejob.statuswriter import FINISHED, StatusWriter
 )
 @guarded("parallelism")
 async def parallelism_changed(
-    old: Any, new: Any, namespace: str, name: str, logger: kopf.Logger, **_: Any
+    old: Any,
+    new: Any,
+    meta: kopf.Meta,
+    patch: kopf.Patch,
+    namespace: str,
+    name: str,
+    logger: kopf.Logger,
+    **_: Any,
 ) -> None:
     """Set the Job's parallelism to the spec's."""
     if old is None or new is None:
@@ -35,6 +42,7 @@ async def parallelism_changed(
     job_name = naming.job_name(name)
     if await kube.patch_job(namespace, job_name, {"spec": {"parallelism": int(new)}}):
         logger.info(f"Job {job_name}: parallelism {old} -> {new}")
+    patch.status["observedGeneration"] = meta.get("generation")
 
 
 @kopf.on.field(
@@ -50,6 +58,7 @@ async def suspend_changed(
     old: Any,
     new: Any,
     body: kopf.Body,
+    meta: kopf.Meta,
     status: kopf.Status,
     patch: kopf.Patch,
     namespace: str,
@@ -67,6 +76,7 @@ async def suspend_changed(
     job_name = naming.job_name(name)
     if writer.phase in FINISHED:
         return
+    writer.set("observedGeneration", meta.get("generation"))
     if not await kube.patch_job(namespace, job_name, {"spec": {"suspend": suspend}}):
         return  # no Job yet: the create handler will use the current spec
     if suspend:
