@@ -39,6 +39,14 @@ def say(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
+def _shown(path: pathlib.Path) -> str:
+    """``path`` relative to the repository when it is inside it."""
+    try:
+        return str(path.relative_to(demo_kube.PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m queuejob.demo",
@@ -63,7 +71,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--timeout", type=float, default=240.0, help="give up after this many seconds [240]"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.manifest = args.manifest.resolve()
+    return args
 
 
 @contextlib.contextmanager
@@ -177,10 +187,7 @@ def run(args: argparse.Namespace) -> int:
             # the end while the operator still runs (its finalizer removes the Redis keys).
             demo_kube.delete_manifest(api, args.manifest, args.namespace)
             stack.callback(demo_kube.delete_manifest, api, args.manifest, args.namespace)
-        say(
-            f"applying {args.manifest.relative_to(demo_kube.PROJECT_ROOT)} "
-            f"in namespace {args.namespace}"
-        )
+        say(f"applying {_shown(args.manifest)} in namespace {args.namespace}")
         for obj in demo_kube.apply_manifest(api, args.manifest, args.namespace):
             print(f"    created {obj['kind']} {obj['metadata']['name']}", flush=True)
 
