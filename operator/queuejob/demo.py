@@ -222,9 +222,11 @@ def run(args: argparse.Namespace) -> int:
                 f"    .build/bin/kubectl get qj,jobs,pods -n {args.namespace}\n"
                 f"  Press Ctrl-C to tear down."
             )
-            while True:
-                operator.check()
-                time.sleep(1)
+            with contextlib.suppress(KeyboardInterrupt):  # the expected way out of --keep
+                while True:
+                    operator.check()
+                    time.sleep(1)
+            print()
         say(f"tearing down (demo ran {time.monotonic() - began:.0f}s)")
     say("done")
     return 0 if ok else 1
