@@ -9,7 +9,7 @@ an error never leaves a half-applied change.
 from __future__ import annotations
 
 from functools import cache
-from importlib import resources
+from pathlib import Path
 
 import redis
 from redis.commands.core import Script
@@ -36,7 +36,9 @@ def source(name: str) -> str:
     """The full Lua source of script ``name`` (prelude + body)."""
     if name not in NAMES and name != "lib":
         raise KeyError(f"no queue script named {name!r}")
-    folder = resources.files("workqueue") / "scripts"
+    # Next to this module (not importlib.resources: a tests/workqueue directory on sys.path
+    # would be taken for a portion of the package).
+    folder = Path(__file__).resolve().parent / "scripts"
     lib = (folder / "lib.lua").read_text(encoding="utf-8")
     if name == "lib":
         return lib

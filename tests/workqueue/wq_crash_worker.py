@@ -1,0 +1,48 @@
+"""A worker process for the crash tests (not a test module).
+
+Usage: python wq_crash_worker.py URL QUEUE WORKER_ID BATCH WORK_SECONDS LOG_FILE
+
+Leases BATCH items at a time, "works" WORK_SECONDS per item, completes each item (or fails it
+when the item starts with "poison"), and appends one line per event to LOG_FILE:
+``start ITEM TOKEN ATTEMPT``, ``done ITEM TOKEN``, ``stale ITEM TOKEN``, ``failed ITEM TOKEN``.
+Exits when the queue is done.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import redis
+
+from workqueue.errors import StaleLeaseError
+from workqueue.redisqueue import LeaseQueue
+
+
+def main() -> None:
+    url, name, worker, batch, work, log_path = sys.argv[1:7]
+    client = redis.Redis.from_url(url, decode_responses=True)
+    queue = LeaseQueue(client, name)
+    with open(log_path, "a", buffering=1) as log:
+        while True:
+            leases = queue.lease(worker, int(batch), timeout=0.3)
+            if not leases:
+                if queue.done():
+                    return
+                continue
+            for lease in leases:
+                log.write(f"start {lease.item} {lease.token} {lease.attempt}\n")
+                time.sleep(float(work))
+                try:
+                    if lease.item.startswith("poison"):
+                        queue.fail(lease, f"poison item failed on attempt {lease.attempt}")
+                        log.write(f"failed {lease.item} {lease.token}\n")
+                    else:
+                        queue.complete(lease)
+                        log.write(f"done {lease.item} {lease.token}\n")
+                except StaleLeaseError:
+                    log.write(f"stale {lease.item} {lease.token}\n")
+
+
+if __name__ == "__main__":
+    main()
