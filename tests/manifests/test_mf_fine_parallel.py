@@ -116,3 +116,20 @@ def test_docs_task_runs_to_completion(
             client.delete(*keys)
         finally:
             client.close()
+
+
+def test_same_work_as_one_queuejob(cluster: Any, operator: Any, namespace: str) -> None:
+    # manifests/fine-parallel/queuejob.yaml, with 0.1 s instead of the docs' 10 s per item.
+    (qj,) = load_docs((DIR / "queuejob.yaml").read_text())
+    qj["metadata"]["namespace"] = namespace
+    (env,) = qj["spec"]["worker"]["env"]
+    assert env["name"] == "QUEUEJOB_DEMO_WORK_SECONDS"
+    env["value"] = "0.1"
+    operator.apply(qj)
+    done = operator.wait_phase(namespace, "job-wq-2", ("Succeeded", "Failed"), timeout=180)
+    status = done["status"]
+    assert status["phase"] == "Succeeded", status
+    assert status["counts"]["succeeded"] == len(FRUITS) and status["counts"]["failed"] == 0
+    assert status["jobName"] == "job-wq-2-workers"
+    job = cluster.kubectl_json("get", "job", "job-wq-2-workers", "-n", namespace)
+    assert job["spec"]["parallelism"] == 2 and job["spec"].get("completions") is None
