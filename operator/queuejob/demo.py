@@ -26,6 +26,9 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
 from queuejob import demo_kube, demo_view
 from queuejob.demo_stack import OperatorProcess
 
@@ -122,9 +125,15 @@ def watch(
     tty = sys.stdout.isatty()
     last_printed = ""
     last_time = 0.0
+    qj: dict[str, Any] = {}
     while True:
         operator.check()
-        qj = demo_kube.get_queuejob(api, namespace, name)
+        try:
+            qj = demo_kube.get_queuejob(api, namespace, name)
+        except (ApiException, urllib3.exceptions.HTTPError) as exc:
+            if isinstance(exc, ApiException) and exc.status is not None and exc.status < 500:
+                raise
+            # A busy API server: keep the last state and try again on the next tick.
         elapsed = time.monotonic() - began
         line = demo_view.progress_line(qj, elapsed)
         if tty:
@@ -286,6 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (RuntimeError, TimeoutError, FileNotFoundError, ValueError) as exc:
         print(f"\ndemo failed: {exc}", file=sys.stderr)
+        return 1
+    except ApiException as exc:
+        print(f"\ndemo failed: API error {exc.status} {exc.reason}: {exc.body}", file=sys.stderr)
         return 1
 
 
