@@ -178,9 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for mode, goal in GOALS.items():
         verdict = "met" if worst[mode] >= goal else "NOT met"
-        print(
-            f"goal {mode:<7} >= {goal:>4.0f}x baseline: lowest ratio {worst[mode]:.1f}x -> {verdict}"
-        )
+        lowest = worst[mode]
+        print(f"goal {mode:<7} >= {goal:>4.0f}x baseline: lowest ratio {lowest:.1f}x -> {verdict}")
     return 0
 
 
