@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass
 from multiprocessing.synchronize import Barrier
 
+import redis
+
 from localkube.redis_server import RedisServer
 from workqueue.baseline import DocsWorkQueue
 from workqueue.config import QueueConfig
@@ -50,8 +52,6 @@ class Run:
 
 def _worker(url: str, mode: str, name: str, wid: str, barrier: Barrier, out: mp.Queue) -> None:  # type: ignore[type-arg]
     """One worker process: wait for the start signal, drain the queue, report (count, last)."""
-    import redis
-
     client = redis.Redis.from_url(url)
     count = 0
     last = 0.0
@@ -102,13 +102,14 @@ def measure(server: RedisServer, mode: str, workers: int, items: int) -> Run:
         proc.start()
     barrier.wait()
     start = time.monotonic()
+    progress = None if mode == "baseline" else LeaseQueue(client, name)
     results: list[tuple[int, float]] = []
     label = f"  {mode:<8} {workers:>2} workers"
     while len(results) < workers:
         while not out.empty():
             results.append(out.get())
         if len(results) < workers:
-            left = _remaining(client, mode, name)
+            left = _remaining(client, progress, name)
             elapsed = time.monotonic() - start
             done = items - left
             sys.stdout.write(f"\r{label}: {done:>7}/{items} items, {elapsed:5.1f}s ")
@@ -116,6 +117,8 @@ def measure(server: RedisServer, mode: str, workers: int, items: int) -> Run:
             time.sleep(0.25)
     for proc in procs:
         proc.join()
+    if progress is not None:
+        progress.close()
     completed = sum(count for count, _ in results)
     end = max(last for _, last in results)
     run = Run(mode, workers, completed, end - start)
@@ -127,13 +130,10 @@ def measure(server: RedisServer, mode: str, workers: int, items: int) -> Run:
     return run
 
 
-def _remaining(client: object, mode: str, name: str) -> int:
-    import redis
-
-    assert isinstance(client, redis.Redis)
-    if mode == "baseline":
+def _remaining(client: redis.Redis, queue: LeaseQueue | None, name: str) -> int:
+    if queue is None:
         return int(client.llen(name)) + int(client.llen(f"{name}:processing"))
-    stats = LeaseQueue(client, name).stats()
+    stats = queue.stats()
     return stats.pending + stats.leased
 
 
