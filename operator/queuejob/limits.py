@@ -29,6 +29,9 @@ from queuejob.runtime import Runtime
 from queuejob.statuswriter import StatusWriter
 
 Handler = Callable[..., Awaitable[Any]]
+
+#: The ``name`` label of every guarded handler (declared in the metrics at startup).
+HANDLER_LABELS: list[str] = []
 Kind = Literal["change", "timer"]
 
 
@@ -46,6 +49,7 @@ def guarded(handler_id: str, kind: Kind = "change") -> Callable[[Handler], Handl
     """Decorator applying the limits and failure policy above to a handler named ``handler_id``."""
 
     label = f"handler:{handler_id}"
+    HANDLER_LABELS.append(label)
 
     def decorate(fn: Handler) -> Handler:
         @functools.wraps(fn)

@@ -46,6 +46,12 @@ class _Running(Collector):
         self._lock = threading.Lock()
         self._running: dict[int, tuple[str, float]] = {}
         self._next = 0
+        self._names: set[str] = set()
+
+    def declare(self, name: str) -> None:
+        """Report ``name`` (as 0) even while nothing of it runs."""
+        with self._lock:
+            self._names.add(name)
 
     def start(self, name: str) -> int:
         with self._lock:
@@ -69,9 +75,9 @@ class _Running(Collector):
             "Seconds the longest running processor has been running.",
             labels=["name"],
         )
-        totals: dict[str, float] = {}
-        maxima: dict[str, float] = {}
         with self._lock:
+            totals: dict[str, float] = dict.fromkeys(self._names, 0.0)
+            maxima: dict[str, float] = dict.fromkeys(self._names, 0.0)
             for name, started in self._running.values():
                 age = now - started
                 totals[name] = totals.get(name, 0.0) + age
@@ -164,6 +170,16 @@ class Metrics:
         )
         self._queue_totals: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
+
+    def declare_handler(self, name: str) -> None:
+        """Create every handler metric's label set for ``name`` so it is exported as 0."""
+        self.depth.labels(name)
+        self.adds.labels(name)
+        self.retries.labels(name)
+        self.queue_duration.labels(name)
+        self.work_duration.labels(name)
+        self.retry_delay.labels(name)
+        self.running.declare(name)
 
     def serve(self, address: str, port: int) -> None:
         """Start the ``/metrics`` HTTP endpoint in a daemon thread (port 0: do nothing)."""

@@ -93,8 +93,20 @@ def test_lifecycle_50_items(cluster: Cluster, operator: OperatorHandle, namespac
     assert samples[("workqueue_adds_total", (("name", f"{namespace}/life"),))] == 50
     assert samples[("workqueue_depth", (("name", f"{namespace}/life"),))] == 0
     assert samples[("workqueue_work_duration_seconds_count", (("name", "handler:reconcile"),))] >= 1
-    for metric in ("workqueue_retries_total", "workqueue_queue_duration_seconds_count"):
+    for metric in (
+        "workqueue_retries_total",
+        "workqueue_queue_duration_seconds_count",
+        "workqueue_unfinished_work_seconds",
+        "workqueue_longest_running_processor_seconds",
+    ):
         assert (metric, (("name", "handler:reconcile"),)) in samples
+
+    # The workers exit once the queue is done; the status follows them down to zero.
+    wait_for(
+        lambda: operator.get_qj(namespace, "life")["status"].get("activeWorkers") == 0,
+        60,
+        "activeWorkers to drop to 0",
+    )
 
     # An Event per phase change.
     events = cluster.kubectl_json(

@@ -7,6 +7,7 @@ Every ``QUEUEJOB_STATUS_INTERVAL`` seconds per QueueJob (skipped until the queue
 - once nothing is pending, delayed or leased: phase Succeeded (condition Complete) or, with at
   least one dead letter, Failed (condition Failed, reason ItemsDeadLettered);
 - a Job deleted by hand is re-created (with the same name) while the queue is unfinished;
+- after finishing, ``activeWorkers`` follows the Job down to zero;
 - ``ttlSecondsAfterFinished`` after completion, the queue's Redis keys are deleted once and the
   condition Seeded turns False with reason QueueRemoved.
 """
@@ -68,8 +69,8 @@ async def _expire(
 def needs_refresh(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
     """kopf ``when`` filter: skip timer runs that would do nothing, before taking a slot.
 
-    Nothing to do: not seeded yet, a configuration error, finished without a pending TTL
-    removal, or suspended with no worker left and no lease outstanding.
+    Nothing to do: not seeded yet, a configuration error, finished with no worker left and no
+    pending TTL removal, or suspended with no worker left and no lease outstanding.
     """
     if not status.get("queue") or conditions.is_true(status.get("conditions"), "ConfigError"):
         return False
@@ -77,7 +78,8 @@ def needs_refresh(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
     if phase in FINISHED:
         seeded = conditions.get_condition(status.get("conditions"), "Seeded")
         removed = seeded is not None and seeded.get("reason") == "QueueRemoved"
-        return spec.get("ttlSecondsAfterFinished") is not None and not removed
+        ttl_pending = spec.get("ttlSecondsAfterFinished") is not None and not removed
+        return ttl_pending or bool(status.get("activeWorkers"))
     if phase == "Suspended" and spec.get("suspend"):
         counts = status.get("counts") or {}
         return bool(counts.get("leased") or status.get("activeWorkers"))
@@ -114,7 +116,11 @@ async def refresh(
         qspec = parse(spec)
     except SpecError:
         return  # reported by the change handlers
+    job_name = naming.job_name(name)
     if writer.phase in FINISHED:
+        # Workers exit on their own once the queue is done; follow them down to zero.
+        job = await kube.read_job(namespace, job_name)
+        writer.set("activeWorkers", int(((job or {}).get("status") or {}).get("active") or 0))
         await _expire(writer, qspec, runtime, body, namespace, name, logger)
         return
 
@@ -128,7 +134,6 @@ async def refresh(
     reaped, stats, dead = await asyncio.to_thread(read)
     if reaped:
         logger.info(f"Reaped {reaped} expired leases; their items are pending again")
-    job_name = naming.job_name(name)
     job = await kube.read_job(namespace, job_name)
     if job is None and not stats.done:
         logger.warning(f"Job {job_name} is missing; re-creating it")

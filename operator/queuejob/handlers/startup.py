@@ -11,6 +11,7 @@ import kopf
 
 from queuejob import kube, redisconn
 from queuejob import settings as qj_settings
+from queuejob.limits import HANDLER_LABELS
 from queuejob.runtime import Runtime
 
 
@@ -41,6 +42,8 @@ async def configure(
     kube.api_client(pool_size=config.kopf_max_workers)
     runtime = Runtime.build(config)
     memo.runtime = runtime
+    for label in HANDLER_LABELS:
+        runtime.metrics.declare_handler(label)
     runtime.metrics.serve(config.metrics_address, config.metrics_port)
     logger.info(f"QueueJob operator settings: {qj_settings.describe(config)}")
     if config.metrics_port:
