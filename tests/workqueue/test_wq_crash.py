@@ -37,7 +37,9 @@ def start_worker(
             str(work),
             str(logs / f"{worker_id}.log"),
         ],
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        # No PYTHONPATH: with tests/ on it, the directory tests/workqueue would be taken for
+        # a namespace package named workqueue; the venv's editable install finds the real one.
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     )
 
 
