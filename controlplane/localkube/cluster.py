@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -69,8 +69,13 @@ class LocalCluster:
         node_name: str = DEFAULT_NODE,
         progress: Callable[[str], None] | None = None,
         on_failure: Callable[[str], None] | None = None,
+        extra_args: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
+        """``extra_args`` maps a component name (``etcd``, ``kube-apiserver``,
+        ``kube-controller-manager``, ``kube-scheduler``, ``node-agent``) to flags appended to its
+        command line, e.g. ``{"kube-apiserver": ["--audit-log-path=..."]}``."""
         self._requested_dir = state_dir
+        self._extra_args = {name: list(args) for name, args in (extra_args or {}).items()}
         self._binary = binary
         self.with_node_agent = node_agent
         self.node_name = node_name
@@ -250,7 +255,7 @@ class LocalCluster:
         )
 
     def _launch(self, name: str, argv: list[str], logs: Path, env: dict[str, str]) -> Component:
-        component = Component(name, argv, logs / f"{name}.log")
+        component = Component(name, argv + self._extra_args.get(name, []), logs / f"{name}.log")
         component.start(env, cwd=self.state_dir)
         self.components.append(component)
         self._progress(f"started {name} (pid {component.pid})")
