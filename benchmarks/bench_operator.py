@@ -530,6 +530,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"ratio operator/floor: time {operator.seconds / floor.seconds:.2f}x, "
         f"API requests {operator.total_requests / max(1, floor.total_requests):.2f}x"
     )
+    defaults = settings.OperatorSettings()
+    log(
+        f"operator settings: defaults (max_concurrent_handlers={defaults.max_concurrent_handlers}, "
+        f"kopf_max_workers={defaults.kopf_max_workers}, status_interval="
+        f"{defaults.status_interval}s); floor and creators: {args.concurrency} threads"
+    )
     log(f"logs (operator, audit) kept in {work}")
     log(
         f"operator peak RSS (process tree, sampled every 50 ms): "
