@@ -32,12 +32,15 @@ Guarantees:
   batch in one call; ``complete_and_lease`` acknowledges and leases the next batch in one call
   (the hot path of a worker). ``lease(timeout=...)`` polls with the wait hint from the script
   (rate limit / next retry / next expiry), not a blocking command.
-- **Connections.** Scripts run on a dedicated connection per thread (taken from the client's
-  pool, renewed after a fork; ``close()`` gives them back), not through ``execute_command``:
+- **Connections.** The worker calls (lease, complete, complete_and_lease, fail, renew, release)
+  run on a dedicated connection per thread (taken from the client's pool, renewed after a fork,
+  given back by ``close()`` or when the object is collected), not through ``execute_command``:
   that path costs about three times more client CPU per call, and it silently re-sends a
   command after a connection error, which would run a non-idempotent lease twice. Here a broken
   connection raises :class:`QueueUnavailableError` and the caller decides (acknowledgements are
   idempotent, so repeating one is safe; a lease whose reply was lost comes back after expiry).
+  Every other call (seed, configure, reap, stats, ...) is idempotent or read-only and goes
+  through the client's pool and retry policy.
 
 ``fail`` computes the retry delay client-side with ``workqueue.backoff.exponential_delay`` from
 the backoff settings this object loaded (``reload_config()`` refreshes them); ``max_attempts``,
@@ -52,6 +55,7 @@ import random
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -93,6 +97,18 @@ MAX_POLL_SECONDS = 0.25
 Clock = Callable[[], float]
 
 
+#: Calls made by workers in their loop: they run on a dedicated connection (see module doc).
+_WORKER_CALLS = frozenset({"lease", "complete", "complete_and_lease", "fail", "renew", "release"})
+
+
+def _release_all(pool: redis.ConnectionPool, conns: list[Connection]) -> None:
+    """Give dedicated connections back to their pool (from close() or the GC finalizer)."""
+    while conns:
+        conn = conns.pop()
+        if getattr(conn, "pid", os.getpid()) == os.getpid():
+            pool.release(conn)
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
@@ -121,6 +137,7 @@ class LeaseQueue:
         self._local = threading.local()
         self._conns: list[Connection] = []
         self._conns_lock = threading.Lock()
+        weakref.finalize(self, _release_all, client.connection_pool, self._conns)
         # Lease tokens are "<nonce>.<i>:<worker>"; the nonce is unique per lease call.
         self._nonce_prefix = secrets.token_hex(6)
         self._calls = itertools.count()
@@ -309,11 +326,6 @@ class LeaseQueue:
         raw = self._run("stats", self._scripts.stats, ensure=False)
         return QueueStats(*(int(v) for v in raw[:7]))
 
-    def completions(self) -> int:
-        """How many acknowledgements ever completed an item (equals ``succeeded``)."""
-        raw = self._run("stats", self._scripts.stats, ensure=False)
-        return int(raw[7])
-
     def done(self) -> bool:
         """True exactly when nothing is pending, delayed or leased."""
         return self.stats().done
@@ -403,12 +415,13 @@ class LeaseQueue:
         if ensure and self._config is None and what != "configure":
             self._config = self._write_config("default", QueueConfig())
         stamp = "" if self.clock is None or not now else repr(float(self.clock()))
+        evalsha = self._evalsha if what in _WORKER_CALLS else self._evalsha_pooled
         try:
             try:
-                return self._evalsha(script.sha, stamp, args)
+                return evalsha(script.sha, stamp, args)
             except redis.exceptions.NoScriptError:
                 script.sha = self._load(_text(script.script))
-                return self._evalsha(script.sha, stamp, args)
+                return evalsha(script.sha, stamp, args)
         except redis.exceptions.RedisError as exc:
             error = translated(self.client, f"queue {self.name}: {what}", exc)
             if isinstance(error, QueueTypeError):
@@ -431,7 +444,20 @@ class LeaseQueue:
                 self._conns.append(conn)
         return conn
 
+    def __enter__(self) -> LeaseQueue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _evalsha_pooled(self, sha: str, stamp: str, args: tuple[Any, ...]) -> Any:
+        """Through the client's pool and retry policy (idempotent and read-only scripts)."""
+        return self.client.execute_command(  # type: ignore[no-untyped-call]
+            "EVALSHA", sha, 1, self._config_key, stamp, *args
+        )
+
     def _evalsha(self, sha: str, stamp: str, args: tuple[Any, ...]) -> Any:
+        """On this thread's dedicated connection, never re-sent (the worker calls)."""
         conn = self._connection()
         try:
             conn.send_command(  # type: ignore[no-untyped-call]
@@ -445,22 +471,14 @@ class LeaseQueue:
             raise
 
     def _load(self, source: str) -> str:
-        conn = self._connection()
-        try:
-            conn.send_command("SCRIPT", "LOAD", source)  # type: ignore[no-untyped-call]
-            return str(_text(conn.read_response()))
-        except redis.exceptions.ResponseError:
-            raise
-        except BaseException:
-            conn.disconnect()  # type: ignore[no-untyped-call]
-            raise
+        """SCRIPT LOAD (rare: after a server restart or SCRIPT FLUSH)."""
+        return _text(self.client.script_load(source))
 
     def close(self) -> None:
-        """Give this queue's dedicated connections back to the client's pool."""
+        """Give this queue's dedicated connections back to the client's pool (also done when
+        the object is garbage-collected). The queue stays usable."""
         with self._conns_lock:
-            conns, self._conns = self._conns, []
-        for conn in conns:
-            self.client.connection_pool.release(conn)
+            _release_all(self.client.connection_pool, self._conns)
         self._local = threading.local()
 
     def _type_report(self) -> str:

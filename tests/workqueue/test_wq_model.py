@@ -85,6 +85,9 @@ class QueueMachine(RuleBasedStateMachine):
         self.queue.configure(CONFIG)
         self.leases: list[Lease] = []
 
+    def teardown(self) -> None:
+        self.queue.close()
+
     def clock(self) -> float:
         return self.model.now
 

@@ -464,3 +464,15 @@ def test_docs_baseline_keeps_crashed_items_forever(redis_client: redis.Redis) ->
     docs.complete(item)
     assert not docs.empty()
     assert docs.lease(block=False) is None  # and nobody can ever get "a" back
+
+
+def test_short_lived_queue_objects_do_not_leak_connections(redis_client: redis.Redis) -> None:
+    for i in range(60):
+        q = LeaseQueue(redis_client, "churn")
+        q.seed([f"i{i}"])
+        [lease] = q.lease("w")
+        q.complete(lease)
+    with LeaseQueue(redis_client, "churn") as q:
+        assert q.stats().succeeded == 60
+    # Each LeaseQueue gave its dedicated connection back to the pool when collected/closed.
+    assert len(redis_client.client_list()) <= 5
