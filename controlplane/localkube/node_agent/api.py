@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,18 +38,39 @@ class Api:
         params: dict[str, str] | None = None,
         content_type: str = "application/json",
     ) -> Any:
-        """Send ``body`` as JSON; return the decoded answer; raise :class:`ApiError` on non-2xx."""
+        """Send ``body`` as JSON; return the decoded answer.
+
+        Raises :class:`ApiError` on a non-2xx answer, and with status 0 when the server cannot be
+        reached, so callers handle one exception type.
+        """
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type} if data is not None else {}
-        response = self._http.session.request(
-            method,
-            self._base + path,
-            data=data,
-            params=params,
-            headers=headers,
-            timeout=self.timeout,
-        )
+        try:
+            response = self._http.session.request(
+                method,
+                self._base + path,
+                data=data,
+                params=params,
+                headers=headers,
+                timeout=self.timeout,
+            )
+        except requests.RequestException as exc:
+            raise ApiError(0, f"{method} {path}: {exc}") from exc
         return self._decode(response)
+
+    def retrying(
+        self, method: str, path: str, body: Any = None, *, attempts: int = 5, **kwargs: Any
+    ) -> Any:
+        """:meth:`request`, retried with back-off (0.5 s doubling) on 5xx, 429 and no answer."""
+        for attempt in range(attempts):
+            try:
+                return self.request(method, path, body, **kwargs)
+            except ApiError as exc:
+                transient = exc.status in (0, 429) or exc.status >= 500
+                if not transient or attempt == attempts - 1:
+                    raise
+                time.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _decode(response: requests.Response) -> Any:

@@ -150,10 +150,6 @@ class PodRunner(threading.Thread):
             self._kill_all(self._grace)
             self._finalize()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
     def _prepare_logs(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         marker = self.workdir / ".uid"
@@ -333,9 +329,11 @@ class PodRunner(threading.Thread):
             "containerStatuses": [c.status() for c in self.containers],
         }
         try:
-            self.pod = self.api.merge_patch(
+            self.pod = self.api.retrying(
+                "PATCH",
                 f"/api/v1/namespaces/{self.namespace}/pods/{self.pod_name}/status",
                 {"metadata": {"uid": self.uid}, "status": status},
+                content_type="application/merge-patch+json",
             )
         except ApiError as exc:
             if exc.status in (404, 409):  # gone, or replaced by a pod of another uid
@@ -362,7 +360,7 @@ def finalize_pod(api: Api, namespace: str, name: str, uid: str) -> None:
         "preconditions": {"uid": uid},
     }
     try:
-        api.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}", body)
+        api.retrying("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}", body)
         log.info("pod %s/%s finalized", namespace, name)
     except ApiError as exc:
         if exc.status not in (404, 409):
