@@ -2,16 +2,20 @@
 
 :func:`ensure_workers` creates both if absent, adopts them if present, and patches the Job's
 ``parallelism`` / ``suspend`` when they differ from the spec (e.g. after the operator was down
-while the spec changed). Calling it any number of times yields the same objects.
+while the spec changed). Calling it any number of times yields the same objects. A Job the API
+server rejects as invalid (e.g. bad ``spec.worker.resources``) is a permanent ConfigError.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from queuejob import jobs, kube, naming
+from queuejob.errors import ConfigError
 from queuejob.queues import RedisTarget
 from queuejob.settings import OperatorSettings
 from queuejob.spec import QueueJobSpec
@@ -37,7 +41,15 @@ async def ensure_workers(
         image_pull_policy=settings.worker_image_pull_policy,
         backoff_limit=settings.job_backoff_limit,
     )
-    job = await kube.ensure_job(manifest)
+    try:
+        job = await kube.ensure_job(manifest)
+    except ApiException as exc:
+        if exc.status in (400, 422):
+            raise ConfigError(
+                "JobRejected",
+                f"the API server rejected Job {manifest['metadata']['name']}: {_reason(exc)}",
+            ) from None
+        raise
     current = job.get("spec") or {}
     drift: dict[str, Any] = {}
     if current.get("parallelism") != spec.parallelism:
@@ -52,6 +64,14 @@ async def ensure_workers(
         )
         job["spec"] = {**current, **drift}
     return job
+
+
+def _reason(exc: ApiException) -> str:
+    """The API server's message of a rejected request (falls back to the HTTP reason)."""
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except ValueError:
+        return str(exc.reason)
 
 
 def _finished(job: dict[str, Any]) -> bool:
