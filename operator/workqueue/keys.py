@@ -1,7 +1,7 @@
 """Redis key names of one queue; all share the hash tag ``{name}`` (one Redis Cluster slot).
 
-The order of :attr:`QueueKeys.ordered` is the ``KEYS`` layout the Lua scripts expect (see
-``scripts/lib.lua``).
+Scripts receive only the config key (``KEYS[1]``) and derive the others from its prefix; the
+order of :data:`KEY_TYPES` is the key numbering of ``check_types`` in ``scripts/lib.lua``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from workqueue.errors import QueueConfigError
 #: or whitespace.
 NAME_PATTERN = re.compile(r"[^\s{}]{1,200}")
 
-#: (role, Redis type) in the scripts' KEYS order (mirrors ``check_types`` in ``scripts/lib.lua``).
+#: (role, Redis type), numbered from 1 as in ``check_types`` in ``scripts/lib.lua``.
 KEY_TYPES = (
     ("config", "hash"),
     ("seen", "set"),
@@ -63,5 +63,5 @@ class QueueKeys:
 
     @property
     def ordered(self) -> list[str]:
-        """All keys in the scripts' ``KEYS`` order."""
+        """All keys, in the order of :data:`KEY_TYPES`."""
         return [self.prefix + role for role in ROLES]

@@ -8,8 +8,12 @@ set of every item ever seeded; the shared token ``bucket``.
 
 Guarantees:
 
-- **Atomic.** Every change is one Lua script (``workqueue/scripts``); scripts check the types of
-  the keys they touch before writing, so a ``WRONGTYPE`` error changes nothing.
+- **Atomic.** Every change is one Lua script (``workqueue/scripts``). Redis does not roll a
+  failed script back, so: the less frequent scripts check the types of the keys they touch
+  before writing (a ``WRONGTYPE`` error changes nothing); the hot lease/complete paths add an
+  item to its new place before removing it from the old one and push popped items back if a
+  later write fails (an error never loses an item). :class:`QueueTypeError` names the mistyped
+  key(s).
 - **Nothing lost.** An item is in exactly one of pending / delayed / leased / succeeded / dead.
   It leaves ``leased`` only through an acknowledgement that Redis executed (complete, fail,
   release) or through ``reap`` after its lease expired. If Redis is unreachable the call raises
