@@ -6,6 +6,7 @@ Every ``QUEUEJOB_STATUS_INTERVAL`` seconds per QueueJob (skipped until the queue
 - counts, progress, dead letters, active workers, queue metrics;
 - once nothing is pending, delayed or leased: phase Succeeded (condition Complete) or, with at
   least one dead letter, Failed (condition Failed, reason ItemsDeadLettered);
+- a Job that failed for good (backoffLimit exceeded) fails the QueueJob (reason WorkersFailed);
 - a Job deleted by hand is re-created (with the same name) while the queue is unfinished;
 - after finishing, ``activeWorkers`` follows the Job down to zero;
 - ``ttlSecondsAfterFinished`` after completion, the queue's Redis keys are deleted once and the
@@ -64,6 +65,14 @@ async def _expire(
     logger.info(message)
     writer.condition("Seeded", False, "QueueRemoved", message)
     kopf.event(body, type="Normal", reason="QueueRemoved", message=message)
+
+
+def job_failure(job: dict[str, Any] | None) -> str | None:
+    """The reason and message of the Job's Failed=True condition, or None."""
+    for c in ((job or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Failed" and c.get("status") == "True":
+            return f"{c.get('reason', 'Failed')}: {c.get('message', '')}".strip()
+    return None
 
 
 def needs_refresh(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
@@ -179,6 +188,16 @@ async def refresh(
             message = f"all {stats.total} items succeeded"
             writer.condition("Complete", True, "AllItemsSucceeded", message)
             writer.phase_to("Succeeded", "AllItemsSucceeded", message)
+    elif (failure := job_failure(job)) is not None:
+        # The Job gave up (e.g. backoffLimit exceeded): no worker will come back for the rest.
+        message = (
+            f"Job {job_name} failed with {stats.pending + stats.delayed + stats.leased} "
+            f"items unfinished: {failure}"
+        )
+        writer.set("completionTime", now())
+        writer.condition("Running", False, "WorkersFailed", message)
+        writer.condition("Failed", True, "WorkersFailed", message)
+        writer.phase_to("Failed", "WorkersFailed", message)
     elif qspec.suspend:
         writer.phase_to("Suspended", "Suspended", "spec.suspend is true")
     else:
