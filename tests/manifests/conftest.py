@@ -11,12 +11,11 @@ because other test areas use it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from mf_support import CRD_NAME, DEPLOY_NS, REPO, render_deploy
+from mf_support import CRD_NAME, DEPLOY_NS, REPO, deploy_stream, render_deploy
 
 
 @pytest.fixture(scope="session")
@@ -37,14 +36,11 @@ def deployed(cluster: Any, crds: None) -> Iterator[list[dict[str, Any]]]:
     docs = render_deploy(cluster)
     exists = cluster.kubectl("get", "namespace", DEPLOY_NS, check=False).returncode == 0
     if exists:
-        cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=_stream(docs))
+        cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=deploy_stream(docs))
         yield docs
         return
-    for doc in docs:
-        if doc["kind"] == "Deployment":
-            doc["spec"]["replicas"] = 0
     try:
-        cluster.kubectl("apply", "-f", "-", input=_stream(docs))
+        cluster.kubectl("apply", "-f", "-", input=deploy_stream(docs, replicas=0))
         yield docs
     finally:
         cluster.kubectl(
@@ -57,7 +53,3 @@ def deployed(cluster: Any, crds: None) -> Iterator[list[dict[str, Any]]]:
             "--ignore-not-found",
             check=False,
         )
-
-
-def _stream(docs: list[dict[str, Any]]) -> str:
-    return "\n---\n".join(json.dumps(doc) for doc in docs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -44,3 +45,36 @@ def restrict(cluster: Any, namespace: str) -> None:
         "pod-security.kubernetes.io/enforce=restricted",
         "pod-security.kubernetes.io/enforce-version=latest",
     )
+
+
+def deploy_stream(docs: list[dict[str, Any]], replicas: int | None = None) -> str:
+    """The objects as one ``kubectl apply -f -`` stream (Deployments scaled to ``replicas``)."""
+    out = []
+    for doc in docs:
+        if replicas is not None and doc["kind"] == "Deployment":
+            doc = {**doc, "spec": {**doc["spec"], "replicas": replicas}}
+        out.append(json.dumps(doc))
+    return "\n---\n".join(out)
+
+
+def operator_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The container of the queuejob-operator Deployment in the rendered deploy manifests."""
+    (deployment,) = [
+        d
+        for d in docs
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "queuejob-operator"
+    ]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
+def container_env(container: dict[str, Any], secrets: dict[str, str]) -> dict[str, str]:
+    """The container's env with ``secretKeyRef`` resolved from ``{"secret/key": value}``."""
+    env = {}
+    for entry in container["env"]:
+        if "value" in entry:
+            env[entry["name"]] = entry["value"]
+        else:
+            ref = entry["valueFrom"]["secretKeyRef"]
+            env[entry["name"]] = secrets[f"{ref['name']}/{ref['key']}"]
+    return env

@@ -23,32 +23,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from mf_support import render_deploy
+from mf_support import container_env, operator_container, render_deploy
 
 from localkube.redis_server import RedisServer, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
-
-
-def _operator(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    (deployment,) = [
-        d
-        for d in docs
-        if d["kind"] == "Deployment" and d["metadata"]["name"] == "queuejob-operator"
-    ]
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    return deployment, container
-
-
-def _env(container: dict[str, Any], secrets: dict[str, str]) -> dict[str, str]:
-    env = {}
-    for entry in container["env"]:
-        if "value" in entry:
-            env[entry["name"]] = entry["value"]
-        else:
-            ref = entry["valueFrom"]["secretKeyRef"]
-            env[entry["name"]] = secrets[f"{ref['name']}/{ref['key']}"]
-    return env
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -63,8 +42,8 @@ def _get(url: str) -> tuple[int, str]:
 
 def test_probes_and_metrics_service_match_the_settings(cluster: Any) -> None:
     docs = render_deploy(cluster)
-    _, container = _operator(docs)
-    env = _env(container, {"redis-auth/password": "x"})
+    container = operator_container(docs)
+    env = container_env(container, {"redis-auth/password": "x"})
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     liveness = urlsplit(env["QUEUEJOB_LIVENESS"])
     for probe in ("livenessProbe", "readinessProbe"):
@@ -81,9 +60,9 @@ def test_probes_and_metrics_service_match_the_settings(cluster: Any) -> None:
 def test_operator_container_becomes_healthy(
     cluster: Any, crds: None, namespace: str, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    _, container = _operator(render_deploy(cluster))
+    container = operator_container(render_deploy(cluster))
     redis_server.start()
-    env = _env(container, {"redis-auth/password": redis_server.password or ""})
+    env = container_env(container, {"redis-auth/password": redis_server.password or ""})
     health_port, metrics_port = free_port(), free_port()
     env.update(
         QUEUEJOB_REDIS_URL=f"redis://127.0.0.1:{redis_server.port}/0",

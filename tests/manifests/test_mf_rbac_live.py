@@ -1,0 +1,233 @@
+"""The operator works with nothing but its ServiceAccount's RBAC, on a private control plane.
+
+``kubectl auth can-i`` (test_mf_rbac.py) checks the matrix; this test checks that the matrix is
+enough. A second, private local control plane is started for this module (so no other operator
+sees its objects), manifests/deploy is applied to it, and ``queuejob`` runs with the Deployment's
+own args (``--standalone --all-namespaces``) and env, authenticated by a token of ServiceAccount
+queuejob-operator. It then takes a QueueJob through every API path of the operator: items from a
+ConfigMap, created suspended (Job created suspended), resumed (Job patched), Succeeded (status
+patches, Secret for the workers, events), and deleted (finalizer removed after cleanup). The
+operator's log must not mention a forbidden request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from mf_support import (
+    CRD_NAME,
+    DEPLOY_NS,
+    REPO,
+    container_env,
+    deploy_stream,
+    operator_container,
+    render_deploy,
+)
+
+from localkube import LocalCluster, paths
+from localkube.redis_server import RedisServer, free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
+
+NS = "rbac-live"
+
+
+class Kubectl:
+    """kubectl bound to one kubeconfig."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        self.kubeconfig = kubeconfig
+
+    def __call__(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        result = subprocess.run(
+            [str(paths.kubectl_binary()), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr}")
+        return result.stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self(*args, "-o", "json"))
+
+
+def _wait(predicate: Callable[[], Any], timeout: float, what: str, log: Path) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}; operator log:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def private() -> Iterator[Kubectl]:
+    with LocalCluster() as local:
+        kubectl = Kubectl(local.kubeconfig)
+        kubectl("apply", "-f", str(REPO / "crds"))
+        kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD_NAME}")
+        docs = render_deploy(_AsCluster(kubectl))
+        kubectl("apply", "-f", "-", input=deploy_stream(docs, replicas=0))
+        yield kubectl
+
+
+class _AsCluster:
+    """Just enough of the ``cluster`` fixture's interface for ``render_deploy``."""
+
+    def __init__(self, kubectl: Kubectl) -> None:
+        self._kubectl = kubectl
+
+    def kubectl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(args, 0, self._kubectl(*args), "")
+
+
+def _service_account_kubeconfig(kubectl: Kubectl, path: Path) -> Path:
+    token = kubectl("create", "token", "queuejob-operator", "-n", DEPLOY_NS, "--duration=1h")
+    admin = yaml.safe_load(kubectl.kubeconfig.read_text())
+    cluster = admin["clusters"][0]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [{"name": "queuejob-operator", "user": {"token": token.strip()}}],
+        "contexts": [
+            {"name": "sa", "context": {"cluster": cluster["name"], "user": "queuejob-operator"}}
+        ],
+        "current-context": "sa",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def test_operator_runs_on_its_rbac_alone(private: Kubectl, tmp_path: Path) -> None:
+    kubectl = private
+    sa_kubeconfig = _service_account_kubeconfig(kubectl, tmp_path / "sa.kubeconfig")
+    # The ServiceAccount really is restricted: it cannot list Secrets.
+    denied = subprocess.run(
+        [str(paths.kubectl_binary()), f"--kubeconfig={sa_kubeconfig}", "get", "secrets", "-A"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert denied.returncode != 0 and "forbidden" in denied.stderr.lower(), denied.stderr
+
+    container = operator_container(render_deploy(_AsCluster(kubectl)))
+    server = RedisServer()
+    server.start()
+    health = f"http://127.0.0.1:{free_port()}/healthz"
+    env = container_env(container, {"redis-auth/password": server.password or ""})
+    env.update(
+        QUEUEJOB_REDIS_URL=f"redis://127.0.0.1:{server.port}/0",
+        QUEUEJOB_LIVENESS=health,
+        QUEUEJOB_METRICS_ADDRESS="127.0.0.1",
+        QUEUEJOB_METRICS_PORT=str(free_port()),
+        QUEUEJOB_STATUS_INTERVAL="1",
+        KUBECONFIG=str(sa_kubeconfig),
+    )
+    base = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"}
+    log = tmp_path / "operator.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "queuejob"), *container["args"]],
+            env={**base, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait(lambda: proc.poll() is not None or _healthy(health), 90, "/healthz", log)
+        assert proc.poll() is None, log.read_text()
+
+        kubectl("create", "namespace", NS)
+        kubectl("label", "namespace", NS, "pod-security.kubernetes.io/enforce=restricted")
+        kubectl(
+            "create",
+            "configmap",
+            "fruit",
+            "-n",
+            NS,
+            "--from-literal=items=apple\nbanana\ncherry\ndate\nfig\ngrape\n",
+        )
+        qj = {
+            "apiVersion": "workqueue.example.com/v1alpha1",
+            "kind": "QueueJob",
+            "metadata": {"name": "live", "namespace": NS},
+            "spec": {
+                "itemsFrom": {"configMapKeyRef": {"name": "fruit", "key": "items"}},
+                "parallelism": 2,
+                "suspend": True,
+                "worker": {"env": [{"name": "QUEUEJOB_DEMO_WORK_SECONDS", "value": "0.05"}]},
+            },
+        }
+        kubectl("apply", "-f", "-", input=json.dumps(qj))
+
+        def job_suspended() -> bool:
+            out = kubectl("get", "job", "live-workers", "-n", NS, "-o", "json", check=False)
+            return bool(out) and json.loads(out)["spec"].get("suspend") is True
+
+        _wait(job_suspended, 90, "the suspended Job", log)
+        kubectl(
+            "patch",
+            "queuejob",
+            "live",
+            "-n",
+            NS,
+            "--type=merge",
+            "-p",
+            '{"spec":{"suspend":false}}',
+        )
+
+        def phase() -> str | None:
+            status = kubectl.json("get", "queuejob", "live", "-n", NS).get("status", {})
+            return status.get("phase") if status.get("phase") in ("Succeeded", "Failed") else None
+
+        assert _wait(phase, 180, "phase Succeeded", log) == "Succeeded"
+        status = kubectl.json("get", "queuejob", "live", "-n", NS)["status"]
+        assert status["counts"]["succeeded"] == 6, status
+
+        kubectl("delete", "queuejob", "live", "-n", NS, "--wait=false")
+
+        def gone() -> bool:
+            out = kubectl("get", "queuejob", "live", "-n", NS, "--ignore-not-found")
+            return not out.strip()
+
+        _wait(gone, 90, "the QueueJob's finalizer to be removed", log)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        server.close()
+    text = log.read_text()
+    for word in ("Forbidden", "forbidden", " 403"):
+        assert word not in text, f"the operator was refused something:\n{text[-4000:]}"
