@@ -172,7 +172,7 @@ class LocalCluster:
         self.port = ports.apiserver
         configs = {
             name: write_kubeconfig(
-                state / ("kubeconfig" if name == "admin" else f"kubeconfigs/{name}.kubeconfig"),
+                state / "kubeconfigs" / f"{name}.kubeconfig",
                 server=self.server,
                 ca_cert=pki.ca.cert,
                 client=pki.clients[name],
@@ -227,6 +227,9 @@ class LocalCluster:
             ),
         )
         self._write_pki_note(pki)
+        # Published last: the kubeconfig appears only once the cluster is usable.
+        shutil.copy2(configs["admin"], state / "kubeconfig.tmp")
+        (state / "kubeconfig.tmp").replace(self.kubeconfig)
 
     def node_agent_argv(self, kubeconfig: Path, pki: Pki) -> list[str]:
         assert pki.node_serving is not None
