@@ -6,7 +6,7 @@ pyproject.toml, without extras, evaluating environment markers for this interpre
 
     .venv/bin/python tests/manifests/mf_lock.py > requirements.lock
 
-tests/manifests/test_mf_image.py fails while requirements.lock differs from this output.
+tests/manifests/test_mf_image.py fails while requirements.lock misses a runtime dependency.
 """
 
 from __future__ import annotations
@@ -29,21 +29,23 @@ HEADER = """\
 # in this repo's .venv for CPython 3.11 on Linux. The Dockerfile installs exactly these with
 # `--no-deps --only-binary=:all:` and then runs `pip check`, so a missing or mismatched pin fails
 # the image build instead of pulling an unpinned version. tests/manifests/test_mf_image.py fails
-# while this file differs from the generator's output (e.g. after a change in pyproject.toml:
-# run `make install`, then the command above).
+# while a runtime dependency is missing here or pinned to a version a requirement rejects (e.g.
+# after a change in pyproject.toml: run `make install`, then the command above).
 """
 
 
-def runtime_pins() -> dict[str, str]:
-    """Canonical package name -> installed version, for every runtime dependency."""
+def runtime_closure() -> tuple[dict[str, str], list[Requirement]]:
+    """(canonical name -> installed version, every requirement met on the way)."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     env = {**default_environment(), "extra": ""}
     todo = [Requirement(spec) for spec in project["dependencies"]]
     pins: dict[str, str] = {}
+    met: list[Requirement] = []
     while todo:
         req = todo.pop()
         if req.marker and not req.marker.evaluate(env):
             continue
+        met.append(req)
         name = canonicalize_name(req.name)
         if name in pins:
             continue
@@ -51,11 +53,14 @@ def runtime_pins() -> dict[str, str]:
             dist = distribution(req.name)
         except PackageNotFoundError:
             raise SystemExit(f"{req.name} is not installed: run `make install`") from None
-        if not req.specifier.contains(dist.version, prereleases=True):
-            raise SystemExit(f"installed {req.name} {dist.version} does not satisfy {req}")
         pins[name] = dist.version
         todo.extend(Requirement(r) for r in dist.requires or [])
-    return pins
+    return pins, met
+
+
+def runtime_pins() -> dict[str, str]:
+    """Canonical package name -> installed version, for every runtime dependency."""
+    return runtime_closure()[0]
 
 
 def lock_text() -> str:
