@@ -45,6 +45,22 @@ def test_cp_launcher_reports_dead_component_and_down_leaves_nothing(tmp_path: Pa
     }
     status = localkube("status", "--state-dir", str(state_dir))
     assert status.returncode == 0, status.stdout
+    assert "total" in status.stdout and "MiB" in status.stdout
+
+    env_lines = localkube("env", "--state-dir", str(state_dir)).stdout
+    assert f"export PATH={paths.kubectl_binary().parent}:" in env_lines
+    assert f"export KUBECONFIG={state_dir / 'kubeconfig'}" in env_lines
+    shell = subprocess.run(
+        ["bash", "-c", f"{env_lines}\ncommand -v kubectl && kubectl get nodes --no-headers"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert shell.returncode == 0, shell.stderr
+    kubectl_path, node_line = shell.stdout.splitlines()[:2]
+    assert kubectl_path == str(paths.kubectl_binary()), "this repo's kubectl must come first"
+    assert node_line.split()[:2] == ["localkube-node", "Ready"]
 
     os.kill(state.components["kube-scheduler"], signal.SIGKILL)
     failed = wait_for(
