@@ -36,10 +36,30 @@ from localkube.apiclient import ApiProbe
 from localkube.certs import ClientIdentity, Pki, generate_pki
 from localkube.kubeconfig import write_kubeconfig
 from localkube.podlogs import pod_log_path
-from localkube.process import MARKER_ENV, Component, rss_bytes, sweep
+from localkube.process import MARKER_ENV, Component, rss_bytes, start_time, sweep
 
 DEFAULT_NODE = "localkube-node"
 START_TIMEOUT = 120.0
+
+
+TEMP_PREFIX = "localkube-"
+OWNER_FILE = "owner"
+
+
+def remove_abandoned_temp_dirs() -> list[Path]:
+    """Remove temporary state dirs whose owning process is gone (e.g. a test run killed with
+    SIGKILL: its components died with it, see ``PR_SET_PDEATHSIG``, but its directory stayed).
+    Directories of live owners, and any without an owner record, are left alone."""
+    removed = []
+    for directory in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
+        try:
+            pid, started = (directory / OWNER_FILE).read_text().split()
+        except (OSError, ValueError):
+            continue
+        if start_time(int(pid)) != started:
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+    return removed
 
 
 class ComponentDied(RuntimeError):
@@ -137,7 +157,9 @@ class LocalCluster:
         """Bring the cluster up (see module docstring); raises and cleans up on failure."""
         began = time.monotonic()
         if self._requested_dir is None:
-            self._state_dir = Path(tempfile.mkdtemp(prefix="localkube-"))
+            remove_abandoned_temp_dirs()
+            self._state_dir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+            (self._state_dir / OWNER_FILE).write_text(f"{os.getpid()} {start_time(os.getpid())}")
             self._owns_dir = True
         else:
             self._state_dir = self._requested_dir.absolute()

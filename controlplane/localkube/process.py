@@ -73,6 +73,18 @@ def _marker_of(pid: int) -> str | None:
     return None
 
 
+def start_time(pid: int) -> str:
+    """The kernel's start time of ``pid`` (clock ticks since boot), "" when it is gone.
+
+    Together with the pid it identifies a process even after the pid is recycled.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
 def is_ours(pid: int, cluster_id: str) -> bool:
     """True when ``pid`` is alive and carries this cluster's marker."""
     return alive(pid) and _marker_of(pid) == cluster_id

@@ -12,6 +12,7 @@ import pytest
 
 from fixtures.cluster import wait_for
 from localkube import ComponentDied, LocalCluster, paths
+from localkube.cluster import remove_abandoned_temp_dirs
 from localkube.process import alive, marked_pids
 from localkube.state import ClusterState
 
@@ -101,3 +102,23 @@ def test_cp_launcher_start_failure_names_component_and_cleans_up(tmp_path: Path)
     assert "simulated crash at start" in message
     assert not cluster.state_dir.exists(), "the temporary state directory must be removed"
     assert marked_pids(cluster.cluster_id) == []
+
+
+def test_cp_killed_owner_leaves_no_process_and_its_dir_is_reclaimed() -> None:
+    script = (
+        "import os, sys\n"
+        "from localkube import LocalCluster\n"
+        "c = LocalCluster(node_agent=False)\n"
+        "c.start()\n"
+        "print(c.state_dir, c.cluster_id, flush=True)\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    owner = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=200, check=False
+    )
+    assert owner.returncode == -signal.SIGKILL, owner.stderr
+    state_dir, cluster_id = owner.stdout.split()
+    wait_for("components to die with their owner", lambda: marked_pids(cluster_id) == [])
+    assert Path(state_dir).exists()
+    assert Path(state_dir) in remove_abandoned_temp_dirs()
+    assert not Path(state_dir).exists()
