@@ -55,7 +55,7 @@ controlplane: ## Build (or reuse) the control-plane binary from the Kubernetes G
 # Local control plane
 
 .PHONY: cluster-up cluster-down cluster-env
-cluster-up: ## Start etcd, kube-apiserver, controller-manager, scheduler and the node agent
+cluster-up: controlplane ## Start etcd, kube-apiserver, controller-manager, scheduler and the node agent
 	$(PY) -m localkube up
 
 cluster-down: ## Stop the local control plane and remove its state
