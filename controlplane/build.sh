@@ -3,6 +3,8 @@
 # kube-controller-manager, kube-scheduler, kubectl) from the Go module in controlplane/go.
 #
 #   bash controlplane/build.sh          # what `make controlplane` runs
+#   bash controlplane/build.sh --check  # go vet + go test of controlplane/go (no network needed once
+#                                       # the module cache is filled; shares the build's cache)
 #
 # Guarantees:
 #   * The binary lives at $BUILD_DIR/controlplane/<hash>/kube-local (default BUILD_DIR: <repo>/.build),
@@ -31,11 +33,27 @@ die() {
 }
 
 command -v go >/dev/null 2>&1 ||
-	die "the 'go' command is not on PATH. Install Go >= 1.25 (https://go.dev/dl/) to build the local control plane."
+	die "the 'go' command is not on PATH. Install Go (https://go.dev/dl/; go.mod asks for 1.25, any Go >= 1.21 fetches that toolchain itself) to build the local control plane."
 command -v sha256sum >/dev/null 2>&1 || die "sha256sum (coreutils) is required"
+
+go_version="$(go env GOVERSION 2>/dev/null || true)"
+[[ "$go_version" =~ ^go1\.([0-9]+) ]] && ((BASH_REMATCH[1] >= 21)) ||
+	die "found '${go_version:-an unknown Go}' at $(command -v go); Go >= 1.21 is required (it fetches the toolchain go.mod asks for)."
 
 cd "$SRC"
 export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly"
+
+case "${1:-}" in
+"") ;;
+--check)
+	# Same CGO_ENABLED and -trimpath as the build, so vet and test reuse its compiled packages.
+	say "go vet + go test in controlplane/go"
+	go vet -trimpath ./... || die "go vet failed"
+	go test -trimpath ./... || die "go test failed"
+	exit 0
+	;;
+*) die "unknown argument '$1' (usage: build.sh [--check])" ;;
+esac
 
 # --- version metadata: the pinned k8s.io/kubernetes release and its release date --------------------------
 # `go list -m` reads go.mod/go.sum and the module's .info (downloaded through the proxy if needed).
