@@ -40,7 +40,7 @@ from workqueue.redisqueue import LeaseQueue
 MODES = ("baseline", "single", "batched")
 WORKERS = (1, 4, 16)
 GOALS = {"single": 3.0, "batched": 20.0}
-BATCH = 200
+BATCH = 1000
 
 
 @dataclass(frozen=True)
