@@ -64,6 +64,7 @@ def guarded(handler_id: str, kind: Kind = "change") -> Callable[[Handler], Handl
             metrics.depth.labels(label).inc()
             waiting = True
             enqueued = time.monotonic()
+            runtime.object_users[uid] += 1
             if kind == "change":
                 runtime.object_changing[uid] += 1
                 metrics.object_concurrency.observe(runtime.object_changing[uid])
@@ -115,6 +116,8 @@ def guarded(handler_id: str, kind: Kind = "change") -> Callable[[Handler], Handl
                     metrics.depth.labels(label).dec()
                 if kind == "change":
                     runtime.object_changing[uid] -= 1
+                runtime.object_users[uid] -= 1
+                runtime.forget_object(uid)
 
         return wrapper
 

@@ -11,10 +11,9 @@ import asyncio
 import dataclasses
 from collections import defaultdict
 
-from workqueue.concurrency import ConcurrencyLimiter
-
 from queuejob.metrics import Metrics
 from queuejob.settings import OperatorSettings
+from workqueue.concurrency import ConcurrencyLimiter
 from workqueue.limiters import ItemExponentialFailureRateLimiter
 
 
@@ -32,6 +31,10 @@ class Runtime:
     )
     #: handlers holding the object lock per QueueJob uid (at most 1 by construction)
     object_running: defaultdict[str, int] = dataclasses.field(
+        default_factory=lambda: defaultdict(int)
+    )
+    #: handlers entered and not yet left per QueueJob uid (waiting or running)
+    object_users: defaultdict[str, int] = dataclasses.field(
         default_factory=lambda: defaultdict(int)
     )
     #: per-QueueJob locks that keep timers from interleaving with change handlers
@@ -54,10 +57,12 @@ class Runtime:
         )
 
     def forget_object(self, uid: str) -> None:
-        """Drop the bookkeeping of a deleted QueueJob."""
-        if not self.object_changing.get(uid) and not self.object_running.get(uid):
-            self.object_changing.pop(uid, None)
-            self.object_running.pop(uid, None)
-            lock = self.object_locks.get(uid)
-            if lock is not None and not lock.locked():
-                self.object_locks.pop(uid, None)
+        """Drop a QueueJob's bookkeeping once no handler of it is waiting or running.
+
+        Safe because every user counts itself in ``object_users`` before awaiting the lock and
+        all of this runs on the event loop's thread.
+        """
+        if not self.object_users.get(uid):
+            for table in (self.object_users, self.object_changing, self.object_running):
+                table.pop(uid, None)
+            self.object_locks.pop(uid, None)

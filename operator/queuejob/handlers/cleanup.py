@@ -43,5 +43,4 @@ async def cleanup(
     queue = queues.open_queue(target, queue_name, runtime.settings)
     removed = await asyncio.to_thread(queue.delete)
     runtime.metrics.forget_queue(f"{namespace}/{name}")
-    runtime.forget_object(uid)
     logger.info(f"Queue {queue_name}: {removed} Redis keys removed")
