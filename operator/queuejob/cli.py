@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -70,13 +69,6 @@ def _seed_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("items", nargs="*", help="items")
 
 
-def _quiet_timer_success(record: logging.LogRecord) -> bool:
-    """Drop kopf's per-run "Timer 'refresh' succeeded." lines (one per QueueJob per interval)."""
-    return not (
-        record.levelno == logging.INFO and record.getMessage() == "Timer 'refresh' succeeded."
-    )
-
-
 def run_operator(args: argparse.Namespace) -> int:
     """Apply flags to the environment, then run kopf with our handler module."""
     import kopf
@@ -91,10 +83,8 @@ def run_operator(args: argparse.Namespace) -> int:
     if namespaces and args.all_namespaces:
         print("queuejob operator: --namespace and --all-namespaces are exclusive", file=sys.stderr)
         return 2
-    # Object log lines carry "[namespace/name]"; probe requests are not worth a log line.
+    # Object log lines carry "[namespace/name]".
     kopf.configure(verbose=args.verbose, debug=args.debug, quiet=args.quiet, log_prefix=True)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    logging.getLogger("kopf.objects").addFilter(_quiet_timer_success)
     import queuejob.operator_main  # noqa: F401  (registers the handlers)
 
     kopf.run(

@@ -15,12 +15,22 @@ from queuejob.limits import HANDLER_LABELS
 from queuejob.runtime import Runtime
 
 
+def _quiet_timer_success(record: logging.LogRecord) -> bool:
+    """Drop kopf's per-run "Timer 'refresh' succeeded." lines (one per QueueJob per interval)."""
+    return not (
+        record.levelno == logging.INFO and record.getMessage() == "Timer 'refresh' succeeded."
+    )
+
+
 @kopf.on.startup()
 async def configure(
     settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
     """Read ``QUEUEJOB_*`` settings, configure kopf, start the metrics endpoint."""
     config = qj_settings.from_env()
+    # Readable logs: no line per timer run or per liveness probe request.
+    logging.getLogger("kopf.objects").addFilter(_quiet_timer_success)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     settings.persistence.finalizer = config.finalizer
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix="workqueue.example.com"
