@@ -21,7 +21,7 @@ SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 # ---------------------------------------------------------------------------------------------
 # Installation
@@ -46,7 +46,7 @@ $(PY):
 
 install-python: $(PY) ## Python packages into .venv (editable install with dev extras)
 	@echo "==> installing Python packages into $(VENV)"
-	$(PY) -m pip install -q --progress-bar off -e '.[dev]'
+	$(PY) -m pip install -q --progress-bar off -c requirements.lock -e '.[dev]'
 
 controlplane: ## Build (or reuse) the control-plane binary from the Kubernetes Go modules
 	bash controlplane/build.sh
