@@ -51,6 +51,10 @@ install-python: $(PY) ## Python packages into .venv (editable install with dev e
 controlplane: ## Build (or reuse) the control-plane binary from the Kubernetes Go modules
 	bash controlplane/build.sh
 
+.PHONY: controlplane-check
+controlplane-check: controlplane ## go vet + go test of the control-plane module (reuses the build cache)
+	bash controlplane/build.sh --check
+
 # ---------------------------------------------------------------------------------------------
 # Local control plane
 
@@ -68,7 +72,7 @@ cluster-env: ## Print the shell lines that put this kubectl first on PATH and se
 # The two README commands
 
 .PHONY: test demo
-test: install ## Run the whole test suite on the local control plane (what .ci/run calls)
+test: install lint controlplane-check ## Lint, Go checks, then the whole pytest suite on the local control plane (.ci/run)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: install ## Run the demo: control plane + Redis + operator + an example QueueJob, with live progress
@@ -78,7 +82,7 @@ demo: install ## Run the demo: control plane + Redis + operator + an example Que
 # Quality and benchmarks
 
 .PHONY: lint bench-queue bench-operator
-lint: ## ruff and mypy
+lint: install-python ## ruff and mypy
 	$(VENV)/bin/ruff check operator controlplane tests benchmarks
 	$(VENV)/bin/ruff format --check operator controlplane tests benchmarks
 	$(VENV)/bin/mypy
