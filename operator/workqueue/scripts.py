@@ -36,8 +36,7 @@ def source(name: str) -> str:
     """The full Lua source of script ``name`` (prelude + body)."""
     if name not in NAMES and name != "lib":
         raise KeyError(f"no queue script named {name!r}")
-    # Next to this module (not importlib.resources: a tests/workqueue directory on sys.path
-    # would be taken for a portion of the package).
+    # The scripts ship next to this module (package data).
     folder = Path(__file__).resolve().parent / "scripts"
     lib = (folder / "lib.lua").read_text(encoding="utf-8")
     if name == "lib":

@@ -6,7 +6,6 @@ Also: a poison item consumed by real workers ends dead-lettered after max attemp
 from __future__ import annotations
 
 import collections
-import os
 import signal
 import subprocess
 import sys
@@ -37,9 +36,6 @@ def start_worker(
             str(work),
             str(logs / f"{worker_id}.log"),
         ],
-        # No PYTHONPATH: with tests/ on it, the directory tests/workqueue would be taken for
-        # a namespace package named workqueue; the venv's editable install finds the real one.
-        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     )
 
 
