@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
@@ -233,44 +234,61 @@ def strip_password(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+_FLOATS = frozenset(
+    {
+        "redis_timeout",
+        "handler_qps",
+        "backoff_base",
+        "backoff_cap",
+        "backoff_jitter",
+        "status_interval",
+    }
+)
+_INTS = frozenset(
+    {
+        "job_backoff_limit",
+        "max_concurrent_handlers",
+        "handler_burst",
+        "kopf_worker_limit",
+        "kopf_max_workers",
+        "metrics_port",
+    }
+)
+_PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+
+
+def _number(name: str, raw: str, kind: type[int] | type[float]) -> float:
+    """``raw`` as a finite, non-negative int or float; :class:`SettingsError` names ``name``."""
+    try:
+        value = kind(raw.strip())
+    except ValueError:
+        raise SettingsError(
+            f"{name}: not a valid value: {raw!r} (expected {kind.__name__})"
+        ) from None
+    if not math.isfinite(value):
+        raise SettingsError(f"{name}: must be a finite number, got {raw!r}")
+    if value < 0:
+        raise SettingsError(f"{name}: must be >= 0, got {raw!r}")
+    return value
+
+
 def _convert(setting: Setting, raw: str) -> object:
     """Convert the raw text of ``setting`` to the field's type, or raise :class:`SettingsError`."""
     name = setting.env
-    try:
-        match setting.field:
-            case (
-                "redis_timeout"
-                | "handler_qps"
-                | "backoff_base"
-                | "backoff_cap"
-                | ("backoff_jitter")
-                | "status_interval"
-            ):
-                value: object = float(raw)
-                if float(raw) < 0:
-                    raise SettingsError(f"{name}: must be >= 0, got {raw!r}")
-            case (
-                "job_backoff_limit"
-                | "max_concurrent_handlers"
-                | "handler_burst"
-                | "kopf_worker_limit"
-                | "kopf_max_workers"
-                | "metrics_port"
-            ):
-                value = int(raw)
-                if int(raw) < 0:
-                    raise SettingsError(f"{name}: must be >= 0, got {raw!r}")
-            case "namespaces":
-                value = tuple(ns.strip() for ns in raw.split(",") if ns.strip())
-            case "kopf_error_delays":
-                value = tuple(float(d) for d in raw.split(",") if d.strip())
-            case _:
-                value = raw
-    except ValueError as exc:
-        if isinstance(exc, SettingsError):
-            raise
-        raise SettingsError(f"{name}: not a valid value: {raw!r} ({exc})") from None
-    return value
+    if setting.field in _FLOATS:
+        return _number(name, raw, float)
+    if setting.field in _INTS:
+        value = int(_number(name, raw, int))
+        if setting.field == "metrics_port" and value > 65535:
+            raise SettingsError(f"{name}: must be a port number 0..65535, got {raw!r}")
+        return value
+    if setting.field == "namespaces":
+        return tuple(ns.strip() for ns in raw.split(",") if ns.strip())
+    if setting.field == "kopf_error_delays":
+        return tuple(_number(name, d, float) for d in raw.split(",") if d.strip())
+    if setting.field == "worker_image_pull_policy" and raw not in _PULL_POLICIES:
+        raise SettingsError(f"{name}: must be one of {', '.join(_PULL_POLICIES)}, got {raw!r}")
+    return raw
 
 
 def _validate(settings: OperatorSettings) -> OperatorSettings:

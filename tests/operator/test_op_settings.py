@@ -1,0 +1,156 @@
+"""Unit tests of ``queuejob.settings``: defaults, env parsing, flag precedence, clear errors."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import pytest
+
+from queuejob import settings as qs
+from queuejob.settings import OperatorSettings, SettingsError
+
+
+def _parse_flags(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    qs.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_empty_environment_gives_the_dataclass_defaults() -> None:
+    assert qs.from_env({}) == OperatorSettings()
+
+
+def test_settings_table_defaults_match_the_dataclass_defaults() -> None:
+    """The documented default (README, --help) is what an unset variable really yields."""
+    fields = {f.name for f in dataclasses.fields(OperatorSettings)}
+    assert {s.field for s in qs.SETTINGS} == fields
+    for setting in qs.SETTINGS:
+        parsed = qs.from_env({setting.env: setting.default})
+        assert getattr(parsed, setting.field) == getattr(OperatorSettings(), setting.field), (
+            setting.env
+        )
+
+
+def test_env_values_are_converted_to_their_types() -> None:
+    parsed = qs.from_env(
+        {
+            "QUEUEJOB_REDIS_URL": "redis://:pw@10.0.0.1:6380/2",
+            "QUEUEJOB_REDIS_TIMEOUT": "2.5",
+            "QUEUEJOB_MAX_CONCURRENT_HANDLERS": "3",
+            "QUEUEJOB_NAMESPACES": " a, b* ,,",
+            "QUEUEJOB_KOPF_ERROR_DELAYS": "1,2.5",
+            "QUEUEJOB_HANDLER_QPS": "",  # empty = default
+        }
+    )
+    assert parsed.redis_url == "redis://:pw@10.0.0.1:6380/2"
+    assert parsed.redis_timeout == 2.5
+    assert parsed.max_concurrent_handlers == 3
+    assert parsed.namespaces == ("a", "b*")
+    assert parsed.kopf_error_delays == (1.0, 2.5)
+    assert parsed.handler_qps == 0.0
+
+
+def test_flag_overrides_env_and_env_fills_the_rest() -> None:
+    env = {"QUEUEJOB_WORKER_IMAGE": "from-env:1", "QUEUEJOB_STATUS_INTERVAL": "7"}
+    parsed = qs.from_args(_parse_flags("--worker-image", "from-flag:2"), env)
+    assert parsed.worker_image == "from-flag:2"
+    assert parsed.status_interval == 7.0
+    assert parsed.finalizer == OperatorSettings().finalizer
+
+
+@pytest.mark.parametrize(
+    ("env", "named", "reason"),
+    [
+        ({"QUEUEJOB_REDIS_TIMEOUT": "soon"}, "QUEUEJOB_REDIS_TIMEOUT", "not a valid value"),
+        ({"QUEUEJOB_REDIS_TIMEOUT": "-1"}, "QUEUEJOB_REDIS_TIMEOUT", ">= 0"),
+        ({"QUEUEJOB_STATUS_INTERVAL": "nan"}, "QUEUEJOB_STATUS_INTERVAL", "finite"),
+        ({"QUEUEJOB_BACKOFF_CAP": "inf"}, "QUEUEJOB_BACKOFF_CAP", "finite"),
+        ({"QUEUEJOB_JOB_BACKOFF_LIMIT": "1.5"}, "QUEUEJOB_JOB_BACKOFF_LIMIT", "not a valid"),
+        ({"QUEUEJOB_METRICS_PORT": "-2"}, "QUEUEJOB_METRICS_PORT", ">= 0"),
+        ({"QUEUEJOB_METRICS_PORT": "70000"}, "QUEUEJOB_METRICS_PORT", "0..65535"),
+        ({"QUEUEJOB_KOPF_ERROR_DELAYS": "1,x"}, "QUEUEJOB_KOPF_ERROR_DELAYS", "not a valid"),
+        ({"QUEUEJOB_KOPF_ERROR_DELAYS": "1,-3"}, "QUEUEJOB_KOPF_ERROR_DELAYS", ">= 0"),
+        ({"QUEUEJOB_MAX_CONCURRENT_HANDLERS": "0"}, "QUEUEJOB_MAX_CONCURRENT_HANDLERS", ">= 1"),
+        ({"QUEUEJOB_BACKOFF_BASE": "0"}, "QUEUEJOB_BACKOFF_BASE", "> 0"),
+        (
+            {"QUEUEJOB_BACKOFF_BASE": "5", "QUEUEJOB_BACKOFF_CAP": "4"},
+            "QUEUEJOB_BACKOFF_CAP",
+            ">= QUEUEJOB_BACKOFF_BASE",
+        ),
+        ({"QUEUEJOB_BACKOFF_JITTER": "2"}, "QUEUEJOB_BACKOFF_JITTER", "0..1"),
+        ({"QUEUEJOB_STATUS_INTERVAL": "0"}, "QUEUEJOB_STATUS_INTERVAL", "> 0"),
+        ({"QUEUEJOB_KOPF_MAX_WORKERS": "0"}, "QUEUEJOB_KOPF_MAX_WORKERS", ">= 1"),
+        ({"QUEUEJOB_REDIS_URL": "http://x"}, "QUEUEJOB_REDIS_URL", "redis://"),
+        (
+            {"QUEUEJOB_WORKER_IMAGE_PULL_POLICY": "Sometimes"},
+            "QUEUEJOB_WORKER_IMAGE_PULL_POLICY",
+            "IfNotPresent",
+        ),
+    ],
+)
+def test_invalid_env_values_name_the_variable_and_reason(
+    env: dict[str, str], named: str, reason: str
+) -> None:
+    with pytest.raises(SettingsError) as info:
+        qs.from_env(env)
+    assert str(info.value).startswith(f"{named}: ")
+    assert reason in str(info.value)
+
+
+def test_invalid_flag_value_names_the_flag_not_the_variable() -> None:
+    with pytest.raises(SettingsError) as info:
+        qs.from_args(_parse_flags("--redis-timeout", "soon"), {})
+    assert str(info.value).startswith("--redis-timeout: ")
+    assert "QUEUEJOB_REDIS_TIMEOUT" not in str(info.value)
+
+
+def test_a_valid_flag_fixes_an_invalid_combination_from_env() -> None:
+    env = {"QUEUEJOB_BACKOFF_BASE": "5", "QUEUEJOB_BACKOFF_CAP": "10"}
+    with pytest.raises(SettingsError):
+        qs.from_args(_parse_flags("--backoff-cap", "4"), env)
+    assert qs.from_args(_parse_flags("--backoff-base", "2"), env).backoff_base == 2.0
+
+
+def test_to_env_round_trips_through_from_env() -> None:
+    custom = dataclasses.replace(
+        OperatorSettings(),
+        namespaces=("a", "b"),
+        kopf_error_delays=(0.5, 2.0),
+        metrics_port=0,
+        redis_password="s3cret",
+        handler_qps=2.5,
+    )
+    assert qs.from_env(qs.to_env(custom)) == custom
+
+
+@pytest.mark.parametrize(
+    ("url", "stripped"),
+    [
+        ("redis://:pw@host:6379/0", "redis://host:6379/0"),
+        ("redis://user:pw@[::1]:7000/1?x=1", "redis://[::1]:7000/1?x=1"),
+        ("rediss://host/0", "rediss://host/0"),
+    ],
+)
+def test_strip_password_removes_userinfo_only(url: str, stripped: str) -> None:
+    assert qs.strip_password(url) == stripped
+
+
+def test_worker_url_defaults_to_the_operator_url_without_password() -> None:
+    parsed = qs.from_env({"QUEUEJOB_REDIS_URL": "redis://:pw@h:1/0"})
+    assert parsed.effective_worker_redis_url == "redis://h:1/0"
+    explicit = qs.from_env(
+        {"QUEUEJOB_REDIS_URL": "redis://:pw@h:1/0", "QUEUEJOB_WORKER_REDIS_URL": "redis://w:2/0"}
+    )
+    assert explicit.effective_worker_redis_url == "redis://w:2/0"
+
+
+def test_describe_never_shows_a_password() -> None:
+    parsed = qs.from_env(
+        {"QUEUEJOB_REDIS_URL": "redis://:urlpw@h:1/0", "QUEUEJOB_REDIS_PASSWORD": "envpw"}
+    )
+    text = qs.describe(parsed)
+    assert "urlpw" not in text
+    assert "envpw" not in text
+    assert "redis_password=***" in text
+    assert "redis_url=redis://h:1/0" in text
