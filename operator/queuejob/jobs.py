@@ -41,8 +41,13 @@ def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def labels(queuejob_name: str) -> dict[str, str]:
-    """Labels on everything created for one QueueJob."""
-    return {naming.QUEUEJOB_LABEL: queuejob_name[:63], "app.kubernetes.io/name": "queuejob"}
+    """Labels on everything created for one QueueJob.
+
+    The QueueJob label's value is the name cut to 63 characters without a trailing '-' or '.',
+    so it is a valid label value for any valid QueueJob name.
+    """
+    value = queuejob_name[:63].rstrip("-.")
+    return {naming.QUEUEJOB_LABEL: value, "app.kubernetes.io/name": "queuejob"}
 
 
 def build_secret(body: Mapping[str, Any], password: str) -> dict[str, Any]:

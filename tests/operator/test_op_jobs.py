@@ -1,0 +1,210 @@
+"""Unit tests of ``queuejob.jobs``: the worker Job and Secret built for a QueueJob."""
+
+from __future__ import annotations
+
+import base64
+import json
+import pathlib
+import re
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given
+from op_strategies import queuejob_name
+
+from queuejob import jobs, naming
+from queuejob.spec import parse
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+UID = "6f1c2d3e-0000-4000-8000-000000000001"
+BODY = {"metadata": {"name": "crunch", "namespace": "team-a", "uid": UID}}
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def _job(spec: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "queue": "qj:team-a:crunch:6f1c2d3e",
+        "redis_url": "redis://redis.queuejob-system:6379/0",
+        "default_image": "queuejob:dev",
+        "image_pull_policy": "IfNotPresent",
+        "backoff_limit": 10,
+    }
+    args.update(overrides)
+    return jobs.build_job(BODY, parse(spec), **args)
+
+
+def _container(job: dict[str, Any]) -> dict[str, Any]:
+    containers = job["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return dict(containers[0])
+
+
+def _env(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in _container(job)["env"]}
+
+
+def test_job_is_owned_by_the_queuejob_and_named_deterministically() -> None:
+    job = _job({"items": ["a"]})
+    assert job["apiVersion"] == "batch/v1"
+    assert job["kind"] == "Job"
+    assert job["metadata"]["name"] == "crunch-workers" == naming.job_name("crunch")
+    assert job["metadata"]["namespace"] == "team-a"
+    assert job["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "workqueue.example.com/v1alpha1",
+            "kind": "QueueJob",
+            "name": "crunch",
+            "uid": UID,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    assert _job({"items": ["a"]}) == job
+
+
+def test_parallelism_and_suspend_mirror_the_spec_and_completions_stay_unset() -> None:
+    job = _job({"items": ["a"], "parallelism": 7, "suspend": True}, backoff_limit=3)
+    assert job["spec"]["parallelism"] == 7
+    assert job["spec"]["suspend"] is True
+    assert job["spec"]["backoffLimit"] == 3
+    # completions unset: the Job succeeds when a worker exits 0 after the queue is done
+    assert "completions" not in job["spec"]
+    assert "completionMode" not in job["spec"]
+    assert _job({"items": ["a"]})["spec"]["suspend"] is False
+
+
+def test_pod_meets_the_restricted_pod_security_standard() -> None:
+    job = _job({"items": ["a"]})
+    pod = job["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = _container(job)["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["runAsNonRoot"] is True
+    assert sc["runAsUser"] != 0
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    # the read-only root filesystem comes with a writable /tmp
+    assert {"name": "tmp", "mountPath": "/tmp"} in _container(job)["volumeMounts"]
+    assert {"name": "tmp", "emptyDir": {}} in pod["volumes"]
+    # nothing that the restricted profile forbids
+    assert not {"hostNetwork", "hostPID", "hostIPC"} & pod.keys()
+    assert all("hostPath" not in v for v in pod["volumes"])
+
+
+def test_password_comes_from_the_per_queuejob_secret_never_inline() -> None:
+    job = _job({"items": ["a"]}, redis_url="redis://r:6379/0")
+    env = _env(job)
+    assert env["QUEUEJOB_REDIS_PASSWORD"] == {
+        "name": "QUEUEJOB_REDIS_PASSWORD",
+        "valueFrom": {
+            "secretKeyRef": {"name": "crunch-redis", "key": "password", "optional": True}
+        },
+    }
+    assert env["QUEUEJOB_REDIS_URL"]["value"] == "redis://r:6379/0"
+    assert env["QUEUEJOB_QUEUE"]["value"] == "qj:team-a:crunch:6f1c2d3e"
+    assert env["QUEUEJOB_WORKER_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+
+
+def test_secret_holds_the_password_and_is_owned_by_the_queuejob() -> None:
+    secret = jobs.build_secret(BODY, "pässword")
+    assert secret["metadata"]["name"] == naming.secret_name("crunch")
+    assert secret["metadata"]["namespace"] == "team-a"
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == UID
+    assert base64.b64decode(secret["data"]["password"]).decode() == "pässword"
+    # the Secret the Job refers to is the one built here
+    ref = _env(_job({"items": ["a"]}))["QUEUEJOB_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert (ref["name"], ref["key"]) == (secret["metadata"]["name"], "password")
+
+
+def test_worker_spec_sets_image_command_env_and_resources() -> None:
+    job = _job(
+        {
+            "items": ["a"],
+            "leaseSeconds": 12,
+            "worker": {
+                "image": "reg/queuejob:2",
+                "command": ["sh", "-c", 'test "$QUEUEJOB_ITEM" != x'],
+                "env": [{"name": "EXTRA", "value": "1"}],
+                "resources": {"limits": {"memory": "64Mi"}},
+            },
+        },
+        image_pull_policy="Never",
+    )
+    container = _container(job)
+    assert container["image"] == "reg/queuejob:2"
+    assert container["imagePullPolicy"] == "Never"
+    assert container["command"] == ["queuejob"]
+    assert container["args"] == ["worker"]
+    assert container["resources"] == {"limits": {"memory": "64Mi"}}
+    env = _env(job)
+    assert json.loads(env["QUEUEJOB_ITEM_COMMAND"]["value"]) == [
+        "sh",
+        "-c",
+        'test "$QUEUEJOB_ITEM" != x',
+    ]
+    assert env["QUEUEJOB_LEASE_SECONDS"]["value"] == "12"
+    assert env["EXTRA"] == {"name": "EXTRA", "value": "1"}
+
+
+def test_without_worker_spec_the_default_image_and_builtin_work_are_used() -> None:
+    job = _job({"items": ["a"]}, default_image="localhost/queuejob:7")
+    container = _container(job)
+    assert container["image"] == "localhost/queuejob:7"
+    assert "QUEUEJOB_ITEM_COMMAND" not in _env(job)
+    assert "resources" not in container
+
+
+def _networkpolicy_worker_rules() -> list[dict[str, Any]]:
+    docs = yaml.safe_load_all((ROOT / "manifests/deploy/networkpolicy.yaml").read_text())
+    peers: list[dict[str, Any]] = []
+    for doc in docs:
+        if doc and doc.get("kind") == "NetworkPolicy":
+            for rule in doc["spec"].get("ingress") or []:
+                peers.extend(p for p in rule.get("from") or [] if "namespaceSelector" in p)
+    return peers
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op = expr["key"], expr["operator"]
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+        if op == "In" and labels.get(key) not in expr["values"]:
+            return False
+        if op == "NotIn" and labels.get(key) in expr["values"]:
+            return False
+    return True
+
+
+def test_worker_pods_carry_the_labels_the_redis_networkpolicy_admits() -> None:
+    peers = _networkpolicy_worker_rules()
+    assert peers, "manifests/deploy/networkpolicy.yaml admits no pods of other namespaces"
+    pod_labels = _job({"items": ["a"]})["spec"]["template"]["metadata"]["labels"]
+    assert any(_selects(p["podSelector"], pod_labels) for p in peers)
+    assert pod_labels[naming.QUEUEJOB_LABEL] == "crunch"
+
+
+@given(queuejob_name)
+def test_labels_are_valid_label_values_for_any_queuejob_name(name: str) -> None:
+    for key, value in jobs.labels(name).items():
+        assert len(value) <= 63, (key, value)
+        assert _LABEL_VALUE.match(value), (key, value)
+
+
+@pytest.mark.parametrize("cut", ["-", "."])
+def test_label_of_a_long_name_cut_at_a_separator_stays_valid(cut: str) -> None:
+    name = "a" * 62 + cut + "b" * 10
+    value = jobs.labels(name)[naming.QUEUEJOB_LABEL]
+    assert _LABEL_VALUE.match(value), value
+    assert value.startswith("a" * 62)

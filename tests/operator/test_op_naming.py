@@ -1,0 +1,71 @@
+"""Unit tests of ``queuejob.naming``: names derived from a QueueJob are valid and stable."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given
+from op_strategies import queuejob_name
+
+from queuejob import naming
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN_PART = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+
+queuejob_names = queuejob_name
+
+
+def _valid_subdomain(name: str, limit: int) -> bool:
+    return len(name) <= limit and bool(_DNS_SUBDOMAIN_PART.match(name))
+
+
+@given(queuejob_names)
+def test_job_name_is_a_valid_name_of_at_most_63_chars(name: str) -> None:
+    job = naming.job_name(name)
+    # The Job controller copies the Job name into a label value: <= 63 chars, alnum at the ends.
+    assert _valid_subdomain(job, 63), job
+    assert job.endswith("-workers")
+
+
+@given(queuejob_names)
+def test_secret_name_is_a_valid_subdomain(name: str) -> None:
+    assert _valid_subdomain(naming.secret_name(name), 253)
+
+
+@given(queuejob_names)
+def test_short_names_are_kept_readable(name: str) -> None:
+    if len(name) <= 55:
+        assert naming.job_name(name) == f"{name}-workers"
+
+
+@given(queuejob_names, queuejob_names)
+def test_distinct_names_give_distinct_job_names(a: str, b: str) -> None:
+    if a != b:
+        assert naming.job_name(a) != naming.job_name(b)
+
+
+def test_long_names_are_shortened_with_a_stable_hash() -> None:
+    long = "a" * 50 + "-" + "b" * 20
+    first = naming.job_name(long)
+    assert first == naming.job_name(long)
+    assert len(first) == 63
+    assert first.startswith("a" * 46)
+    # two long names sharing the kept prefix still differ
+    assert naming.job_name(long + "c") != first
+
+
+def test_shortening_never_leaves_a_dash_or_dot_before_the_hash() -> None:
+    # the cut falls right after the "-" / "." run
+    name = "a" * 45 + "-.-" + "z" * 30
+    job = naming.job_name(name)
+    assert _DNS_LABEL.match(job.replace(".", "x")), job
+    assert "--" not in job.removesuffix("-workers")
+
+
+def test_queue_name_uses_namespace_name_and_uid_prefix() -> None:
+    uid = "0a1b2c3d-4e5f-6789-abcd-ef0123456789"
+    assert naming.queue_name("ns", "job", uid) == "qj:ns:job:0a1b2c3d"
+    other = "ffffffff-4e5f-6789-abcd-ef0123456789"
+    assert naming.queue_name("ns", "job", other) != naming.queue_name("ns", "job", uid)
