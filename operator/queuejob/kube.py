@@ -17,7 +17,7 @@ import asyncio
 import base64
 import os
 import threading
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -128,37 +128,31 @@ class NotFoundError(LookupError):
     """A referenced ConfigMap, Secret or key does not exist; the message names it."""
 
 
+def _read_key(kind: Literal["ConfigMap", "Secret"], namespace: str, name: str, key: str) -> str:
+    """``data[key]`` of the ConfigMap or Secret (``kind``) ``name``, read in the calling thread.
+
+    Raises :class:`NotFoundError` naming the object (``kind namespace/name``) or the key.
+    """
+    core = _core()
+    read = core.read_namespaced_config_map if kind == "ConfigMap" else core.read_namespaced_secret
+    try:
+        obj = read(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise NotFoundError(f"{kind} {namespace}/{name} not found") from None
+        raise
+    data = obj.data or {}
+    if key not in data:
+        raise NotFoundError(f"{kind} {namespace}/{name} has no key {key!r}")
+    return str(data[key])
+
+
 async def read_configmap_key(namespace: str, name: str, key: str) -> str:
     """The text under ``key`` of ConfigMap ``name``; :class:`NotFoundError` if either is absent."""
-
-    def call() -> str:
-        try:
-            cm = _core().read_namespaced_config_map(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                raise NotFoundError(f"ConfigMap {namespace}/{name} not found") from None
-            raise
-        data = cm.data or {}
-        if key not in data:
-            raise NotFoundError(f"ConfigMap {namespace}/{name} has no key {key!r}")
-        return str(data[key])
-
-    return await asyncio.to_thread(call)
+    return await asyncio.to_thread(_read_key, "ConfigMap", namespace, name, key)
 
 
 async def read_secret_key(namespace: str, name: str, key: str) -> str:
     """The decoded value under ``key`` of Secret ``name``; :class:`NotFoundError` if absent."""
-
-    def call() -> str:
-        try:
-            secret = _core().read_namespaced_secret(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                raise NotFoundError(f"Secret {namespace}/{name} not found") from None
-            raise
-        data = secret.data or {}
-        if key not in data:
-            raise NotFoundError(f"Secret {namespace}/{name} has no key {key!r}")
-        return base64.b64decode(data[key]).decode()
-
-    return await asyncio.to_thread(call)
+    encoded = await asyncio.to_thread(_read_key, "Secret", namespace, name, key)
+    return base64.b64decode(encoded).decode()
