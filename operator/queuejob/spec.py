@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 MAX_ITEM_LENGTH = 1024
 
@@ -26,19 +26,19 @@ class SpecError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
-class ConfigMapKeyRef:
+class KeyRef:
+    """A key of an object (ConfigMap or Secret) in the QueueJob's namespace."""
+
+    name: str
+    key: str
+
+
+class ConfigMapKeyRef(KeyRef):
     """Where ``itemsFrom`` reads items: one item per line of a ConfigMap key."""
 
-    name: str
-    key: str
 
-
-@dataclasses.dataclass(frozen=True)
-class SecretKeyRef:
+class SecretKeyRef(KeyRef):
     """A key of a Secret in the QueueJob's namespace."""
-
-    name: str
-    key: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +126,17 @@ def _str(value: Any, field: str) -> str:
     return value
 
 
+_Ref = TypeVar("_Ref", bound=KeyRef)
+
+
+def _key_ref(cls: type[_Ref], value: Any, field: str) -> _Ref:
+    """A ``{name, key}`` reference at ``field``, both non-empty strings."""
+    raw = _mapping(value, field)
+    return cls(
+        name=_str(raw.get("name"), f"{field}.name"), key=_str(raw.get("key"), f"{field}.key")
+    )
+
+
 def check_items(items: Sequence[Any], field: str) -> tuple[str, ...]:
     """Validate inline items: strings of 1..1024 characters, unique, at least one."""
     if not items:
@@ -199,13 +210,10 @@ def parse(spec: Mapping[str, Any]) -> QueueJobSpec:
             raise SpecError("spec.items", "must be a list of strings")
         items = check_items(items_raw, "spec.items")
     else:
-        ref = _mapping(
+        items_from = _key_ref(
+            ConfigMapKeyRef,
             _mapping(from_raw, "spec.itemsFrom").get("configMapKeyRef"),
             "spec.itemsFrom.configMapKeyRef",
-        )
-        items_from = ConfigMapKeyRef(
-            name=_str(ref.get("name"), "spec.itemsFrom.configMapKeyRef.name"),
-            key=_str(ref.get("key"), "spec.itemsFrom.configMapKeyRef.key"),
         )
 
     retry = _mapping(spec.get("retry"), "spec.retry")
@@ -246,11 +254,7 @@ def parse(spec: Mapping[str, Any]) -> QueueJobSpec:
             raise SpecError("spec.redis.url", "must be a redis://, rediss:// or unix:// URL")
         pw: SecretKeyRef | None = None
         if r.get("passwordSecretRef") is not None:
-            p = _mapping(r.get("passwordSecretRef"), "spec.redis.passwordSecretRef")
-            pw = SecretKeyRef(
-                name=_str(p.get("name"), "spec.redis.passwordSecretRef.name"),
-                key=_str(p.get("key"), "spec.redis.passwordSecretRef.key"),
-            )
+            pw = _key_ref(SecretKeyRef, r.get("passwordSecretRef"), "spec.redis.passwordSecretRef")
         redis = RedisRef(url=url, password_secret_ref=pw)
 
     return QueueJobSpec(
