@@ -50,18 +50,26 @@ def labels(queuejob_name: str) -> dict[str, str]:
     return {naming.QUEUEJOB_LABEL: value, "app.kubernetes.io/name": "queuejob"}
 
 
+def _owned_metadata(body: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """Metadata of an object ``name`` made for the QueueJob ``body``.
+
+    Same namespace, the QueueJob labels and a controller ownerReference, so the object is
+    garbage-collected with the QueueJob.
+    """
+    return {
+        "name": name,
+        "namespace": body["metadata"]["namespace"],
+        "labels": labels(body["metadata"]["name"]),
+        "ownerReferences": [owner_reference(body)],
+    }
+
+
 def build_secret(body: Mapping[str, Any], password: str) -> dict[str, Any]:
     """The per-QueueJob Secret with the Redis password, owned by the QueueJob."""
-    name = body["metadata"]["name"]
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {
-            "name": naming.secret_name(name),
-            "namespace": body["metadata"]["namespace"],
-            "labels": labels(name),
-            "ownerReferences": [owner_reference(body)],
-        },
+        "metadata": _owned_metadata(body, naming.secret_name(body["metadata"]["name"])),
         "type": "Opaque",
         "data": {PASSWORD_KEY: base64.b64encode(password.encode()).decode()},
     }
@@ -130,12 +138,7 @@ def build_job(
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {
-            "name": naming.job_name(name),
-            "namespace": body["metadata"]["namespace"],
-            "labels": labels(name),
-            "ownerReferences": [owner_reference(body)],
-        },
+        "metadata": _owned_metadata(body, naming.job_name(name)),
         "spec": {
             "parallelism": spec.parallelism,
             "backoffLimit": backoff_limit,
