@@ -14,7 +14,7 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from queuejob import jobs, kube, naming
+from queuejob import jobs, jobstatus, kube, naming
 from queuejob.errors import ConfigError
 from queuejob.queues import RedisTarget
 from queuejob.settings import OperatorSettings
@@ -54,7 +54,10 @@ async def ensure_workers(
     drift: dict[str, Any] = {}
     if current.get("parallelism") != spec.parallelism:
         drift["parallelism"] = spec.parallelism
-    if bool(current.get("suspend")) != spec.suspend and not _finished(job):
+    if (
+        bool(current.get("suspend")) != spec.suspend
+        and jobstatus.true_condition(job, "Complete", "Failed") is None
+    ):
         drift["suspend"] = spec.suspend
     if drift:
         await kube.patch_job(
@@ -72,11 +75,3 @@ def _reason(exc: ApiException) -> str:
         return str(json.loads(exc.body or "{}").get("message") or exc.reason)
     except ValueError:
         return str(exc.reason)
-
-
-def _finished(job: dict[str, Any]) -> bool:
-    """True once the Job has a Complete or Failed condition."""
-    conditions = (job.get("status") or {}).get("conditions") or []
-    return any(
-        c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in conditions
-    )

@@ -13,7 +13,7 @@ import yaml
 from hypothesis import given
 from op_strategies import queuejob_name
 
-from queuejob import jobs, naming
+from queuejob import jobs, jobstatus, naming
 from queuejob.spec import parse
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -208,3 +208,22 @@ def test_label_of_a_long_name_cut_at_a_separator_stays_valid(cut: str) -> None:
     value = jobs.labels(name)[naming.QUEUEJOB_LABEL]
     assert _LABEL_VALUE.match(value), value
     assert value.startswith("a" * 62)
+
+
+def test_job_status_readers_accept_a_missing_job_and_see_only_true_conditions() -> None:
+    assert jobstatus.active_workers(None) == 0
+    assert jobstatus.active_workers({"status": {}}) == 0
+    assert jobstatus.active_workers({"status": {"active": 3}}) == 3
+    job = {
+        "status": {
+            "conditions": [
+                {"type": "Failed", "status": "False", "reason": "Old"},
+                {"type": "Complete", "status": "True", "reason": "Done"},
+            ]
+        }
+    }
+    assert jobstatus.true_condition(job, "Failed") is None
+    assert jobstatus.true_condition(None, "Failed") is None
+    found = jobstatus.true_condition(job, "Complete", "Failed")
+    assert found is not None
+    assert found["reason"] == "Done"

@@ -21,7 +21,7 @@ from typing import Any
 
 import kopf
 
-from queuejob import conditions, kube, naming, queues
+from queuejob import conditions, jobstatus, kube, naming, queues
 from queuejob import settings as qj_settings
 from queuejob.conditions import now
 from queuejob.limits import guarded
@@ -69,10 +69,10 @@ async def _expire(
 
 def job_failure(job: dict[str, Any] | None) -> str | None:
     """The reason and message of the Job's Failed=True condition, or None."""
-    for c in ((job or {}).get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Failed" and c.get("status") == "True":
-            return f"{c.get('reason', 'Failed')}: {c.get('message', '')}".strip()
-    return None
+    c = jobstatus.true_condition(job, "Failed")
+    if c is None:
+        return None
+    return f"{c.get('reason', 'Failed')}: {c.get('message', '')}".strip()
 
 
 def needs_refresh(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
@@ -129,7 +129,7 @@ async def refresh(
     if writer.phase in FINISHED:
         # Workers exit on their own once the queue is done; follow them down to zero.
         job = await kube.read_job(namespace, job_name)
-        writer.set("activeWorkers", int(((job or {}).get("status") or {}).get("active") or 0))
+        writer.set("activeWorkers", jobstatus.active_workers(job))
         await _expire(writer, qspec, runtime, body, namespace, name, logger)
         return
 
@@ -149,7 +149,7 @@ async def refresh(
         job = await ensure_workers(
             body, qspec, queue=queue_name, target=target, settings=runtime.settings
         )
-    active = int(((job or {}).get("status") or {}).get("active") or 0)
+    active = jobstatus.active_workers(job)
 
     counts = {
         "total": stats.total,
