@@ -69,6 +69,12 @@ class StatusWriter:
         """The condition of that type after this run's changes, or None."""
         return conditions.get_condition(self._conditions, type_)
 
+    def suspended(self, message: str) -> None:
+        """Record a suspended Job: Suspended=True, Running=False, phase Suspended (``message``)."""
+        self.condition("Suspended", True, "SpecSuspended", "spec.suspend is true")
+        self.condition("Running", False, "Suspended", "the Job is suspended")
+        self.phase_to("Suspended", "Suspended", message)
+
     def phase_to(self, phase: str, reason: str, message: str) -> None:
         """Move to ``phase``; on a change, log it and post an Event."""
         assert phase in PHASES, phase

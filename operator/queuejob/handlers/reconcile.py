@@ -86,9 +86,7 @@ async def reconcile(
     writer.set("observedGeneration", meta.get("generation"))
     writer.set("progress", writer.get("progress") or f"0/{len(items)}")
     if qspec.suspend:
-        writer.condition("Suspended", True, "SpecSuspended", "spec.suspend is true")
-        writer.condition("Running", False, "Suspended", "the Job is suspended")
-        writer.phase_to("Suspended", "Suspended", "spec.suspend is true; no worker pods run")
+        writer.suspended("spec.suspend is true; no worker pods run")
     else:
         writer.condition(
             "Running",

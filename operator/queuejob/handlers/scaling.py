@@ -17,14 +17,14 @@ from queuejob.runtime import Runtime
 from queuejob.statuswriter import FINISHED, StatusWriter
 
 
-@kopf.on.field(
-    naming.GROUP,
-    naming.VERSION,
-    naming.PLURAL,
-    field="spec.parallelism",
-    id="parallelism",
-    old=kopf.PRESENT,
-)
+def _on_existing(field: str, handler_id: str) -> kopf.on.ChangingDecorator:
+    """A kopf field handler of ``field`` that runs only when an old value exists (not on create)."""
+    return kopf.on.field(
+        naming.GROUP, naming.VERSION, naming.PLURAL, field=field, id=handler_id, old=kopf.PRESENT
+    )
+
+
+@_on_existing("spec.parallelism", "parallelism")
 @guarded("parallelism")
 async def parallelism_changed(
     old: Any,
@@ -45,14 +45,7 @@ async def parallelism_changed(
     patch.status["observedGeneration"] = meta.get("generation")
 
 
-@kopf.on.field(
-    naming.GROUP,
-    naming.VERSION,
-    naming.PLURAL,
-    field="spec.suspend",
-    id="suspend",
-    old=kopf.PRESENT,
-)
+@_on_existing("spec.suspend", "suspend")
 @guarded("suspend")
 async def suspend_changed(
     old: Any,
@@ -80,9 +73,7 @@ async def suspend_changed(
     if not await kube.patch_job(namespace, job_name, {"spec": {"suspend": suspend}}):
         return  # no Job yet: the create handler will use the current spec
     if suspend:
-        writer.condition("Suspended", True, "SpecSuspended", "spec.suspend is true")
-        writer.condition("Running", False, "Suspended", "the Job is suspended")
-        writer.phase_to("Suspended", "Suspended", f"Job {job_name} suspended")
+        writer.suspended(f"Job {job_name} suspended")
     else:
         writer.condition("Suspended", False, "SpecResumed", "spec.suspend is false")
         writer.condition("Running", True, "Resumed", f"Job {job_name} resumed")
