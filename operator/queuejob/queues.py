@@ -4,12 +4,14 @@
   or the operator's; also the URL that workers get (never containing the password).
 - :func:`queue_config`: the ``workqueue.QueueConfig`` stored in Redis for the workers.
 - :func:`load_items`: inline items, or the lines of ``spec.itemsFrom``'s ConfigMap key.
+- :func:`delete_queue`: remove a queue's keys (on deletion, or ttlSecondsAfterFinished).
 
 Missing ConfigMaps, Secrets or keys raise :class:`~queuejob.errors.ConfigError` (permanent).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from urllib.parse import urlsplit
 
@@ -51,6 +53,18 @@ def open_queue(target: RedisTarget, name: str, settings: OperatorSettings) -> Le
     """The LeaseQueue ``name`` on ``target`` (shared, pooled client)."""
     client = redisconn.client(target.url, target.password, settings.redis_timeout)
     return LeaseQueue(client, name)
+
+
+async def delete_queue(
+    spec: QueueJobSpec, namespace: str, name: str, settings: OperatorSettings
+) -> int:
+    """Delete every Redis key of queue ``name`` on the spec's Redis; the number of keys removed.
+
+    Raises :class:`~queuejob.errors.ConfigError` if that Redis cannot be resolved (see
+    :func:`resolve_target`) and Redis errors if it cannot be reached.
+    """
+    target = await resolve_target(spec, namespace, settings)
+    return await asyncio.to_thread(open_queue(target, name, settings).delete)
 
 
 def queue_config(spec: QueueJobSpec) -> QueueConfig:

@@ -7,7 +7,6 @@ cannot be configured at all (e.g. its password Secret is gone) is released with 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import kopf
@@ -35,12 +34,9 @@ async def cleanup(
     runtime: Runtime = memo.runtime
     queue_name = status.get("queue") or naming.queue_name(namespace, name, uid)
     try:
-        qspec = parse(spec)
-        target = await queues.resolve_target(qspec, namespace, runtime.settings)
+        removed = await queues.delete_queue(parse(spec), namespace, queue_name, runtime.settings)
     except (SpecError, ConfigError) as exc:
         logger.warning(f"Cannot reach the queue's Redis ({exc}); its keys are left behind")
         return
-    queue = queues.open_queue(target, queue_name, runtime.settings)
-    removed = await asyncio.to_thread(queue.delete)
     runtime.metrics.forget_queue(f"{namespace}/{name}")
     logger.info(f"Queue {queue_name}: {removed} Redis keys removed")

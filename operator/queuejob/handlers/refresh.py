@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -37,6 +38,11 @@ def _parse_time(text: str) -> datetime.datetime:
     return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
 
 
+def queue_removed(seeded: Mapping[str, Any] | None) -> bool:
+    """True if the Seeded condition says the queue's keys were removed after the TTL."""
+    return seeded is not None and seeded.get("reason") == "QueueRemoved"
+
+
 async def _expire(
     writer: StatusWriter,
     qspec: QueueJobSpec,
@@ -51,15 +57,12 @@ async def _expire(
     completed = writer.get("completionTime")
     if ttl is None or not completed:
         return
-    seeded = writer.get_condition("Seeded")
-    if seeded is not None and seeded.get("reason") == "QueueRemoved":
+    if queue_removed(writer.get_condition("Seeded")):
         return
     age = (datetime.datetime.now(datetime.UTC) - _parse_time(completed)).total_seconds()
     if age < ttl:
         return
-    target = await queues.resolve_target(qspec, namespace, runtime.settings)
-    queue = queues.open_queue(target, writer.get("queue"), runtime.settings)
-    removed = await asyncio.to_thread(queue.delete)
+    removed = await queues.delete_queue(qspec, namespace, writer.get("queue"), runtime.settings)
     runtime.metrics.forget_queue(f"{namespace}/{name}")
     message = f"{removed} Redis keys removed {ttl}s after completion (ttlSecondsAfterFinished)"
     logger.info(message)
@@ -85,8 +88,7 @@ def needs_refresh(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
         return False
     phase = status.get("phase")
     if phase in FINISHED:
-        seeded = conditions.get_condition(status.get("conditions"), "Seeded")
-        removed = seeded is not None and seeded.get("reason") == "QueueRemoved"
+        removed = queue_removed(conditions.get_condition(status.get("conditions"), "Seeded"))
         ttl_pending = spec.get("ttlSecondsAfterFinished") is not None and not removed
         return ttl_pending or bool(status.get("activeWorkers"))
     if phase == "Suspended" and spec.get("suspend"):
