@@ -14,7 +14,7 @@ from typing import Any
 
 import kopf
 import pytest
-from kopf._core.engines import posting
+from op_kopf import capture_events, drain
 
 from queuejob.errors import ConfigError
 from queuejob.limits import guarded
@@ -47,15 +47,6 @@ def _kwargs(runtime: Runtime, name: str = "qj") -> dict[str, Any]:
         "status": {},
         "patch": kopf.Patch(),
     }
-
-
-def _events() -> asyncio.Queue[Any]:
-    """Route kopf.event() of the current task into a queue we can read."""
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-    posting.settings_var.set(kopf.OperatorSettings())
-    posting.event_queue_loop_var.set(asyncio.get_running_loop())
-    posting.event_queue_var.set(queue)  # type: ignore[arg-type]
-    return queue
 
 
 def _sample(runtime: Runtime, metric: str, label: str) -> float | None:
@@ -141,11 +132,11 @@ def test_config_error_is_permanent_and_recorded_on_the_queuejob() -> None:
     kwargs = _kwargs(runtime)
 
     async def run() -> list[Any]:
-        events = _events()
+        events = capture_events()
         with pytest.raises(kopf.PermanentError) as info:
             await handler(**kwargs)
         assert "ConfigMapNotFound" in str(info.value)
-        return [events.get_nowait() for _ in range(events.qsize())]
+        return drain(events)
 
     events = asyncio.run(run())
     status = kwargs["patch"].status
