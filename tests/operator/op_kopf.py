@@ -18,7 +18,7 @@ def capture_events() -> asyncio.Queue[Any]:
     queue: asyncio.Queue[Any] = asyncio.Queue()
     posting.settings_var.set(kopf.OperatorSettings())
     posting.event_queue_loop_var.set(asyncio.get_running_loop())
-    posting.event_queue_var.set(queue)  # type: ignore[arg-type]
+    posting.event_queue_var.set(queue)
     return queue
 
 

@@ -32,18 +32,20 @@ def _runtime(**overrides: Any) -> Runtime:
 def _kwargs(runtime: Runtime, name: str = "qj") -> dict[str, Any]:
     memo = kopf.Memo()
     memo.runtime = runtime
-    raw = {
-        "apiVersion": "workqueue.example.com/v1alpha1",
-        "kind": "QueueJob",
-        "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}"},
-    }
+    body = kopf.Body(
+        {
+            "apiVersion": "workqueue.example.com/v1alpha1",
+            "kind": "QueueJob",
+            "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}"},
+        }
+    )
     return {
         "memo": memo,
         "uid": f"uid-{name}",
         "namespace": "ns",
         "name": name,
         "logger": logging.getLogger("test_op_limits"),
-        "body": kopf.Body(raw),
+        "body": body,
         "status": {},
         "patch": kopf.Patch(),
     }
@@ -70,7 +72,10 @@ def test_success_returns_the_result_and_leaves_no_bookkeeping() -> None:
         assert runtime.limiter.in_flight == 1
         return "done"
 
-    assert asyncio.run(handler(**_kwargs(runtime))) == "done"
+    async def call() -> Any:
+        return await handler(**_kwargs(runtime))
+
+    assert asyncio.run(call()) == "done"
     assert _bookkeeping(runtime) == [{}, {}, {}, {}]
     assert runtime.limiter.in_flight == 0
     assert _sample(runtime, "workqueue_adds_total", "handler:op-ok") == 1
@@ -206,8 +211,8 @@ def test_a_cancelled_waiter_leaves_no_depth_or_bookkeeping_behind() -> None:
 
     async def run() -> None:
         release = asyncio.Event()
-        first = asyncio.create_task(handler(release=release, **_kwargs(runtime, "a")))
-        second = asyncio.create_task(handler(release=release, **_kwargs(runtime, "b")))
+        first = asyncio.ensure_future(handler(release=release, **_kwargs(runtime, "a")))
+        second = asyncio.ensure_future(handler(release=release, **_kwargs(runtime, "b")))
         for _ in range(5):
             await asyncio.sleep(0)
         assert _sample(runtime, "workqueue_depth", "handler:op-cancel") == 1

@@ -193,7 +193,7 @@ def test_parse_lines_errors_name_the_source_and_line() -> None:
     assert "no items" in empty.value.reason
 
 
-_line = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+_line = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
 
 
 @given(st.lists(_line, max_size=40))
