@@ -7,10 +7,11 @@
 3. applies ``manifests/examples/retries-and-poison.yaml``: items that fail once, one poison item;
 4. shows live progress from the QueueJob's status until it finishes;
 5. prints a summary (phase, counts, dead letters, duration, the Job's pods) and tears everything
-   down, also on Ctrl-C. ``--keep`` leaves it all running until Ctrl-C.
+   down, also on Ctrl-C, SIGTERM or SIGHUP. ``--keep`` leaves it all running until Ctrl-C.
 
 Exit status: 0 when the QueueJob finished in the phase the example documents (or any finished
-phase for a custom ``--manifest``), 1 otherwise, 130 on Ctrl-C.
+phase for a custom ``--manifest``), 1 otherwise, 128 + the signal number when interrupted (130 on
+Ctrl-C, 143 on SIGTERM).
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     args.manifest = args.manifest.resolve()
+    if args.kubeconfig is not None:
+        args.kubeconfig = args.kubeconfig.resolve()  # printed for use from another directory
     return args
 
 
@@ -261,14 +264,24 @@ def show_kubectl(kubeconfig: pathlib.Path, *args: str) -> None:
 
 
 class _Interrupts:
-    """SIGINT handler: the first Ctrl-C interrupts the demo, later ones don't stop the teardown."""
+    """SIGINT/SIGTERM/SIGHUP handler: the first signal interrupts the demo (which then tears down
+    everything it started: the operator and redis-server run in their own sessions and would
+    otherwise outlive it), later ones don't stop the teardown."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self) -> None:
         self.count = 0
+        self.signum = int(signal.SIGINT)
+
+    def install(self) -> None:
+        for signum in self.SIGNALS:
+            signal.signal(signum, self)
 
     def __call__(self, signum: int, frame: object) -> None:
         self.count += 1
         if self.count == 1:
+            self.signum = signum
             raise KeyboardInterrupt
         print("\n(tearing down, please wait)", file=sys.stderr, flush=True)
 
@@ -287,12 +300,13 @@ def _duration(qj: dict[str, Any], created: str) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGINT, _Interrupts())
+    interrupts = _Interrupts()
+    interrupts.install()
     try:
         return run(args)
     except KeyboardInterrupt:
         print("\ninterrupted: everything started by the demo has been stopped", file=sys.stderr)
-        return 130
+        return 128 + interrupts.signum
     except (RuntimeError, TimeoutError, FileNotFoundError, ValueError) as exc:
         print(f"\ndemo failed: {exc}", file=sys.stderr)
         return 1
