@@ -135,14 +135,22 @@ kind-down: docker-check $(KIND) ## Delete the kind cluster "queuejob"
 	rm -f $(KIND_KUBECONFIG)
 
 deploy: image kind-up $(KUBECTL) ## Load the image into kind, apply the CRDs and manifests/deploy, wait until ready
-	$(KIND) load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+	@# Docker's containerd image store can make `kind load docker-image` fail ("content digest
+	@# not found", kind issue #3795): then load a single-platform archive instead.
+	$(KIND) load docker-image $(IMAGE) --name $(KIND_CLUSTER) || { \
+	  echo "==> retrying with a single-platform image archive"; \
+	  docker image save --platform "$$(docker version -f '{{.Server.Os}}/{{.Server.Arch}}')" \
+	    -o $(BUILD)/kind/image.tar $(IMAGE); \
+	  $(KIND) load image-archive $(BUILD)/kind/image.tar --name $(KIND_CLUSTER); \
+	  rm -f $(BUILD)/kind/image.tar; }
 	$(KIND_KUBECTL) apply -f crds/
 	$(KIND_KUBECTL) wait --for=condition=Established --timeout=60s crd/queuejobs.workqueue.example.com
 	$(KIND_KUBECTL) apply -k manifests/deploy
 	@if ! $(KIND_KUBECTL) -n $(DEPLOY_NS) get secret redis-auth >/dev/null 2>&1; then \
 	  echo "==> creating Secret $(DEPLOY_NS)/redis-auth with a random Redis password"; \
-	  $(KIND_KUBECTL) -n $(DEPLOY_NS) create secret generic redis-auth \
-	    --from-literal=password="$$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" >/dev/null; \
+	  head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' | \
+	    $(KIND_KUBECTL) -n $(DEPLOY_NS) create secret generic redis-auth \
+	      --from-file=password=/dev/stdin >/dev/null; \
 	fi
 	$(KIND_KUBECTL) -n $(DEPLOY_NS) rollout status deployment/redis --timeout=300s
 	$(KIND_KUBECTL) -n $(DEPLOY_NS) rollout status deployment/queuejob-operator --timeout=300s
@@ -152,17 +160,12 @@ undeploy: docker-check $(KUBECTL) ## Delete all QueueJobs (while the operator st
 	-$(KIND_KUBECTL) delete queuejobs --all --all-namespaces --timeout=120s
 	$(KIND_KUBECTL) delete -k manifests/deploy --ignore-not-found --timeout=180s
 
-# pytest-kind (used by the `cluster` fixture's kind backend) keeps its files in .pytest-kind/NAME/:
-# hand it this cluster's kubeconfig and our kind and kubectl binaries, so it re-uses the cluster
-# made by kind-up instead of downloading its own tools, and keep the cluster afterwards.
-PYTEST_KIND_DIR := .pytest-kind/$(KIND_CLUSTER)
+# The `cluster` fixture's kind backend (pytest-kind) re-uses the cluster of kind-up (same name, its
+# kubeconfig fetched from kind), with our kind and kubectl binaries, and never deletes a cluster it
+# did not create; the operator deployed above is found in queuejob-system.
 e2e-kind: deploy ## Run the end-to-end tests against the kind cluster (pytest --cluster=kind)
-	@mkdir -p $(PYTEST_KIND_DIR)
-	cp $(KIND_KUBECONFIG) $(PYTEST_KIND_DIR)/kubeconfig
-	ln -sf $(abspath $(KIND)) $(PYTEST_KIND_DIR)/kind-$(KIND_VERSION)
-	ln -sf $(abspath $(KUBECTL)) $(PYTEST_KIND_DIR)/kubectl-local
-	KIND_VERSION=$(KIND_VERSION) KUBECTL_VERSION=local \
-	  $(PY) -m pytest --cluster=kind --keep-cluster tests/e2e $(PYTEST_ARGS)
+	$(PY) -m pytest --cluster=kind --cluster-name=$(KIND_CLUSTER) --kind-bin=$(KIND) \
+	  --kind-kubectl-bin=$(KUBECTL) tests/e2e $(PYTEST_ARGS)
 
 $(KUBECTL):
 	bash controlplane/build.sh
