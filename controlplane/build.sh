@@ -148,7 +148,7 @@ mv -f "$tmp" "$binary"
 link_bin
 size="$(du -m "$binary" | cut -f1)"
 say "built ${binary#"$ROOT/"} (${size} MiB) in $((SECONDS - start))s"
-"$binary" --version | head -1 | sed 's/^/    /'
+"$binary" --version | sed -n '1s/^/    /p'   # sed reads all: no SIGPIPE under pipefail
 
 # Prune older builds, keeping the newest $KEEP_BUILDS (the one just built included).
 mapfile -t old < <(ls -1dt "$BUILD_DIR"/controlplane/*/ 2>/dev/null | tail -n +$((KEEP_BUILDS + 1)))

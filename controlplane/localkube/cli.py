@@ -83,7 +83,7 @@ def cmd_up(state_dir: Path) -> int:
         time.sleep(0.2)
     print(f"localkube: up in {time.monotonic() - began:.1f}s (API server {state.server})")
     print(f"localkube: kubeconfig {state.kubeconfig}")
-    print('localkube: use it with:  eval "$(make cluster-env)"  (or `python -m localkube env`)')
+    print('localkube: use it with:  eval "$(make cluster-env)"  (or `.venv/bin/localkube env`)')
     return 0
 
 
