@@ -159,6 +159,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds between status refreshes (reap, counts, phase) of each QueueJob.",
     ),
     Setting(
+        "config_recheck_interval",
+        "QUEUEJOB_CONFIG_RECHECK_INTERVAL",
+        "--config-recheck-interval",
+        "30",
+        "Seconds between re-checks of a QueueJob failed for a missing ConfigMap/Secret (or key).",
+    ),
+    Setting(
         "liveness_endpoint",
         "QUEUEJOB_LIVENESS",
         "--liveness",
@@ -211,6 +218,7 @@ class OperatorSettings:
     kopf_error_delays: tuple[float, ...] = (1, 1, 2, 3, 5, 8, 13, 21, 34, 55)
     kopf_max_workers: int = 8
     status_interval: float = 5.0
+    config_recheck_interval: float = 30.0
     liveness_endpoint: str = "http://0.0.0.0:8081/healthz"
     metrics_address: str = "0.0.0.0"
     metrics_port: int = 8080
@@ -242,6 +250,7 @@ _FLOATS = frozenset(
         "backoff_cap",
         "backoff_jitter",
         "status_interval",
+        "config_recheck_interval",
     }
 )
 _INTS = frozenset(
@@ -302,6 +311,8 @@ def _validate(settings: OperatorSettings) -> OperatorSettings:
         raise SettingsError("QUEUEJOB_BACKOFF_JITTER: must be within 0..1")
     if settings.status_interval <= 0:
         raise SettingsError("QUEUEJOB_STATUS_INTERVAL: must be > 0")
+    if settings.config_recheck_interval <= 0:
+        raise SettingsError("QUEUEJOB_CONFIG_RECHECK_INTERVAL: must be > 0")
     if settings.kopf_max_workers < 1:
         raise SettingsError("QUEUEJOB_KOPF_MAX_WORKERS: must be >= 1")
     if urlsplit(settings.redis_url).scheme not in ("redis", "rediss", "unix"):

@@ -1,8 +1,12 @@
-"""Retries and dead letters; configuration errors are permanent (condition + Event, no retries)."""
+"""Retries and dead letters; configuration errors are permanent (condition + Event, no retries)
+until a missing ConfigMap or Secret is created: then the QueueJob starts and completes."""
 
 from __future__ import annotations
 
+import base64
+import json
 import time
+from typing import Any
 
 import pytest
 
@@ -115,3 +119,121 @@ def test_items_from_configmap_dedups(
 
     wait_for(removed, 60, "the queue's keys to be removed after the TTL")
     assert operator.get_qj(namespace, "fromcm")["status"]["phase"] == "Succeeded"
+
+
+def _events(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
+    found = cluster.kubectl_json(
+        "get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}"
+    )
+    return list(found["items"])
+
+
+def _count(events: list[dict[str, Any]], reason: str) -> int:
+    return sum(int(e.get("count") or 1) for e in events if e.get("reason") == reason)
+
+
+def _config_error(qj: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in qj["status"]["conditions"] if c["type"] == "ConfigError")
+
+
+def _rechecks(operator: OperatorHandle) -> float:
+    key = ("workqueue_adds_total", (("name", "handler:config-recheck"),))
+    return operator.metrics().get(key, 0.0)
+
+
+@pytest.mark.timeout(420)
+def test_config_error_resolves_once_missing_objects_exist(
+    cluster: Cluster, operator: OperatorHandle, namespace: str
+) -> None:
+    """Missing ConfigMap, then missing Secret: Failed/ConfigError, re-checked quietly (also
+    across an operator restart), and once both exist: seeded, run and Succeeded."""
+    interval = float(operator.setting("QUEUEJOB_CONFIG_RECHECK_INTERVAL", "30"))
+    tick = 2 * interval + 30  # one re-check (first one interval after the failure), with slack
+    items = [f"late-{i}" for i in range(6)]
+    operator.apply(
+        queuejob(
+            "late",
+            namespace,
+            parallelism=2,
+            itemsFrom={"configMapKeyRef": {"name": "late-items", "key": "items"}},
+            redis={
+                "url": operator.pod_redis_url,
+                "passwordSecretRef": {"name": "late-redis", "key": "password"},
+            },
+            worker={"env": [{"name": "QUEUEJOB_DEMO_WORK_SECONDS", "value": "0.01"}]},
+        )
+    )
+    qj = operator.wait_phase(namespace, "late", ("Failed",), timeout=60)
+    first = _config_error(qj)
+    assert (first["status"], first["reason"]) == ("True", "ConfigMapNotFound")
+    # kopf finished its create cycle (the permanent failure counts as handled): no progress
+    # annotation of the create handler is left that could block or replay it.
+    annotations = qj["metadata"].get("annotations") or {}
+    assert "workqueue.example.com/last-handled-configuration" in annotations, annotations
+    assert "workqueue.example.com/reconcile" not in annotations, annotations
+    wait_for(lambda: _count(_events(cluster, namespace, "late"), "ConfigError") == 1, 30, "Event")
+
+    # The ConfigMap appears, the Secret is still missing: the next re-check only updates the
+    # condition's reason (same lastTransitionTime), with no Event and no phase change.
+    cluster.kubectl(
+        "create", "configmap", "late-items", "-n", namespace,
+        "--from-literal=items=" + "\n".join(items),
+    )  # fmt: skip
+
+    def secret_missing() -> dict[str, Any] | None:
+        got = operator.get_qj(namespace, "late")
+        return got if _config_error(got)["reason"] == "SecretNotFound" else None
+
+    qj = wait_for(secret_missing, tick, "ConfigError reason SecretNotFound")
+    second = _config_error(qj)
+    assert second["status"] == "True"
+    assert second["lastTransitionTime"] == first["lastTransitionTime"]
+    assert "spec.redis.passwordSecretRef" in second["message"] and "late-redis" in second["message"]
+    assert qj["status"]["phase"] == "Failed"
+
+    # Across an operator restart (resume leaves a Failed QueueJob alone) the re-check goes on,
+    # and a re-check that finds nothing new writes nothing: same status, no new Event.
+    operator.restart()
+    quiet_status = operator.get_qj(namespace, "late")["status"]
+    wait_for(lambda: _rechecks(operator) >= 1, tick, "a config re-check after the restart")
+    assert operator.get_qj(namespace, "late")["status"] == quiet_status
+    events = _events(cluster, namespace, "late")
+    assert _count(events, "ConfigError") == 1, events
+    assert _count(events, "ConfigResolved") == 0, events
+
+    password = operator.redis_password or ""
+    cluster.kubectl(
+        "apply", "-f", "-",
+        input=json.dumps({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": "late-redis", "namespace": namespace},
+            "data": {"password": base64.b64encode(password.encode()).decode()},
+        }),
+    )  # fmt: skip
+    qj = operator.wait_phase(namespace, "late", ("Succeeded",), timeout=tick + 90)
+    status = qj["status"]
+    assert status["counts"]["total"] == len(items)
+    assert status["counts"]["succeeded"] == len(items)
+    assert status["progress"] == f"{len(items)}/{len(items)}"
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert (conditions["ConfigError"]["status"], conditions["ConfigError"]["reason"]) == (
+        "False",
+        "Resolved",
+    )
+    assert conditions["Complete"]["status"] == "True"
+    assert operator.queue(namespace, "late").succeeded_items() == set(items)
+
+    events = _events(cluster, namespace, "late")
+    assert _count(events, "ConfigError") == 1, events
+    resolved = [e for e in events if e.get("reason") == "ConfigResolved"]
+    assert {e["type"] for e in resolved} == {"Normal"}, resolved
+    assert any("configuration is valid again" in e["message"] for e in resolved), resolved
+    phases = [e["message"].split(":")[0] for e in events if e["message"].startswith("Phase ")]
+    for step in (
+        "Phase None -> Pending",
+        "Phase Pending -> Failed",
+        "Phase Failed -> Pending",
+        "Phase Pending -> Running",
+        "Phase Running -> Succeeded",
+    ):
+        assert phases.count(step) == 1, phases

@@ -2,7 +2,8 @@
 
 Seeding adds only items never seeded before (the queue remembers every item), so a retried or
 resumed handler never duplicates work. The Job is created after the queue is complete, so
-workers never see a partial queue and exit early. A finished QueueJob is left alone on resume.
+workers never see a partial queue and exit early. A finished QueueJob is left alone on resume
+(one failed for a missing ConfigMap or Secret is picked up by ``handlers.recheck`` instead).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from queuejob.errors import ConfigError
 from queuejob.limits import guarded
 from queuejob.provision import ensure_workers
 from queuejob.runtime import Runtime
-from queuejob.spec import SpecError, parse
+from queuejob.spec import QueueJobSpec, SpecError, parse
 from queuejob.statuswriter import FINISHED, StatusWriter
 
 
@@ -53,6 +54,44 @@ async def reconcile(
 
     items, duplicates = await queues.load_items(qspec, namespace)
     target = await queues.resolve_target(qspec, namespace, runtime.settings)
+    await start_queue(
+        writer,
+        qspec,
+        items,
+        duplicates,
+        target,
+        body=body,
+        meta=meta,
+        namespace=namespace,
+        name=name,
+        uid=uid,
+        runtime=runtime,
+        logger=logger,
+    )
+
+
+async def start_queue(
+    writer: StatusWriter,
+    qspec: QueueJobSpec,
+    items: tuple[str, ...],
+    duplicates: int,
+    target: queues.RedisTarget,
+    *,
+    body: kopf.Body,
+    meta: kopf.Meta,
+    namespace: str,
+    name: str,
+    uid: str,
+    runtime: Runtime,
+    logger: kopf.Logger,
+) -> None:
+    """Seed ``items`` idempotently, ensure the Job, then record phase Running (or Suspended).
+
+    A ``ConfigError`` condition present (the re-check found its cause gone) turns False with
+    reason Resolved, with a Normal Event; a Failed QueueJob goes back through Pending. Those
+    status changes are written only after the Job exists, so a failure in between leaves the
+    QueueJob as it was (still matched by the re-check; seeding and Job creation are idempotent).
+    """
     queue_name = naming.queue_name(namespace, name, uid)
     queue = queues.open_queue(target, queue_name, runtime.settings)
     config = queues.queue_config(qspec)
@@ -74,12 +113,17 @@ async def reconcile(
         )
     writer.set("queue", queue_name)
     writer.condition("Seeded", True, "ItemsSeeded", message)
-    if writer.get_condition("ConfigError") is not None:
-        writer.condition("ConfigError", False, "Resolved", "configuration is valid")
 
     job = await ensure_workers(
         body, qspec, queue=queue_name, target=target, settings=runtime.settings
     )
+    if writer.has_condition("ConfigError"):
+        resolved = f"configuration is valid again; {message}"
+        writer.condition("ConfigError", False, "Resolved", resolved)
+        logger.info(f"ConfigError resolved: {resolved}")
+        kopf.event(body, type="Normal", reason="ConfigResolved", message=resolved)
+        if writer.phase == "Failed":
+            writer.phase_to("Pending", "ConfigResolved", "configuration error resolved")
     writer.set("jobName", job["metadata"]["name"])
     if not writer.get("startTime"):
         writer.set("startTime", now())

@@ -14,12 +14,12 @@ from queuejob import settings as qj_settings
 from queuejob.limits import HANDLER_LABELS
 from queuejob.runtime import Runtime
 
+_QUIET = frozenset({"Timer 'refresh' succeeded.", "Timer 'config-recheck' succeeded."})
+
 
 def _quiet_timer_success(record: logging.LogRecord) -> bool:
-    """Drop kopf's per-run "Timer 'refresh' succeeded." lines (one per QueueJob per interval)."""
-    return not (
-        record.levelno == logging.INFO and record.getMessage() == "Timer 'refresh' succeeded."
-    )
+    """Drop kopf's per-run "Timer '...' succeeded." lines (one per QueueJob per interval)."""
+    return not (record.levelno == logging.INFO and record.getMessage() in _QUIET)
 
 
 @kopf.on.startup()
