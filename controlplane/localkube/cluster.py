@@ -36,7 +36,7 @@ from localkube.apiclient import ApiProbe
 from localkube.certs import ClientIdentity, Pki, generate_pki
 from localkube.kubeconfig import write_kubeconfig
 from localkube.podlogs import pod_log_path
-from localkube.process import MARKER_ENV, Component, rss_bytes, start_time, sweep
+from localkube.process import MARKER_ENV, Component, free_port, rss_bytes, start_time, sweep
 
 DEFAULT_NODE = "localkube-node"
 START_TIMEOUT = 120.0
@@ -68,13 +68,6 @@ class ComponentDied(RuntimeError):
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class LocalCluster:

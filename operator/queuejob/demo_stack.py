@@ -6,8 +6,11 @@ Redis. Guarantees:
 - everything listens on 127.0.0.1 only: the operator's liveness and metrics endpoints get free
   loopback ports (the operator's defaults bind 0.0.0.0);
 - the Redis password is passed in ``QUEUEJOB_REDIS_PASSWORD``, never on a command line;
-- its output goes to a log file; :meth:`OperatorProcess.log_tail` quotes it when something fails;
-- :meth:`OperatorProcess.stop` sends SIGTERM, waits, then SIGKILLs; it is idempotent.
+- its output is appended to a log file (across restarts); :meth:`OperatorProcess.log_tail`
+  quotes it when something fails;
+- it runs as a :class:`localkube.process.Component`: its own process group, SIGTERMed by the
+  kernel if the process that started it dies, and :meth:`OperatorProcess.stop` sends SIGTERM,
+  waits, then SIGKILLs the group; stop is idempotent and start may follow it (a restart).
 """
 
 from __future__ import annotations
@@ -15,21 +18,13 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from localkube.process import Component, free_port, tail
 
 
 def queuejob_command() -> list[str]:
@@ -55,13 +50,15 @@ class OperatorProcess:
         *,
         namespaces: tuple[str, ...] = (),
         extra_env: Mapping[str, str] | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.kubeconfig = kubeconfig
         self.log_file = log_file
         self.liveness_port = free_port()
         self.metrics_port = free_port()
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_SERVICE_")}
         self.env = {
-            **os.environ,
+            **inherited,
             "KUBECONFIG": str(kubeconfig),
             "QUEUEJOB_REDIS_URL": redis_url,
             "QUEUEJOB_REDIS_PASSWORD": redis_password or "",
@@ -71,32 +68,20 @@ class OperatorProcess:
             "QUEUEJOB_NAMESPACES": ",".join(namespaces),
             **(extra_env or {}),
         }
-        self.argv = [*queuejob_command(), "operator"]
-        self.process: subprocess.Popen[bytes] | None = None
+        self.component = Component(
+            "operator", [*queuejob_command(), "operator", *extra_args], log_file
+        )
 
     @property
     def pid(self) -> int:
-        assert self.process is not None, "operator not started"
-        return self.process.pid
+        return self.component.pid
 
     def start(self, ready_timeout: float = 60.0) -> OperatorProcess:
         """Start the operator and wait until its liveness endpoint answers."""
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("wb") as log:
-            self.process = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # Ctrl-C goes to the demo, which stops us in order
-            )
+        self.component.start(self.env)
         deadline = time.monotonic() + ready_timeout
         while not self._alive_probe():
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"the operator exited with code {self.process.returncode}:\n{self.log_tail()}"
-                )
+            self.check()
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"the operator's liveness endpoint did not answer in {ready_timeout:.0f}s:\n"
@@ -114,11 +99,9 @@ class OperatorProcess:
             return False
 
     def check(self) -> None:
-        """Raise if the operator has exited."""
-        if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(
-                f"the operator exited with code {self.process.returncode}:\n{self.log_tail()}"
-            )
+        """Raise if the operator has exited (the message quotes the end of its log)."""
+        if self.component.exit_code() is not None:
+            raise RuntimeError(self.component.describe_exit(lines=30))
 
     def metrics_text(self) -> str:
         """The operator's Prometheus /metrics page."""
@@ -128,22 +111,11 @@ class OperatorProcess:
 
     def log_tail(self, lines: int = 30) -> str:
         """The last ``lines`` lines of the operator's log."""
-        try:
-            text = self.log_file.read_text(errors="replace")
-        except OSError:
-            return "(no operator log)"
-        return "\n".join(text.splitlines()[-lines:])
+        return tail(self.log_file, lines)
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM, wait up to ``grace`` seconds, then SIGKILL (idempotent)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(grace)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        self.component.stop(grace)
 
     def __enter__(self) -> OperatorProcess:
         return self.start()

@@ -25,7 +25,8 @@ from urllib.parse import urlsplit
 import pytest
 from mf_support import container_env, operator_container, render_deploy
 
-from localkube.redis_server import RedisServer, free_port
+from localkube.process import free_port
+from localkube.redis_server import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

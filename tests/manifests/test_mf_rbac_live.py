@@ -37,7 +37,8 @@ from mf_support import (
 )
 
 from localkube import LocalCluster, paths
-from localkube.redis_server import RedisServer, free_port
+from localkube.process import free_port
+from localkube.redis_server import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 

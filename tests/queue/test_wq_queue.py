@@ -12,7 +12,8 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.retry import Retry
 
-from localkube.redis_server import RedisServer, free_port
+from localkube.process import free_port
+from localkube.redis_server import RedisServer
 from workqueue.baseline import DocsWorkQueue
 from workqueue.config import QueueConfig
 from workqueue.errors import (
