@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build, or reuse, the multi-call control-plane binary `kube-local` (etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler, kubectl) from the Go module in controlplane/go.
+# Build, or reuse, the multi-call binary `kube-local` (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubectl, kubelet, kube-proxy, cri-reset) and the pod sandbox program `pause` (the
+# real node's sandbox image) from the Go module in controlplane/go.
 #
 #   bash controlplane/build.sh          # what `make controlplane` runs
 #   bash controlplane/build.sh --check  # go vet + go test of controlplane/go (no network needed once
@@ -12,7 +13,8 @@
 #     and the exact build flags (including the version ldflags). Unchanged inputs => the binary is reused
 #     and one line says so; nothing is compiled.
 #   * $BUILD_DIR/bin/kube-local and $BUILD_DIR/bin/kubectl are symlinks to that binary (kubectl works
-#     through argv[0] dispatch). They are switched only after a successful build (atomic rename).
+#     through argv[0] dispatch), $BUILD_DIR/bin/localkube-pause to the pause program next to it. They are
+#     switched only after a successful build (atomic rename).
 #   * A cold build prints progress (packages compiled out of the total, elapsed time) at least every
 #     30 seconds; the full `go build -v` log is kept in $BUILD_DIR/controlplane/build.log.
 #   * Fails loudly, with the reason, when `go` is missing or the build fails.
@@ -87,17 +89,20 @@ hash="$(
 )"
 out_dir="$BUILD_DIR/controlplane/$hash"
 binary="$out_dir/kube-local"
+pause="$out_dir/pause"
 
 link_bin() {
 	mkdir -p "$BUILD_DIR/bin"
-	local name
-	for name in kube-local kubectl; do
-		ln -sfn "../controlplane/$hash/kube-local" "$BUILD_DIR/bin/.$name.tmp"
+	local name target
+	for name in kube-local kubectl localkube-pause; do
+		target=kube-local
+		[[ "$name" != localkube-pause ]] || target=pause
+		ln -sfn "../controlplane/$hash/$target" "$BUILD_DIR/bin/.$name.tmp"
 		mv -fT "$BUILD_DIR/bin/.$name.tmp" "$BUILD_DIR/bin/$name"
 	done
 }
 
-if [[ -x "$binary" ]]; then
+if [[ -x "$binary" && -x "$pause" ]]; then
 	link_bin
 	say "kube-local $KUBE_VERSION is up to date (inputs unchanged, hash $hash): reusing ${binary#"$ROOT/"}"
 	exit 0
@@ -112,7 +117,7 @@ say "  $(go version); log: ${log#"$ROOT/"}"
 
 start=$SECONDS
 tmp="$out_dir/.kube-local.tmp.$$"
-trap 'rm -f "$tmp"' EXIT
+trap 'rm -f "$tmp" "$pause.tmp.$$"' EXIT
 
 # go build -v names each package as it is compiled (not those taken from the build cache). Show a count
 # every 100 packages or every 30 s, whichever comes first; anything else (errors) is shown verbatim.
@@ -143,7 +148,10 @@ go build -v "${build_flags[@]}" -o "$tmp" . 2>&1 | progress
 status=${PIPESTATUS[0]}
 set -e
 ((status == 0)) || die "go build failed (exit $status); the full log is ${log#"$ROOT/"}"
+# The pause program imports only the standard library: a second or two.
+go build "${build_flags[@]}" -o "$pause.tmp.$$" ./pause || die "go build ./pause failed"
 
+mv -f "$pause.tmp.$$" "$pause"
 mv -f "$tmp" "$binary"
 link_bin
 size="$(du -m "$binary" | cut -f1)"
