@@ -1,0 +1,210 @@
+"""The real node (``localkube up --node=kubelet``): pods are containers run by kubelet + containerd.
+
+Needs root (this project's CI runs as root); see ``fixtures.realnode`` for when it is skipped.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import statistics
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from fixtures.cluster import Cluster, wait_for
+from fixtures.realnode import TEST_IMAGE, RealNodeCluster
+from localkube import hostnet
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture
+def node(real_node: RealNodeCluster) -> Cluster:
+    real_node.local.check()
+    return real_node.cluster
+
+
+@pytest.fixture
+def ns(node: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = (
+        f"rn-{request.node.name[:30].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:6]}"
+    )
+    node.kubectl("create", "namespace", name)
+    yield name
+    node.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def pod(name: str, script: str, **spec: Any) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": "main",
+        "image": TEST_IMAGE,
+        "command": ["sh", "-c", script],
+    }
+    container.update(spec.pop("container", {}))
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"restartPolicy": "Never", "containers": [container], **spec},
+    }
+
+
+def apply(cluster: Cluster, namespace: str, manifest: dict[str, Any]) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+
+
+def wait_phase(cluster: Cluster, namespace: str, name: str, phases: set[str]) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        obj: dict[str, Any] = cluster.kubectl_json("get", "pod", name, "-n", namespace)
+        return obj if obj["status"].get("phase") in phases else None
+
+    return wait_for(f"pod {namespace}/{name} in {phases}", probe, timeout=120)
+
+
+def test_cp_realnode_pod_is_a_container_with_logs(node: Cluster, ns: str) -> None:
+    # "$$$$": Kubernetes turns "$$" into "$" in commands, the shell then sees "$$" (its PID).
+    script = "echo hello from $(hostname) pid=$$$$; cat /proc/1/cgroup | grep -m1 kubepods"
+    apply(node, ns, pod("hello", script))
+    obj = wait_phase(node, ns, "hello", {"Succeeded", "Failed"})
+
+    assert obj["status"]["phase"] == "Succeeded", obj["status"]
+    status = obj["status"]["containerStatuses"][0]
+    assert status["containerID"].startswith("containerd://")
+    assert status["state"]["terminated"]["exitCode"] == 0
+    pod_ip = ipaddress.ip_address(obj["status"]["podIP"])
+    assert pod_ip in ipaddress.ip_network(hostnet.POD_CIDR)
+    logs = node.kubectl("logs", "-n", ns, "hello").stdout
+    # Its own PID namespace (the shell is PID 1) and a pod cgroup of the kubelet's.
+    assert "hello from hello pid=1" in logs
+    assert "kubepods" in logs
+
+
+def test_cp_realnode_pod_reaches_api_server_through_kubernetes_service(
+    node: Cluster, ns: str
+) -> None:
+    script = (
+        "echo host=$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT; "
+        "kubectl get --raw /version && "
+        "kubectl auth whoami -o jsonpath='user={.status.userInfo.username}{\"\\n\"}'"
+    )
+    apply(node, ns, pod("api", script))
+    obj = wait_phase(node, ns, "api", {"Succeeded", "Failed"})
+    logs = node.kubectl("logs", "-n", ns, "api").stdout
+
+    assert obj["status"]["phase"] == "Succeeded", logs
+    assert f"host={hostnet.SERVICE_IP}:443" in logs  # the kubernetes Service's ClusterIP
+    assert '"gitVersion": "v1.35.4"' in logs
+    assert f"user=system:serviceaccount:{ns}:default" in logs  # its token, verified over TLS
+
+
+def test_cp_realnode_job_completes(node: Cluster, ns: str) -> None:
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "count"},
+        "spec": {
+            "completions": 2,
+            "parallelism": 2,
+            "backoffLimit": 0,
+            "template": {"spec": pod("x", "echo done by $(hostname)")["spec"]},
+        },
+    }
+    apply(node, ns, job)
+    node.kubectl(
+        "wait", "-n", ns, "--for=condition=Complete", "job/count", "--timeout=150s", timeout=170
+    )
+    assert node.kubectl_json("get", "job", "count", "-n", ns)["status"]["succeeded"] == 2
+    pods = node.kubectl_json("get", "pods", "-n", ns, "-l", "batch.kubernetes.io/job-name=count")
+    names = [p["metadata"]["name"] for p in pods["items"]]
+    assert len(names) == 2
+    for name in names:
+        assert f"done by {name}" in node.kubectl("logs", "-n", ns, name).stdout
+
+
+def test_cp_realnode_restricted_pod_runs_confined(node: Cluster, ns: str) -> None:
+    node.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
+    script = (
+        "echo uid=$(id -u); grep -E '^(Seccomp|CapEff|NoNewPrivs):' /proc/self/status; "
+        "touch /written 2>&1 || echo rootfs-read-only"
+    )
+    manifest = pod(
+        "strict",
+        script,
+        securityContext={
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        container={
+            "securityContext": {
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]},
+            }
+        },
+    )
+    apply(node, ns, manifest)  # admitted by PodSecurity "restricted"
+    obj = wait_phase(node, ns, "strict", {"Succeeded", "Failed"})
+    logs = node.kubectl("logs", "-n", ns, "strict").stdout
+
+    assert obj["status"]["phase"] == "Succeeded", logs
+    assert "uid=10001" in logs
+    assert "Seccomp:\t2" in logs  # a seccomp filter is on (RuntimeDefault)
+    assert "CapEff:\t0000000000000000" in logs
+    assert "NoNewPrivs:\t1" in logs
+    assert "rootfs-read-only" in logs and "Read-only file system" in logs
+
+
+def _start_latency(cluster: Cluster, namespace: str, image: str, count: int) -> list[float]:
+    """Seconds from `kubectl apply` to phase Running, one pod at a time."""
+    seconds = []
+    for i in range(count):
+        manifest = pod(f"lat-{i}", "sleep 60")
+        manifest["spec"]["containers"][0]["image"] = image
+        manifest["spec"]["terminationGracePeriodSeconds"] = 0
+        began = time.monotonic()
+        apply(cluster, namespace, manifest)
+        wait_for(
+            f"pod lat-{i} Running",
+            lambda i=i: (
+                cluster.kubectl_json("get", "pod", f"lat-{i}", "-n", namespace)["status"].get(
+                    "phase"
+                )
+                == "Running"
+            ),
+            timeout=60,
+            interval=0.05,
+        )
+        seconds.append(time.monotonic() - began)
+    return seconds
+
+
+def test_cp_realnode_start_latency_and_memory(
+    node: Cluster,
+    ns: str,
+    real_node: RealNodeCluster,
+    cluster: Cluster,
+    namespace: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Figures for the README: pod create -> Running on both node kinds; node RSS."""
+    real = _start_latency(node, ns, TEST_IMAGE, 5)
+    agent = _start_latency(cluster, namespace, "queuejob:dev", 5)
+    rss = real_node.local.rss()
+    node_rss = {name: rss[name] for name in ("containerd", "kubelet", "kube-proxy")}
+    with capsys.disabled():
+        print(
+            f"\npod start latency (create -> Running, median of 5): real node "
+            f"{statistics.median(real):.2f}s {[round(s, 2) for s in real]}, node agent "
+            f"{statistics.median(agent):.2f}s {[round(s, 2) for s in agent]}"
+        )
+        print(
+            "real node RSS: "
+            + ", ".join(f"{name} {value / 2**20:.0f} MiB" for name, value in node_rss.items())
+            + f", total {sum(node_rss.values()) / 2**20:.0f} MiB"
+        )
+    assert all(value > 0 for value in node_rss.values()), node_rss
