@@ -14,7 +14,9 @@ Guarantees:
   released by containerd), any container process still left in the ``kubepods`` cgroups is
   killed, kube-proxy removes its own iptables rules (``--cleanup``), every mount under the state
   directory is detached, the kubelet's empty cgroups and its ``/var/log/containers`` links into
-  the state directory are removed, and the host network is torn down.
+  the state directory are removed, and the host network is torn down. After a crash (the owner
+  was SIGKILLed, so containerd is gone with pods still set up) :func:`cleanup` starts the node's
+  containerd once more, on the same state, to remove the pods through the CRI first.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -182,27 +185,15 @@ class RealNode:
         if "kubelet" in self.components:
             self.components["kubelet"].stop(grace)
         runtime = self.components.get("containerd")
-        if runtime is not None and runtime.exit_code() is None:
-            reset = subprocess.run(
-                [
-                    str(self.binary),
-                    "cri-reset",
-                    f"--endpoint={self.layout.endpoint}",
-                    "--timeout=60s",
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-                timeout=90,
-            )
-            if reset.returncode != 0:
-                problems.append(f"cri-reset: {reset.stderr.strip()}")
+        reset_done = runtime is not None and runtime.exit_code() is None
+        if reset_done:
+            problems += _cri_reset(self.binary, self.layout)
         if "kube-proxy" in self.components:
             self.components["kube-proxy"].stop(grace)
         if runtime is not None:
             runtime.stop(grace)
         sweep()
-        problems += cleanup(self.state_dir, self.binary)
+        problems += cleanup(self.state_dir, self.binary, pods_removed=reset_done)
         return problems
 
 
@@ -218,10 +209,13 @@ def cleanup_if_owner(state_dir: Path, binary: Path) -> list[str]:
     return cleanup(state_dir, binary)
 
 
-def cleanup(state_dir: Path, binary: Path) -> list[str]:
+def cleanup(state_dir: Path, binary: Path, *, pods_removed: bool = False) -> list[str]:
     """Remove everything a real node with state in ``state_dir`` may have left on the host, once
-    its processes are gone (see the module doc). Idempotent; returns what could not be cleaned."""
-    problems: list[str] = []
+    its processes are gone (see the module doc). Idempotent; returns what could not be cleaned.
+
+    Unless ``pods_removed`` (the CRI reset already ran), the node's containerd is started once
+    more to remove its pods through the CRI, as only it can undo their network setup."""
+    problems: list[str] = [] if pods_removed else reset_pods(state_dir, binary)
     killed = kill_cgroup_processes()
     if killed:
         problems.append(f"killed {killed} leftover container process(es)")
@@ -237,6 +231,52 @@ def cleanup(state_dir: Path, binary: Path) -> list[str]:
     remove_log_links(state_dir)
     problems += hostnet.teardown(state_dir)
     return problems
+
+
+def _cri_reset(binary: Path, layout: ContainerdLayout) -> list[str]:
+    reset = subprocess.run(
+        [str(binary), "cri-reset", f"--endpoint={layout.endpoint}", "--timeout=60s"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=90,
+    )
+    return [f"cri-reset: {reset.stderr.strip()}"] if reset.returncode != 0 else []
+
+
+def reset_pods(state_dir: Path, binary: Path) -> list[str]:
+    """Remove the pods of a real node whose containerd is gone: start that containerd again (same
+    config and state, so it finds its sandboxes), remove them over the CRI, stop it."""
+    layout = ContainerdLayout(state_dir / "containerd")
+    if not layout.config.is_file() or not shutil.which("containerd"):
+        return []
+    log = state_dir / "logs" / "containerd-cleanup.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        runtime = subprocess.Popen(
+            containerd.argv(layout),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and runtime.poll() is None:
+            probe = subprocess.run(
+                containerd.ctr(layout, "version"), capture_output=True, check=False
+            )
+            if probe.returncode == 0:
+                return _cri_reset(binary, layout)
+            time.sleep(0.2)
+        return [f"containerd for the pod cleanup did not start; see {log}"]
+    finally:
+        runtime.terminate()
+        try:
+            runtime.wait(30)
+        except subprocess.TimeoutExpired:
+            runtime.kill()
+            runtime.wait()
 
 
 def remove_kubelet_chains() -> list[str]:
