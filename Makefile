@@ -67,8 +67,9 @@ controlplane-check: controlplane ## go vet + go test of the control-plane module
 # Local control plane
 
 .PHONY: cluster-up cluster-down cluster-env
-cluster-up: controlplane ## Start etcd, kube-apiserver, controller-manager, scheduler and the node agent
-	$(PY) -m localkube up
+NODE ?= agent
+cluster-up: controlplane ## Start etcd, kube-apiserver, controller-manager, scheduler and the node agent (NODE=kubelet: a real node, root)
+	$(PY) -m localkube up --node=$(NODE)
 
 cluster-down: ## Stop the local control plane and remove its state
 	$(PY) -m localkube down

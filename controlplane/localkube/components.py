@@ -18,8 +18,9 @@ With a real node (``real_node=True``, :mod:`localkube.realnode`) the API server 
 advertises :data:`localkube.hostnet.NODE_IP`, uses the Service range
 :data:`localkube.hostnet.SERVICE_CIDR`, keeps the default (lease) endpoint reconciler so the
 ``kubernetes`` Service has a reachable endpoint for pods, and adds NodeRestriction admission;
-the controller-manager adds node-ipam (the node's podCIDR out of
-:data:`localkube.hostnet.POD_CIDR`) and node-lifecycle (a real kubelet's node health).
+the controller-manager runs upstream's default controller set (``--controllers=*``), with
+node-ipam allocating the node's podCIDR out of :data:`localkube.hostnet.POD_CIDR`, node-lifecycle
+watching the real kubelet's health and CSR signing by the cluster CA.
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ CONTROLLERS = (
     "resourcequota-controller",
     "disruption-controller",
 )
-REAL_NODE_CONTROLLERS = ("node-ipam-controller", "node-lifecycle-controller")
 
 
 @dataclass(frozen=True)
@@ -115,12 +115,16 @@ def apiserver(binary: Path, pki: Pki, ports: Ports, *, real_node: bool = False) 
 def controller_manager(
     binary: Path, pki: Pki, kubeconfig: Path, *, real_node: bool = False
 ) -> list[str]:
-    controllers = CONTROLLERS + (REAL_NODE_CONTROLLERS if real_node else ())
+    # The real node gets upstream's default controller set ("*": StatefulSet, DaemonSet,
+    # CronJob, PV binding, node-ipam, node-lifecycle, CSR signing with the cluster CA, ...).
+    controllers = ("*",) if real_node else CONTROLLERS
     node_flags = [
         "--allocate-node-cidrs=true",
         f"--cluster-cidr={hostnet.POD_CIDR}",
         f"--node-cidr-mask-size={hostnet.NODE_CIDR_MASK}",
         f"--service-cluster-ip-range={hostnet.SERVICE_CIDR}",
+        f"--cluster-signing-cert-file={pki.ca.cert}",
+        f"--cluster-signing-key-file={pki.ca.key}",
     ]
     return [
         str(binary),

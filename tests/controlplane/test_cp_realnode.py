@@ -208,3 +208,115 @@ def test_cp_realnode_start_latency_and_memory(
             + f", total {sum(node_rss.values()) / 2**20:.0f} MiB"
         )
     assert all(value > 0 for value in node_rss.values()), node_rss
+
+
+def test_cp_realnode_statefulset_gets_a_bound_volume(
+    node: Cluster, ns: str, real_node: RealNodeCluster
+) -> None:
+    """StatefulSet controller + PV binder: the claim of the template binds a hostPath PV."""
+    host_dir = real_node.local.state_dir / "volumes" / ns
+    storage_class = f"manual-{ns}"
+    volume = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": f"pv-{ns}"},
+        "spec": {
+            "capacity": {"storage": "1Mi"},
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": storage_class,
+            "hostPath": {"path": str(host_dir), "type": "DirectoryOrCreate"},
+        },
+    }
+    node.kubectl("apply", "-f", "-", input=json.dumps(volume))
+    template = pod("x", "hostname > /data/who; sleep 3600")
+    template["spec"].pop("restartPolicy")
+    template["spec"]["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+    template["spec"]["terminationGracePeriodSeconds"] = 0
+    statefulset = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "web"},
+        "spec": {
+            "serviceName": "web",
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": template["spec"]},
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data"},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "storageClassName": storage_class,
+                        "resources": {"requests": {"storage": "1Mi"}},
+                    },
+                }
+            ],
+        },
+    }
+    try:
+        apply(node, ns, statefulset)
+        wait_phase(node, ns, "web-0", {"Running"})
+        claim = node.kubectl_json("get", "pvc", "data-web-0", "-n", ns)
+        assert claim["status"]["phase"] == "Bound"
+        assert claim["spec"]["volumeName"] == f"pv-{ns}"
+        who = wait_for("web-0 writes to the volume", lambda: (host_dir / "who").is_file())
+        assert who and (host_dir / "who").read_text().strip() == "web-0"
+    finally:
+        node.kubectl("delete", "-n", ns, "statefulset/web", "--wait=false", check=False)
+        node.kubectl("delete", "pv", f"pv-{ns}", "--wait=false", check=False)
+
+
+def test_cp_realnode_daemonset_runs_on_the_node(node: Cluster, ns: str) -> None:
+    template = pod("x", "sleep 3600")["spec"]
+    template.pop("restartPolicy")
+    template["terminationGracePeriodSeconds"] = 0
+    daemonset = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": "agent"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "agent"}},
+            "template": {"metadata": {"labels": {"app": "agent"}}, "spec": template},
+        },
+    }
+    apply(node, ns, daemonset)
+    status = wait_for(
+        "DaemonSet agent ready on the node",
+        lambda: (
+            s
+            if (s := node.kubectl_json("get", "ds", "agent", "-n", ns).get("status", {})).get(
+                "numberReady"
+            )
+            == 1
+            else None
+        ),
+    )
+    assert status["desiredNumberScheduled"] == 1
+    pods = node.kubectl_json("get", "pods", "-n", ns, "-l", "app=agent")["items"]
+    assert [p["spec"]["nodeName"] for p in pods] == ["localkube-node"]
+
+
+def test_cp_realnode_cronjob_starts_jobs(node: Cluster, ns: str) -> None:
+    cronjob = {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "tick"},
+        "spec": {
+            "schedule": "* * * * *",
+            "jobTemplate": {"spec": {"template": {"spec": pod("x", "echo tick")["spec"]}}},
+        },
+    }
+    apply(node, ns, cronjob)
+    status = wait_for(
+        "CronJob tick ran a Job to success",
+        lambda: (
+            node.kubectl_json("get", "cronjob", "tick", "-n", ns)
+            .get("status", {})
+            .get("lastSuccessfulTime")
+        ),
+        timeout=150,
+        interval=2,
+    )
+    assert status
+    jobs = node.kubectl_json("get", "jobs", "-n", ns)["items"]
+    assert jobs and jobs[0]["metadata"]["ownerReferences"][0]["name"] == "tick"
