@@ -188,7 +188,9 @@ class LocalCluster:
         logs = state / "logs"
         real = self.node == "kubelet"
         if real:
-            self.real_node = RealNode(state, binary, paths.pause_binary(), self.node_name)
+            self.real_node = RealNode(
+                state, binary, paths.pause_binary(), self.node_name, paths.coredns_binary()
+            )
         pki = generate_pki(
             state / "pki",
             [
@@ -328,6 +330,13 @@ class LocalCluster:
             self.components,
             self._kubernetes_endpoint_ready,
         )
+        node.deploy_dns(configs["admin"])
+        self._wait("cluster DNS (CoreDNS) ready", self.components, self._dns_ready)
+        self._progress("cluster DNS ready (kube-system/coredns, Service kube-dns)")
+
+    def _dns_ready(self) -> bool:
+        deployment = self._probe_json("/apis/apps/v1/namespaces/kube-system/deployments/coredns")
+        return bool(deployment and deployment.get("status", {}).get("readyReplicas"))
 
     def _kubernetes_endpoint_ready(self) -> bool:
         slices = self._probe_json(

@@ -8,7 +8,8 @@ Guarantees:
 
 - :meth:`RealNode.start` starts containerd with its own everything (:mod:`localkube.containerd`),
   imports the pause image built from our own Go program, then starts the kubelet and kube-proxy;
-  host networking is set up first (:mod:`localkube.hostnet`);
+  host networking is set up first (:mod:`localkube.hostnet`); :meth:`RealNode.deploy_dns` adds
+  the cluster DNS (:mod:`localkube.clusterdns`);
 - :meth:`RealNode.stop` (and :func:`cleanup` for the leftovers of a node whose owner died) leaves
   nothing behind: pods are removed through the CRI (network namespaces, CNI leases, mounts
   released by containerd), any container process still left in the ``kubepods`` cgroups is
@@ -32,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from localkube import containerd, hostnet, kubelet
+from localkube import clusterdns, containerd, hostnet, kubelet
 from localkube.containerd import ContainerdLayout
 from localkube.process import Component, free_port
 
@@ -73,10 +74,18 @@ class NodeFiles:
 class RealNode:
     """One real node; see the module doc."""
 
-    def __init__(self, state_dir: Path, binary: Path, pause_binary: Path, node_name: str) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        binary: Path,
+        pause_binary: Path,
+        node_name: str,
+        coredns_binary: Path,
+    ) -> None:
         self.state_dir = state_dir
         self.binary = binary
         self.pause_binary = pause_binary
+        self.coredns_binary = coredns_binary
         self.node_name = node_name
         self.layout = ContainerdLayout(state_dir / "containerd")
         self.kube_proxy_healthz_port = 0
@@ -91,8 +100,9 @@ class RealNode:
         reason = unavailable_reason()
         if reason:
             raise RuntimeError(reason)
-        if not self.pause_binary.is_file():
-            raise FileNotFoundError(f"{self.pause_binary} is missing: run `make controlplane`")
+        for program in (self.pause_binary, self.coredns_binary):
+            if not program.is_file():
+                raise FileNotFoundError(f"{program} is missing: run `make controlplane`")
         stale = hostnet.claim(self.state_dir)
         self.claimed = True
         if stale is not None:
@@ -123,6 +133,7 @@ class RealNode:
                 serving=(files.serving_cert, files.serving_key),
                 runtime_endpoint=self.layout.endpoint,
                 pod_logs_dir=self.state_dir / "pod-logs",
+                cluster_dns=[hostnet.DNS_IP],
             ),
         )
         self.components["kubelet"] = launch(
@@ -156,6 +167,14 @@ class RealNode:
             containerd.ctr(self.layout, "version"), capture_output=True, check=False, timeout=10
         )
         return probe.returncode == 0
+
+    def deploy_dns(self, admin_kubeconfig: Path) -> None:
+        """Import the CoreDNS image and apply the cluster DNS (see :mod:`localkube.clusterdns`)."""
+        archive = self.state_dir / "images" / "coredns.oci.tar"
+        image = clusterdns.write_image(self.coredns_binary, archive)
+        containerd.import_image(self.layout, archive)
+        archive.unlink()
+        clusterdns.deploy([str(self.binary), "kubectl", f"--kubeconfig={admin_kubeconfig}"], image)
 
     def kube_proxy_healthy(self) -> bool:
         """kube-proxy's /healthz answers 200 (it has synced its rules at least once)."""

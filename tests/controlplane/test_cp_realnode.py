@@ -320,3 +320,24 @@ def test_cp_realnode_cronjob_starts_jobs(node: Cluster, ns: str) -> None:
     assert status
     jobs = node.kubectl_json("get", "jobs", "-n", ns)["items"]
     assert jobs and jobs[0]["metadata"]["ownerReferences"][0]["name"] == "tick"
+
+
+def test_cp_realnode_cluster_dns_answers_service_names_only(node: Cluster, ns: str) -> None:
+    node.kubectl("create", "service", "clusterip", "web", "--tcp=80:80", "-n", ns)
+    web_ip = node.kubectl_json("get", "service", "web", "-n", ns)["spec"]["clusterIP"]
+    script = (
+        "cat /etc/resolv.conf; nslookup kubernetes.default.svc.cluster.local; "
+        f"nslookup web.{ns}.svc.cluster.local; nslookup web; "
+        "nslookup example.com || echo no-upstream"
+    )
+    apply(node, ns, pod("dns", script))
+    obj = wait_phase(node, ns, "dns", {"Succeeded", "Failed"})
+    logs = node.kubectl("logs", "-n", ns, "dns").stdout
+
+    assert obj["status"]["phase"] == "Succeeded", logs
+    assert f"nameserver {hostnet.DNS_IP}" in logs  # the kubelet's clusterDNS: kube-dns
+    assert f"search {ns}.svc.cluster.local svc.cluster.local cluster.local" in logs
+    assert f"Name:\tkubernetes.default.svc.cluster.local\nAddress: {hostnet.SERVICE_IP}" in logs
+    assert f"Name:\tweb.{ns}.svc.cluster.local\nAddress: {web_ip}" in logs
+    assert logs.count(f"Address: {web_ip}") >= 2, 'the search path resolves a bare "web"'
+    assert "can't find example.com: SERVFAIL" in logs and "no-upstream" in logs
