@@ -15,6 +15,7 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
+from typing import Any, cast
 
 from queuejob import settings as qj_settings
 
@@ -89,7 +90,8 @@ def run_operator(args: argparse.Namespace) -> int:
     import queuejob.operator_main  # noqa: F401  (registers the handlers)
 
     kopf.run(
-        identity=operator_identity(),
+        # kopf types it as its private NewType Identity (a str), which it does not export.
+        identity=cast(Any, operator_identity()),
         standalone=args.peering is None,
         peering_name=args.peering,
         clusterwide=not namespaces,
