@@ -124,7 +124,7 @@ docker-check:
 	  echo "ERROR: '$(MAKECMDGOALS)' needs Docker, but 'docker info' failed: the Docker daemon is not reachable." >&2; \
 	  echo "       Start Docker, or run 'make install-docker' as root (it starts dockerd)." >&2; exit 1; }
 
-wheelhouse: docker-check install-python ## Download the image's pinned wheels on the host (.build/wheelhouse)
+wheelhouse: docker-check $(PY) ## Download the image's pinned wheels on the host (.build/wheelhouse)
 	PYTHON=$(PY) bash controlplane/images/wheelhouse.sh $(WHEELHOUSE) "$$(docker version -f '{{.Server.Arch}}')"
 
 image: docker-check wheelhouse ## Build the image queuejob:dev (operator, worker, seed) from the Dockerfile
