@@ -9,7 +9,10 @@ Guarantees of :func:`build_job`:
 - the pod passes the ``restricted`` Pod Security Standard (non-root uid 10001, seccomp
   RuntimeDefault, all capabilities dropped, no privilege escalation, read-only root filesystem
   with a writable ``/tmp`` emptyDir);
-- the Redis password never appears in the Job: workers read it from the per-QueueJob Secret.
+- the Redis password never appears in the Job: workers read it from the per-QueueJob Secret;
+- ``spec.worker.command`` reaches the worker byte for byte: it travels JSON-encoded in the env
+  value ``QUEUEJOB_ITEM_COMMAND`` with every ``$`` written as ``$$`` (:func:`escape_expansion`),
+  so Kubernetes' ``$(VAR)``/``$$`` expansion of env values gives back exactly the JSON written.
 """
 
 from __future__ import annotations
@@ -25,6 +28,15 @@ from queuejob.spec import QueueJobSpec
 WORKER_UID = 10001
 PASSWORD_KEY = "password"
 CONTAINER_NAME = "worker"
+
+
+def escape_expansion(value: str) -> str:
+    """``value`` escaped for a container env value or argument: Kubernetes' dependent-variable
+    expansion (``$$`` -> ``$``, ``$(VAR)`` -> VAR's value) turns the result back into ``value``.
+
+    Every ``$`` is doubled, so the expansion only ever sees ``$$`` pairs and no ``$(``.
+    """
+    return value.replace("$", "$$")
 
 
 def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -97,7 +109,10 @@ def _worker_env(
     ]
     if spec.worker.command is not None:
         env.append(
-            {"name": "QUEUEJOB_ITEM_COMMAND", "value": json.dumps(list(spec.worker.command))}
+            {
+                "name": "QUEUEJOB_ITEM_COMMAND",
+                "value": escape_expansion(json.dumps(list(spec.worker.command))),
+            }
         )
     env.extend(dict(e) for e in spec.worker.env)
     return env

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import yaml
 from hypothesis import given
+from hypothesis import strategies as st
+from op_expansion import kube_expand
 from op_strategies import queuejob_name
 
 from queuejob import jobs, jobstatus, naming
@@ -143,13 +145,57 @@ def test_worker_spec_sets_image_command_env_and_resources() -> None:
     assert container["args"] == ["worker"]
     assert container["resources"] == {"limits": {"memory": "64Mi"}}
     env = _env(job)
-    assert json.loads(env["QUEUEJOB_ITEM_COMMAND"]["value"]) == [
+    assert json.loads(_expanded(env["QUEUEJOB_ITEM_COMMAND"]["value"])) == [
         "sh",
         "-c",
         'test "$QUEUEJOB_ITEM" != x',
     ]
     assert env["QUEUEJOB_LEASE_SECONDS"]["value"] == "12"
     assert env["EXTRA"] == {"name": "EXTRA", "value": "1"}
+
+
+def _expanded(value: str) -> str:
+    """``value`` as the container sees it, every ``$(NAME)`` resolvable (the worst case)."""
+    return kube_expand(value, lambda name: f"<value of {name}>")
+
+
+def test_expansion_oracle_follows_the_kubernetes_rules() -> None:
+    env = {"Q": "queue-1"}.get
+
+    def expand(value: str) -> str:
+        return kube_expand(value, lambda name: env(name) or f"$({name})")
+
+    assert expand("pid=$$ q=$(Q)") == "pid=$ q=queue-1"
+    assert expand("$(UNKNOWN) $$(Q) $$$(Q)") == "$(UNKNOWN) $(Q) $queue-1"
+    assert expand("$x $ $( $(Q") == "$x $ $( $(Q"
+    assert expand("tail$") == "tail$"
+
+
+#: Command words built from the pieces that Kubernetes' expansion reacts to, quotes, backslashes
+#: and any unicode text.
+_COMMAND_TEXT = st.lists(
+    st.one_of(
+        st.sampled_from(["$", "$$", "$(", ")", "$(QUEUEJOB_QUEUE)", "$(X)", "${X}", "'", '"']),
+        st.sampled_from(["\\", "`", ";", " ", "ü", "€", "😀", "\\u0024"]),
+        st.text(max_size=4),
+    ),
+    max_size=12,
+).map("".join)
+
+
+@given(st.lists(_COMMAND_TEXT, min_size=1, max_size=5))
+def test_item_command_survives_kubernetes_expansion_byte_for_byte(command: list[str]) -> None:
+    value = _env(_job({"items": ["a"], "worker": {"command": command}}))["QUEUEJOB_ITEM_COMMAND"]
+    expanded = _expanded(value["value"])
+    assert json.loads(expanded) == command
+    assert [part.encode() for part in json.loads(expanded)] == [p.encode() for p in command]
+
+
+def test_shell_expansions_in_the_command_are_left_to_the_shell() -> None:
+    command = ["sh", "-c", "echo pid=$$ q=$(QUEUEJOB_QUEUE) ${HOME} '$(X)'"]
+    value = _env(_job({"items": ["a"], "worker": {"command": command}}))["QUEUEJOB_ITEM_COMMAND"]
+    assert "$(QUEUEJOB_QUEUE)" not in value["value"].replace("$$", "")
+    assert json.loads(_expanded(value["value"])) == command
 
 
 def test_without_worker_spec_the_default_image_and_builtin_work_are_used() -> None:
