@@ -6,6 +6,15 @@ Guarantees of :func:`build_job`:
   QueueJob, so the Job and its pods are garbage-collected with it;
 - ``completions`` unset: the Job succeeds when a worker exits 0, which workers do only once the
   queue is done; ``parallelism`` and ``suspend`` mirror the spec;
+- disruptions do not count against ``backoffLimit`` (:func:`pod_failure_policy`): a pod that
+  failed with the ``DisruptionTarget`` condition (eviction, preemption, node drain, PodGC) or
+  whose worker exited :data:`GRACEFUL_EXIT_CODE` (it was sent SIGTERM, e.g. its pod was deleted,
+  and gave its item back) is replaced without being counted; every other failure (a crash, an
+  OOM kill, a SIGKILL) counts. ``podReplacementPolicy: Failed`` (the only value the API accepts
+  with a ``podFailurePolicy``): a replacement starts once the old pod has stopped, never beside
+  it. The Job controller's pod-failure backoff (10 s, doubling per failure since the Job's last
+  successful pod, at most 6 min) still spaces out replacements, ignored failures included: that
+  is Kubernetes' behaviour and not configurable in the Job API;
 - the pod passes the ``restricted`` Pod Security Standard (non-root uid 10001, seccomp
   RuntimeDefault, all capabilities dropped, no privilege escalation, read-only root filesystem
   with a writable ``/tmp`` emptyDir);
@@ -28,6 +37,8 @@ from queuejob.spec import QueueJobSpec
 WORKER_UID = 10001
 PASSWORD_KEY = "password"
 CONTAINER_NAME = "worker"
+#: Exit code of a worker stopped by SIGTERM after releasing its lease (``queuejob.worker``).
+GRACEFUL_EXIT_CODE = 143
 
 
 def escape_expansion(value: str) -> str:
@@ -118,6 +129,29 @@ def _worker_env(
     return env
 
 
+def pod_failure_policy() -> dict[str, Any]:
+    """The worker Job's ``podFailurePolicy``: disruptions and graceful stops are ignored.
+
+    Rules are matched in order; a failure that matches none counts against ``backoffLimit``.
+    """
+    return {
+        "rules": [
+            {
+                "action": "Ignore",
+                "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+            },
+            {
+                "action": "Ignore",
+                "onExitCodes": {
+                    "containerName": CONTAINER_NAME,
+                    "operator": "In",
+                    "values": [GRACEFUL_EXIT_CODE],
+                },
+            },
+        ]
+    }
+
+
 def build_job(
     body: Mapping[str, Any],
     spec: QueueJobSpec,
@@ -157,6 +191,8 @@ def build_job(
         "spec": {
             "parallelism": spec.parallelism,
             "backoffLimit": backoff_limit,
+            "podFailurePolicy": pod_failure_policy(),
+            "podReplacementPolicy": "Failed",
             "suspend": spec.suspend,
             "template": {
                 "metadata": {"labels": labels(name)},

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from op_expansion import kube_expand
 from op_strategies import queuejob_name
 
-from queuejob import jobs, jobstatus, naming
+from queuejob import jobs, jobstatus, naming, worker
 from queuejob.spec import parse
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -273,3 +273,51 @@ def test_job_status_readers_accept_a_missing_job_and_see_only_true_conditions() 
     found = jobstatus.true_condition(job, "Complete", "Failed")
     assert found is not None
     assert found["reason"] == "Done"
+
+
+def _counted(policy: dict[str, Any], pod: dict[str, Any]) -> bool:
+    """Whether a failed ``pod`` counts against backoffLimit under ``policy``: a model of the Job
+    controller's matching (first matching rule wins; no match counts; ``onExitCodes`` looks at
+    terminated containers with a non-zero exit code; ``onPodConditions`` at the pod's)."""
+    conditions = {(c["type"], c["status"]) for c in pod["status"].get("conditions", [])}
+    for rule in policy["rules"]:
+        matched = False
+        if "onPodConditions" in rule:
+            matched = any((p["type"], p["status"]) in conditions for p in rule["onPodConditions"])
+        if "onExitCodes" in rule:
+            codes = rule["onExitCodes"]
+            for status in pod["status"].get("containerStatuses", []):
+                code = status["state"].get("terminated", {}).get("exitCode", 0)
+                if code == 0 or codes.get("containerName", status["name"]) != status["name"]:
+                    continue
+                matched |= (code in codes["values"]) == (codes["operator"] == "In")
+        if matched:
+            return rule["action"] == "Count"
+    return True
+
+
+def _failed_pod(exit_code: int, *conditions: str) -> dict[str, Any]:
+    return {
+        "status": {
+            "phase": "Failed",
+            "conditions": [{"type": c, "status": "True"} for c in conditions],
+            "containerStatuses": [
+                {"name": jobs.CONTAINER_NAME, "state": {"terminated": {"exitCode": exit_code}}}
+            ],
+        }
+    }
+
+
+def test_disruptions_and_graceful_stops_do_not_count_against_backoff_limit() -> None:
+    spec = _job({"items": ["a"]})["spec"]
+    policy = spec["podFailurePolicy"]
+    assert spec["podReplacementPolicy"] == "Failed"  # the only value allowed with the policy
+    assert spec["template"]["spec"]["restartPolicy"] == "Never"  # required by the policy
+    # The worker's exit code after SIGTERM is the one the policy ignores.
+    assert jobs.GRACEFUL_EXIT_CODE == worker.EXIT_TERMINATED == 143
+    assert not _counted(policy, _failed_pod(143))  # pod deleted: SIGTERM, lease released
+    assert not _counted(policy, _failed_pod(137, "DisruptionTarget"))  # evicted, preempted
+    assert not _counted(policy, _failed_pod(143, "DisruptionTarget"))
+    for crash in (1, 2, 137, 139, 255):  # exceptions, config errors, SIGKILL/OOM, segfaults
+        assert _counted(policy, _failed_pod(crash)), crash
+    assert _counted(policy, {"status": {"phase": "Failed"}})  # no status at all: counted
