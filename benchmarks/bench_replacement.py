@@ -24,12 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from queuejob.demo_stack import OperatorProcess
-
 from localkube import paths
 from localkube.cluster import LocalCluster
 from localkube.redis_server import RedisServer
 from queuejob import naming
+from queuejob_demo.stack import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "bench-replacement"
