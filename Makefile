@@ -54,7 +54,7 @@ $(PY):
 
 install-python: $(PY) ## Python packages into .venv (editable install with dev extras)
 	@echo "==> installing Python packages into $(VENV)"
-	$(PY) -m pip install -q --progress-bar off -c requirements.lock -e '.[dev]'
+	$(PY) -m pip install -q --progress-bar off -c requirements.lock -e '.[dev]' -e ./controlplane
 
 controlplane: ## Build (or reuse) the control-plane binary from the Kubernetes Go modules
 	bash controlplane/build.sh
@@ -81,11 +81,11 @@ cluster-env: ## Print the shell lines that put this kubectl first on PATH and se
 # The two README commands
 
 .PHONY: test demo
-test: install lint controlplane-check ## Lint, Go checks, then the whole pytest suite on the local control plane (.ci/run)
+test: install lint controlplane-check images ## Lint, Go checks, images (Docker), then the whole pytest suite on the local control plane (.ci/run)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: install ## Run the demo: control plane + Redis + operator + an example QueueJob, with live progress
-	$(PY) -m queuejob.demo
+	$(PY) -m queuejob_demo
 
 # ---------------------------------------------------------------------------------------------
 # Quality and benchmarks
@@ -103,26 +103,75 @@ bench-operator: install ## 200 QueueJobs to Running: operator vs a no-kopf floor
 	$(PY) benchmarks/bench_operator.py
 
 # ---------------------------------------------------------------------------------------------
-# Container image and kind (these need Docker; they stop at once with a clear message without it)
+# Container images (they need a Docker engine: install-docker starts one as root, see README)
+#
+#   IMAGE_BASE=auto|upstream|debian  the base of queuejob:dev: the pinned python:3.11-slim image, or
+#                                    one built here from Debian's archive (auto: upstream when it
+#                                    can be pulled, else Debian; controlplane/images/build-image.sh)
+#   PYTHON_IMAGE=...                 another upstream base (CPython in requirements.lock's range)
+#   REGISTRY_MIRROR=host[/path]      pull Docker Hub images (the Python base, kind's node) through it
+#   DEBIAN_SNAPSHOT=20251101T000000Z build Debian bases from snapshot.debian.org at that instant
 
-KIND_VERSION   ?= v0.30.0
+IMAGE_BASE        ?= auto
+PYTHON_IMAGE      ?=
+REGISTRY_MIRROR   ?=
+DEBIAN_BASE_IMAGE ?= queuejob-base:bookworm
+REDIS_IMAGE       ?= queuejob-redis:dev
+REDIS_BASE_IMAGE  ?= queuejob-redis-base:bookworm
+WHEELHOUSE        := $(BUILD)/wheelhouse
+export IMAGE IMAGE_BASE PYTHON_IMAGE REGISTRY_MIRROR DEBIAN_BASE_IMAGE DEBIAN_SNAPSHOT
+
+.PHONY: install-docker docker-check wheelhouse image redis-image images
+install-docker: ## As root: install Debian's docker.io + mmdebstrap and start dockerd unless an engine answers
+	bash controlplane/images/docker-up.sh
+
+docker-check:
+	@command -v docker >/dev/null 2>&1 || { \
+	  echo "ERROR: '$(MAKECMDGOALS)' needs Docker, but the docker command is not installed." >&2; \
+	  echo "       Install Docker, or run 'make install-docker' as root (Debian's docker.io)." >&2; exit 1; }
+	@timeout 30 docker info >/dev/null 2>&1 || { \
+	  echo "ERROR: '$(MAKECMDGOALS)' needs Docker, but 'docker info' failed: the Docker daemon is not reachable." >&2; \
+	  echo "       Start Docker, or run 'make install-docker' as root (it starts dockerd)." >&2; exit 1; }
+
+wheelhouse: docker-check $(PY) ## Download the image's pinned wheels on the host (.build/wheelhouse)
+	PYTHON=$(PY) bash controlplane/images/wheelhouse.sh $(WHEELHOUSE) "$$(docker version -f '{{.Server.Arch}}')"
+
+image: docker-check wheelhouse ## Build the image queuejob:dev (operator, worker, seed) from the Dockerfile
+	bash controlplane/images/build-image.sh
+
+redis-image: docker-check ## Build queuejob-redis:dev: Debian's redis-server as uid 999 (for manifests/deploy)
+	bash controlplane/images/debian-base.sh $(REDIS_BASE_IMAGE) redis-server
+	DOCKER_BUILDKIT=0 docker build -q --build-arg BASE=$(REDIS_BASE_IMAGE) \
+	  -f controlplane/images/redis.Dockerfile -t $(REDIS_IMAGE) controlplane/images
+
+# make test: start (or install) the engine and build both images with their progress shown; where no
+# engine can be started (not root, no Docker), say so and go on: the image tests then skip with it.
+images:
+	@if bash controlplane/images/docker-up.sh; then \
+	  $(MAKE) --no-print-directory image redis-image; \
+	else \
+	  echo "==> no Docker engine here: the image smoke tests (tests/image) will be skipped"; \
+	fi
+
+# ---------------------------------------------------------------------------------------------
+# kind (for users with Docker and a registry; kind cannot run on a machine that cannot pull)
+
+KIND_VERSION    ?= v0.31.0
+# The node image kind v0.31.0 publishes for Kubernetes 1.35 (the local control plane runs
+# v1.35.4), pinned by digest as kind's release notes ask.
+KIND_NODE_IMAGE ?= kindest/node:v1.35.0@sha256:452d707d4862f52530247495d180205e029056831160e22870e37e3f6c1ac31f
+KIND_NODE_REF    = $(if $(REGISTRY_MIRROR),$(REGISTRY_MIRROR)/$(KIND_NODE_IMAGE),$(KIND_NODE_IMAGE))
 KIND           ?= $(shell command -v kind 2>/dev/null || echo $(BUILD)/bin/kind)
 KUBECTL        ?= $(BUILD)/bin/kubectl
 KIND_KUBECONFIG := $(BUILD)/kind/kubeconfig
 DEPLOY_NS      := queuejob-system
 KIND_KUBECTL    = $(KUBECTL) --kubeconfig $(KIND_KUBECONFIG)
 
-.PHONY: docker-check image kind-up kind-down deploy undeploy e2e-kind
-docker-check:
-	@command -v docker >/dev/null 2>&1 || { \
-	  echo "ERROR: '$(MAKECMDGOALS)' needs Docker, but the docker command is not installed." >&2; \
-	  echo "       Install Docker (or use 'make test' / 'make demo', which need no Docker)." >&2; exit 1; }
-	@timeout 30 docker info >/dev/null 2>&1 || { \
-	  echo "ERROR: '$(MAKECMDGOALS)' needs Docker, but 'docker info' failed: the Docker daemon is not reachable." >&2; \
-	  echo "       Start Docker and retry (or use 'make test' / 'make demo', which need no Docker)." >&2; exit 1; }
-
-image: docker-check ## Build the container image queuejob:dev (operator and worker) with Docker
-	docker build -t $(IMAGE) .
+.PHONY: kind-up kind-down deploy undeploy e2e-kind kind-kubeconfig-check
+kind-kubeconfig-check:
+	@[ -f $(KIND_KUBECONFIG) ] || { \
+	  echo "ERROR: '$(MAKECMDGOALS)': no kind cluster '$(KIND_CLUSTER)' of this checkout ($(KIND_KUBECONFIG) is missing)." >&2; \
+	  echo "       'make kind-up' creates it ('make deploy' does too); nothing was changed." >&2; exit 1; }
 
 $(BUILD)/bin/kind:
 	@echo "==> installing kind $(KIND_VERSION) into $(BUILD)/bin (go install)"
@@ -132,8 +181,12 @@ kind-up: docker-check $(KIND) ## Create the kind cluster "queuejob" unless it ex
 	@if $(KIND) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then \
 	  echo "==> kind cluster $(KIND_CLUSTER) exists"; \
 	else \
-	  echo "==> creating kind cluster $(KIND_CLUSTER)"; \
-	  $(KIND) create cluster --name $(KIND_CLUSTER) --wait 180s; \
+	  echo "==> creating kind cluster $(KIND_CLUSTER) with node image $(KIND_NODE_REF)"; \
+	  $(KIND) create cluster --name $(KIND_CLUSTER) --image $(KIND_NODE_REF) --wait 180s || { \
+	    echo "ERROR: kind could not create the cluster (above). If the node image cannot be pulled:" >&2; \
+	    echo "       make kind-up REGISTRY_MIRROR=<host that mirrors Docker Hub>, or" >&2; \
+	    echo "       make kind-up KIND_NODE_IMAGE=<a kindest/node image for kind $(KIND_VERSION) you can pull>" >&2; \
+	    exit 1; }; \
 	fi
 	@mkdir -p $(dir $(KIND_KUBECONFIG))
 	$(KIND) get kubeconfig --name $(KIND_CLUSTER) > $(KIND_KUBECONFIG)
@@ -165,7 +218,7 @@ deploy: image kind-up $(KUBECTL) ## Load the image into kind, apply the CRDs and
 	$(KIND_KUBECTL) -n $(DEPLOY_NS) rollout status deployment/queuejob-operator --timeout=300s
 	@echo "==> deployed. Try: KUBECONFIG=$(KIND_KUBECONFIG) $(KUBECTL) apply -f manifests/examples/minimal.yaml"
 
-undeploy: docker-check $(KUBECTL) ## Delete all QueueJobs (while the operator still runs), then manifests/deploy and the CRDs
+undeploy: docker-check kind-kubeconfig-check $(KUBECTL) ## Delete all QueueJobs (while the operator still runs), then manifests/deploy and the CRDs
 	-$(KIND_KUBECTL) delete queuejobs --all --all-namespaces --timeout=120s
 	$(KIND_KUBECTL) delete -k manifests/deploy --ignore-not-found --timeout=180s
 

@@ -50,8 +50,9 @@ from kubernetes import client, watch
 from localkube import components
 from localkube.cluster import LocalCluster
 from localkube.redis_server import RedisServer
-from queuejob import demo_kube, jobs, naming, settings, spec
-from queuejob.demo_stack import OperatorProcess
+from queuejob import jobs, naming, settings, spec
+from queuejob_demo import kube as demo_kube
+from queuejob_demo.stack import OperatorProcess
 from workqueue.config import QueueConfig
 from workqueue.redisqueue import LeaseQueue
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from collections.abc import Sequence
+from typing import Any, cast
 
 from queuejob import settings as qj_settings
 
@@ -88,6 +90,8 @@ def run_operator(args: argparse.Namespace) -> int:
     import queuejob.operator_main  # noqa: F401  (registers the handlers)
 
     kopf.run(
+        # kopf types it as its private NewType Identity (a str), which it does not export.
+        identity=cast(Any, operator_identity()),
         standalone=args.peering is None,
         peering_name=args.peering,
         clusterwide=not namespaces,
@@ -95,6 +99,16 @@ def run_operator(args: argparse.Namespace) -> int:
         liveness_endpoint=config.liveness_endpoint or None,
     )
     return 0
+
+
+def operator_identity() -> str:
+    """This operator's name among peers: ``queuejob@<hostname>`` (the pod's name in a cluster).
+
+    kopf's default asks ``getpass.getuser()``, which raises in a container whose numeric user
+    has no passwd entry and no USER/LOGNAME variable: the image's uid 10001, as Kubernetes runs
+    it. The host name alone identifies the pod.
+    """
+    return f"queuejob@{socket.gethostname()}"
 
 
 def run_seed(args: argparse.Namespace) -> int:

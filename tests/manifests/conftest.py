@@ -14,7 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import mf_docker
 import pytest
+from mf_docker import Images
 from mf_support import CRD_NAME, DEPLOY_NS, REPO, deploy_stream, render_deploy
 
 
@@ -53,3 +55,9 @@ def deployed(cluster: Any, crds: None) -> Iterator[list[dict[str, Any]]]:
             "--ignore-not-found",
             check=False,
         )
+
+
+@pytest.fixture(scope="session")
+def images() -> Images:
+    """queuejob:dev and queuejob-redis:dev built (Docker started first; skipped without one)."""
+    return mf_docker.images()

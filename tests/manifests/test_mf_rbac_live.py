@@ -17,26 +17,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
-from mf_support import (
-    CRD_NAME,
-    DEPLOY_NS,
-    REPO,
-    container_env,
-    deploy_stream,
-    operator_container,
-    render_deploy,
-)
+from mf_private import AsCluster, Kubectl, private_cluster, service_account_kubeconfig, wait
+from mf_support import container_env, operator_container, render_deploy
 
-from localkube import LocalCluster, paths
+from localkube import paths
 from localkube.process import free_port
 from localkube.redis_server import RedisServer
 
@@ -45,77 +35,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 NS = "rbac-live"
 
 
-class Kubectl:
-    """kubectl bound to one kubeconfig."""
-
-    def __init__(self, kubeconfig: Path) -> None:
-        self.kubeconfig = kubeconfig
-
-    def __call__(self, *args: str, input: str | None = None, check: bool = True) -> str:
-        result = subprocess.run(
-            [str(paths.kubectl_binary()), f"--kubeconfig={self.kubeconfig}", *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr}")
-        return result.stdout
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self(*args, "-o", "json"))
-
-
-def _wait(predicate: Callable[[], Any], timeout: float, what: str, log: Path) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}; operator log:\n{log.read_text()[-4000:]}")
-
-
 @pytest.fixture(scope="module")
 def private() -> Iterator[Kubectl]:
-    with LocalCluster() as local:
-        kubectl = Kubectl(local.kubeconfig)
-        kubectl("apply", "-f", str(REPO / "crds"))
-        kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD_NAME}")
-        docs = render_deploy(_AsCluster(kubectl))
-        kubectl("apply", "-f", "-", input=deploy_stream(docs, replicas=0))
+    with private_cluster() as kubectl:
         yield kubectl
-
-
-class _AsCluster:
-    """Just enough of the ``cluster`` fixture's interface for ``render_deploy``."""
-
-    def __init__(self, kubectl: Kubectl) -> None:
-        self._kubectl = kubectl
-
-    def kubectl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.CompletedProcess(args, 0, self._kubectl(*args), "")
-
-
-def _service_account_kubeconfig(kubectl: Kubectl, path: Path) -> Path:
-    token = kubectl("create", "token", "queuejob-operator", "-n", DEPLOY_NS, "--duration=1h")
-    admin = yaml.safe_load(kubectl.kubeconfig.read_text())
-    cluster = admin["clusters"][0]
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [cluster],
-        "users": [{"name": "queuejob-operator", "user": {"token": token.strip()}}],
-        "contexts": [
-            {"name": "sa", "context": {"cluster": cluster["name"], "user": "queuejob-operator"}}
-        ],
-        "current-context": "sa",
-    }
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
 
 
 def _healthy(url: str) -> bool:
@@ -128,7 +51,7 @@ def _healthy(url: str) -> bool:
 
 def test_operator_runs_on_its_rbac_alone(private: Kubectl, tmp_path: Path) -> None:
     kubectl = private
-    sa_kubeconfig = _service_account_kubeconfig(kubectl, tmp_path / "sa.kubeconfig")
+    sa_kubeconfig = service_account_kubeconfig(kubectl, tmp_path / "sa.kubeconfig")
     # The ServiceAccount really is restricted: it cannot list Secrets.
     denied = subprocess.run(
         [str(paths.kubectl_binary()), f"--kubeconfig={sa_kubeconfig}", "get", "secrets", "-A"],
@@ -139,7 +62,7 @@ def test_operator_runs_on_its_rbac_alone(private: Kubectl, tmp_path: Path) -> No
     )
     assert denied.returncode != 0 and "forbidden" in denied.stderr.lower(), denied.stderr
 
-    container = operator_container(render_deploy(_AsCluster(kubectl)))
+    container = operator_container(render_deploy(AsCluster(kubectl)))
     server = RedisServer()
     server.start()
     health = f"http://127.0.0.1:{free_port()}/healthz"
@@ -163,7 +86,7 @@ def test_operator_runs_on_its_rbac_alone(private: Kubectl, tmp_path: Path) -> No
             start_new_session=True,
         )
     try:
-        _wait(lambda: proc.poll() is not None or _healthy(health), 90, "/healthz", log)
+        wait(lambda: proc.poll() is not None or _healthy(health), 90, "/healthz", log.read_text)
         assert proc.poll() is None, log.read_text()
 
         kubectl("create", "namespace", NS)
@@ -193,7 +116,7 @@ def test_operator_runs_on_its_rbac_alone(private: Kubectl, tmp_path: Path) -> No
             out = kubectl("get", "job", "live-workers", "-n", NS, "-o", "json", check=False)
             return bool(out) and json.loads(out)["spec"].get("suspend") is True
 
-        _wait(job_suspended, 90, "the suspended Job", log)
+        wait(job_suspended, 90, "the suspended Job", log.read_text)
         kubectl(
             "patch",
             "queuejob",
@@ -209,7 +132,7 @@ def test_operator_runs_on_its_rbac_alone(private: Kubectl, tmp_path: Path) -> No
             status = kubectl.json("get", "queuejob", "live", "-n", NS).get("status", {})
             return status.get("phase") if status.get("phase") in ("Succeeded", "Failed") else None
 
-        assert _wait(phase, 180, "phase Succeeded", log) == "Succeeded"
+        assert wait(phase, 180, "phase Succeeded", log.read_text) == "Succeeded"
         status = kubectl.json("get", "queuejob", "live", "-n", NS)["status"]
         assert status["counts"]["succeeded"] == 6, status
 
@@ -219,7 +142,7 @@ def test_operator_runs_on_its_rbac_alone(private: Kubectl, tmp_path: Path) -> No
             out = kubectl("get", "queuejob", "live", "-n", NS, "--ignore-not-found")
             return not out.strip()
 
-        _wait(gone, 90, "the QueueJob's finalizer to be removed", log)
+        wait(gone, 90, "the QueueJob's finalizer to be removed", log.read_text)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)

@@ -1,4 +1,4 @@
-"""``python -m queuejob.demo`` (``make demo``): the QueueJob operator end to end, on this machine.
+"""``python -m queuejob_demo`` (``make demo``): the QueueJob operator end to end, on this machine.
 
 1. brings up a local control plane (``localkube.LocalCluster``: etcd, kube-apiserver,
    controller-manager, scheduler and the node agent, which runs the worker pods as local
@@ -30,8 +30,9 @@ from typing import Any
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from queuejob import demo_kube, demo_view
-from queuejob.demo_stack import OperatorProcess
+from queuejob_demo import kube as demo_kube
+from queuejob_demo import view as demo_view
+from queuejob_demo.stack import OperatorProcess
 
 DEFAULT_MANIFEST = demo_kube.EXAMPLES_DIR / "retries-and-poison.yaml"
 #: The phase the default example ends in: its poison item is dead-lettered.
@@ -53,7 +54,7 @@ def _shown(path: pathlib.Path) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m queuejob.demo",
+        prog="python -m queuejob_demo",
         description="Run the QueueJob operator on a local control plane with live progress.",
     )
     parser.add_argument(
@@ -86,6 +87,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def local_cluster(kubeconfig: pathlib.Path | None) -> Iterator[pathlib.Path]:
     """Yield a kubeconfig: the given one, or that of a LocalCluster started (and stopped) here."""
     if kubeconfig is not None:
+        demo_kube.check_reachable(kubeconfig)
         say(f"using the cluster of {kubeconfig}")
         yield kubeconfig
         return
