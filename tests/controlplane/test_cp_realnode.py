@@ -341,3 +341,30 @@ def test_cp_realnode_cluster_dns_answers_service_names_only(node: Cluster, ns: s
     assert f"Name:\tweb.{ns}.svc.cluster.local\nAddress: {web_ip}" in logs
     assert logs.count(f"Address: {web_ip}") >= 2, 'the search path resolves a bare "web"'
     assert "can't find example.com: SERVFAIL" in logs and "no-upstream" in logs
+
+
+def _egress_drops() -> int:
+    listing = hostnet.run(
+        "iptables", "-w", "-t", "mangle", "-L", hostnet.EGRESS_CHAIN, "-v", "-x", "-n"
+    )
+    return int(listing.stdout.splitlines()[2].split()[0])  # the DROP rule's packet counter
+
+
+def test_cp_realnode_pods_cannot_send_off_the_machine(node: Cluster, ns: str) -> None:
+    """The egress guard drops what a pod routes off the machine. The probe address (TEST-NET-2)
+    is routed into lkapi0, a bridge without ports, so nothing could leave even without it."""
+    forward = hostnet.run("iptables", "-w", "-t", "mangle", "-S", "FORWARD").stdout.splitlines()
+    assert forward[1] == f"-A FORWARD -j {hostnet.EGRESS_CHAIN}", forward  # first, before all
+    probe = "198.51.100.7"
+    hostnet.run("ip", "route", "add", f"{probe}/32", "dev", hostnet.API_LINK)
+    try:
+        before = _egress_drops()
+        apply(
+            node, ns, pod("out", f"nc -w 2 {probe} 80 </dev/null && echo reached || echo blocked")
+        )
+        wait_phase(node, ns, "out", {"Succeeded", "Failed"})
+        logs = node.kubectl("logs", "-n", ns, "out").stdout
+        assert "blocked" in logs and "reached" not in logs, logs
+        assert _egress_drops() > before, "the pod's packets were dropped by the guard"
+    finally:
+        hostnet.run("ip", "route", "del", f"{probe}/32", "dev", hostnet.API_LINK, check=False)
