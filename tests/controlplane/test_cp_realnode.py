@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shutil
 import statistics
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -368,3 +371,43 @@ def test_cp_realnode_pods_cannot_send_off_the_machine(node: Cluster, ns: str) ->
         assert _egress_drops() > before, "the pod's packets were dropped by the guard"
     finally:
         hostnet.run("ip", "route", "del", f"{probe}/32", "dev", hostnet.API_LINK, check=False)
+
+
+def test_cp_realnode_runs_the_project_image_restricted(
+    node: Cluster, ns: str, real_node: RealNodeCluster, tmp_path: Path
+) -> None:
+    """queuejob:dev from Docker (`docker save`, as a later `make deploy` to this node will load it)
+    runs as a restricted pod. `make test` builds the image first wherever a Docker engine runs."""
+    image = "queuejob:dev"
+    if (
+        shutil.which("docker") is None
+        or subprocess.run(
+            ["docker", "image", "inspect", image], capture_output=True, check=False
+        ).returncode
+    ):
+        pytest.skip(f"Docker has no {image} (`make image`; make test builds it where Docker runs)")
+    archive = tmp_path / "queuejob.tar"
+    subprocess.run(["docker", "image", "save", "-o", str(archive), image], check=True, timeout=300)
+    real_node.local.import_image(archive)
+    node.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
+    script = "import os, queuejob, workqueue; print('imports ok as uid', os.getuid())"
+    manifest = pod(
+        "qj",
+        "",
+        securityContext={"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        container={
+            "image": image,
+            "imagePullPolicy": "Never",
+            "command": ["python3", "-c", script],
+            "securityContext": {
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]},
+            },
+        },
+    )
+    apply(node, ns, manifest)
+    obj = wait_phase(node, ns, "qj", {"Succeeded", "Failed"})
+    logs = node.kubectl("logs", "-n", ns, "qj").stdout
+    assert obj["status"]["phase"] == "Succeeded", logs
+    assert "imports ok as uid 10001" in logs  # the image's own numeric non-root user
