@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import http.client
 import os
 import shutil
 import signal
@@ -178,8 +179,6 @@ class RealNode:
 
     def kube_proxy_healthy(self) -> bool:
         """kube-proxy's /healthz answers 200 (it has synced its rules at least once)."""
-        import http.client
-
         conn = http.client.HTTPConnection("127.0.0.1", self.kube_proxy_healthz_port, timeout=2)
         try:
             conn.request("GET", "/healthz")
