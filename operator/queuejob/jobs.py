@@ -22,8 +22,8 @@ Guarantees of :func:`build_job`:
   a replacement starts once the old pod has stopped, never beside it. With
   ``backoffLimitPerIndex`` the Job controller delays a replacement per index only (10 s,
   doubling with each earlier failure of that index, ignored ones included, at most 10 min),
-  not by the Job-wide pod-failure backoff, so a deleted worker's slot is refilled after ~10 s
-  however many other workers were deleted before;
+  not by the Job-wide pod-failure backoff, so a worker slot disrupted for the first time is
+  refilled after ~10 s however many other workers were disrupted before;
 - the pod passes the ``restricted`` Pod Security Standard (non-root uid 10001, seccomp
   RuntimeDefault, all capabilities dropped, no privilege escalation, read-only root filesystem
   with a writable ``/tmp`` emptyDir);

@@ -79,7 +79,8 @@ SETTINGS: tuple[Setting, ...] = (
         "QUEUEJOB_JOB_BACKOFF_LIMIT",
         "--job-backoff-limit",
         "10",
-        "backoffLimit of worker Jobs (pod failures tolerated; items have their own retries).",
+        "backoffLimitPerIndex of worker Jobs (pod failures tolerated per worker index; items "
+        "have their own retries).",
     ),
     Setting(
         "namespaces",
