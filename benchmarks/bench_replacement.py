@@ -8,9 +8,14 @@ would (``kubectl delete pod``, default grace period), in rounds:
 
 1. one pod, 2. one pod, 3. three pods at once.
 
+The pods are taken in name order, so with the Indexed worker Job index 0 is deleted in every
+round (its 1st, 2nd and 3rd failure) and indexes 1 and 2 in round 3 (their 1st).
+
 For each round it prints the seconds from the deletion to the moment 4 worker pods are Running
-again (polled every 0.2 s), the Job's ``status.failed``, and the Job controller's
-``enqueueing job ... delay`` lines for the Job logged in that round (the pod-failure backoff).
+again (polled every 0.2 s), the deleted pods' completion indexes and, per index, the seconds
+until a new pod of that index runs (Indexed Job only), the Job's
+``status.failed``, and the Job controller's ``enqueueing job ... delay`` lines for the Job
+logged in that round (the pod-failure backoff, Job-wide or per index).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +41,7 @@ NAMESPACE = "bench-replacement"
 NAME = "replace"
 WORKERS = 4
 ROUNDS = (1, 1, 3)
+INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
 
 def kubectl(cluster: LocalCluster, *args: str, stdin: str | None = None) -> str:
@@ -68,11 +75,38 @@ def running(pods: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def wait_running(cluster: LocalCluster, count: int, timeout: float = 900) -> float:
+def index_of(cluster: LocalCluster, pod: str) -> str:
+    """The pod's completion index (``-`` for a pod of a NonIndexed Job)."""
+    for p in worker_pods(cluster):
+        if p["metadata"]["name"] == pod:
+            annotations = p["metadata"].get("annotations") or {}
+            return str(annotations.get(INDEX_ANNOTATION, "-"))
+    return "?"
+
+
+def wait_running(
+    cluster: LocalCluster,
+    count: int,
+    replacing: Mapping[str, str] | None = None,
+    timeout: float = 900,
+) -> tuple[float, dict[str, float]]:
+    """Seconds until ``count`` worker pods run, and for each index of ``replacing`` (pod name ->
+    completion index, deleted pods of an Indexed Job) the seconds until another pod of that
+    index runs."""
     start = time.monotonic()
+    wanted = {i for i in (replacing or {}).values() if i not in ("-", "?")}
+    per_index: dict[str, float] = {}
     while time.monotonic() - start < timeout:
-        if len(running(worker_pods(cluster))) >= count:
-            return time.monotonic() - start
+        pods = worker_pods(cluster)
+        now = time.monotonic() - start
+        for pod in pods:
+            name = pod["metadata"]["name"]
+            index = (pod["metadata"].get("annotations") or {}).get(INDEX_ANNOTATION)
+            fresh = name in running([pod]) and name not in (replacing or {})
+            if fresh and index in wanted and index not in per_index:
+                per_index[index] = now
+        if len(running(pods)) >= count and set(per_index) >= wanted:
+            return now, per_index
         time.sleep(0.2)
     raise TimeoutError(f"{count} running worker pods not seen in {timeout:.0f}s")
 
@@ -109,22 +143,29 @@ def main() -> int:
                 },
             }
             kubectl(cluster, "apply", "-f", "-", stdin=json.dumps(manifest))
-            print(f"{WORKERS} workers Running after {wait_running(cluster, WORKERS):.1f}s")
+            print(f"{WORKERS} workers Running after {wait_running(cluster, WORKERS)[0]:.1f}s")
             job = json.loads(
                 kubectl(cluster, "get", "job", f"{NAME}-workers", "-n", NAMESPACE, "-o", "json")
             )
             print(
-                f"Job spec: podFailurePolicy={job['spec'].get('podFailurePolicy')} "
+                f"Job spec: completionMode={job['spec'].get('completionMode')} "
+                f"completions={job['spec'].get('completions')} "
+                f"backoffLimitPerIndex={job['spec'].get('backoffLimitPerIndex')} "
+                f"maxFailedIndexes={job['spec'].get('maxFailedIndexes')} "
+                f"podFailurePolicy={job['spec'].get('podFailurePolicy')} "
                 f"podReplacementPolicy={job['spec'].get('podReplacementPolicy')} "
                 f"backoffLimit={job['spec'].get('backoffLimit')}"
             )
             for number, count in enumerate(ROUNDS, 1):
                 time.sleep(3)
                 offset = cm_log.stat().st_size
-                victims = running(worker_pods(cluster))[:count]
+                victims = sorted(running(worker_pods(cluster)))[:count]
+                indexes = [index_of(cluster, v) for v in victims]
                 started = time.monotonic()
                 kubectl(cluster, "delete", "pod", "-n", NAMESPACE, "--wait=false", *victims)
-                took = wait_running(cluster, WORKERS)
+                took, per_index = wait_running(
+                    cluster, WORKERS, dict(zip(victims, indexes, strict=True))
+                )
                 job = json.loads(
                     kubectl(cluster, "get", "job", f"{NAME}-workers", "-n", NAMESPACE, "-o", "json")
                 )
@@ -137,9 +178,12 @@ def main() -> int:
                         for m in [re.search(r'delay="([^"]+)"', line)]
                         if m and m.group(1) not in ("0s", "1s")
                     ]
+                each = ", ".join(f"{i}: {t:.1f}s" for i, t in sorted(per_index.items()))
                 print(
-                    f"round {number}: {count} pod(s) deleted -> {WORKERS} Running again after "
-                    f"{took:.1f}s (since the delete request: {time.monotonic() - started:.1f}s); "
+                    f"round {number}: {count} pod(s) deleted (indexes {', '.join(indexes)}) -> "
+                    f"{WORKERS} Running again after {took:.1f}s "
+                    f"(since the delete request: {time.monotonic() - started:.1f}s); "
+                    f"each index Running again after: {each or 'n/a'}; "
                     f"Job status.failed={job['status'].get('failed', 0)}; "
                     f"controller delays logged: {', '.join(delays) or 'none'}"
                 )

@@ -4,17 +4,26 @@ Guarantees of :func:`build_job`:
 
 - deterministic name (:func:`queuejob.naming.job_name`) and a controller ownerReference to the
   QueueJob, so the Job and its pods are garbage-collected with it;
-- ``completions`` unset: the Job succeeds when a worker exits 0, which workers do only once the
-  queue is done; ``parallelism`` and ``suspend`` mirror the spec;
-- disruptions do not count against ``backoffLimit`` (:func:`pod_failure_policy`): a pod that
-  failed with the ``DisruptionTarget`` condition (eviction, preemption, node drain, PodGC) or
-  whose worker exited :data:`GRACEFUL_EXIT_CODE` (it was sent SIGTERM, e.g. its pod was deleted,
-  and gave its item back) is replaced without being counted; every other failure (a crash, an
-  OOM kill, a SIGKILL) counts. ``podReplacementPolicy: Failed`` (the only value the API accepts
-  with a ``podFailurePolicy``): a replacement starts once the old pod has stopped, never beside
-  it. The Job controller's pod-failure backoff (10 s, doubling per failure since the Job's last
-  successful pod, at most 6 min) still spaces out replacements, ignored failures included: that
-  is Kubernetes' behaviour and not configurable in the Job API;
+- an Indexed Job (:func:`scale_fields`): ``completions`` = ``parallelism`` = spec.parallelism,
+  one index per worker slot (a Job created at parallelism 0 gets ``completions`` 1 and runs no
+  pod). Workers exit 0 only once the queue is done, so the Job succeeds when every index has
+  had a worker exit 0 after the queue was done (an index that never ran starts a worker then,
+  which finds the queue done and exits 0); ``suspend`` mirrors the spec;
+- disruptions do not count as failures (:func:`pod_failure_policy`): a pod that failed with the
+  ``DisruptionTarget`` condition (eviction, preemption, node drain, PodGC) or whose worker
+  exited :data:`GRACEFUL_EXIT_CODE` (it was sent SIGTERM, e.g. its pod was deleted, and gave its
+  item back) is replaced without being counted; every other failure (a crash, an OOM kill, a
+  SIGKILL) counts against ``backoffLimitPerIndex`` (the operator's job backoff limit, per
+  index: failures of that worker slot). ``maxFailedIndexes: 0``: once one index has failed more
+  often than that, the whole Job fails (reason ``MaxFailedIndexesExceeded``) and so does the
+  QueueJob. ``backoffLimit`` is left to the API default for per-index Jobs (2147483647): the
+  per-index limit is the only one;
+- ``podReplacementPolicy: Failed`` (the only value the API accepts with a ``podFailurePolicy``):
+  a replacement starts once the old pod has stopped, never beside it. With
+  ``backoffLimitPerIndex`` the Job controller delays a replacement per index only (10 s,
+  doubling with each earlier failure of that index, ignored ones included, at most 10 min),
+  not by the Job-wide pod-failure backoff, so a worker slot disrupted for the first time is
+  refilled after ~10 s however many other workers were disrupted before;
 - the pod passes the ``restricted`` Pod Security Standard (non-root uid 10001, seccomp
   RuntimeDefault, all capabilities dropped, no privilege escalation, read-only root filesystem
   with a writable ``/tmp`` emptyDir);
@@ -39,6 +48,8 @@ PASSWORD_KEY = "password"
 CONTAINER_NAME = "worker"
 #: Exit code of a worker stopped by SIGTERM after releasing its lease (``queuejob.worker``).
 GRACEFUL_EXIT_CODE = 143
+#: Largest spec.parallelism the CRD admits, hence the largest completions of a worker Job.
+MAX_PARALLELISM = 100
 
 
 def escape_expansion(value: str) -> str:
@@ -132,7 +143,8 @@ def _worker_env(
 def pod_failure_policy() -> dict[str, Any]:
     """The worker Job's ``podFailurePolicy``: disruptions and graceful stops are ignored.
 
-    Rules are matched in order; a failure that matches none counts against ``backoffLimit``.
+    Rules are matched in order; a failure that matches none counts against the index's
+    ``backoffLimitPerIndex``.
     """
     return {
         "rules": [
@@ -152,6 +164,36 @@ def pod_failure_policy() -> dict[str, Any]:
     }
 
 
+def completions_for(parallelism: int) -> int:
+    """The ``completions`` of a worker Job created with ``parallelism`` (0 -> 1, see module doc).
+
+    ``completions`` 0 would complete an Indexed Job at once, before any item is done.
+    """
+    return max(parallelism, 1)
+
+
+def is_indexed(job: Mapping[str, Any] | None) -> bool:
+    """True for an Indexed worker Job; False for a NonIndexed one (made by an operator before
+    Indexed Jobs, ``completionMode`` being immutable) or no Job."""
+    return ((job or {}).get("spec") or {}).get("completionMode") == "Indexed"
+
+
+def scale_fields(job: Mapping[str, Any] | None, parallelism: int) -> dict[str, Any]:
+    """The Job spec fields to patch so that the existing ``job`` runs ``parallelism`` workers.
+
+    Indexed: ``completions`` and ``parallelism`` together (the API lets an Indexed Job change
+    ``completions`` only to the new ``parallelism``); for 0 only ``parallelism``, keeping
+    ``completions`` > 0 so the Job does not complete. NonIndexed (``completions`` unset and
+    immutable): ``parallelism`` only. Fields already at their value are left out, so ``{}``
+    means nothing to patch.
+    """
+    spec = (job or {}).get("spec") or {}
+    wanted: dict[str, Any] = {"parallelism": parallelism}
+    if is_indexed(job) and parallelism > 0:
+        wanted["completions"] = parallelism
+    return {k: v for k, v in wanted.items() if spec.get(k) != v}
+
+
 def build_job(
     body: Mapping[str, Any],
     spec: QueueJobSpec,
@@ -162,7 +204,10 @@ def build_job(
     image_pull_policy: str,
     backoff_limit: int,
 ) -> dict[str, Any]:
-    """The batch/v1 Job running ``queuejob worker`` pods for the QueueJob ``body``."""
+    """The batch/v1 Job running ``queuejob worker`` pods for the QueueJob ``body``.
+
+    ``backoff_limit`` becomes ``backoffLimitPerIndex``: counted failures tolerated per index.
+    """
     name = body["metadata"]["name"]
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
@@ -189,8 +234,11 @@ def build_job(
         "kind": "Job",
         "metadata": _owned_metadata(body, naming.job_name(name)),
         "spec": {
+            "completionMode": "Indexed",
+            "completions": completions_for(spec.parallelism),
             "parallelism": spec.parallelism,
-            "backoffLimit": backoff_limit,
+            "backoffLimitPerIndex": backoff_limit,
+            "maxFailedIndexes": 0,
             "podFailurePolicy": pod_failure_policy(),
             "podReplacementPolicy": "Failed",
             "suspend": spec.suspend,

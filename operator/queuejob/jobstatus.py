@@ -1,6 +1,6 @@
 """Reading a worker Job's status as the API server reports it (a plain dict, or None if absent).
 
-Both helpers accept ``None`` for a Job that does not exist, so callers need no special case.
+The helpers accept ``None`` for a Job that does not exist, so callers need no special case.
 """
 
 from __future__ import annotations
@@ -20,3 +20,9 @@ def true_condition(job: Mapping[str, Any] | None, *types: str) -> Mapping[str, A
         if condition.get("type") in types and condition.get("status") == "True":
             return dict(condition)
     return None
+
+
+def failed_indexes(job: Mapping[str, Any] | None) -> str:
+    """``status.failedIndexes`` of an Indexed Job with ``backoffLimitPerIndex`` (e.g. ``"1,3-4"``),
+    or ``""`` when none failed, the Job is absent or has no per-index limit."""
+    return str(((job or {}).get("status") or {}).get("failedIndexes") or "")

@@ -3,7 +3,8 @@
 The same QueueJob (namespace, name, uid) always maps to the same names, so every handler is
 idempotent: it can recompute a name instead of remembering it. Kubernetes names are at most
 63 characters for Jobs (the Job controller adds a label with the Job name) and 253 for Secrets;
-long QueueJob names are shortened with a stable hash suffix.
+long QueueJob names are shortened with a stable hash suffix. The CRD admits only DNS-label names
+of at most :data:`MAX_QUEUEJOB_NAME` characters, whose Job name is never shortened.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ KIND = "QueueJob"
 QUEUEJOB_LABEL = f"{GROUP}/queuejob"
 
 _MAX_JOB_NAME = 63
+#: Longest QueueJob name the CRD admits (which also rejects '.'): the worker Job is Indexed, and
+#: the API server requires its pods' hostname ``<job name>-<completions - 1>`` to be a DNS label
+#: (no '.', at most 63 characters); with ``<name>-workers`` and up to 100 workers (index 99)
+#: that leaves 63 - 8 - 3 = 52.
+MAX_QUEUEJOB_NAME = 52
 
 
 def _fit(base: str, suffix: str, limit: int) -> str:

@@ -1,9 +1,10 @@
 """Make the worker side of a QueueJob exist: the password Secret and the Job, idempotently.
 
 :func:`ensure_workers` creates both if absent, adopts them if present, and patches the Job's
-``parallelism`` / ``suspend`` when they differ from the spec (e.g. after the operator was down
-while the spec changed). Calling it any number of times yields the same objects. A Job the API
-server rejects as invalid (e.g. bad ``spec.worker.resources``) is a permanent ConfigError.
+``parallelism`` (with ``completions``, see :func:`queuejob.jobs.scale_fields`) and ``suspend``
+when they differ from the spec (e.g. after the operator was down while the spec changed).
+Calling it any number of times yields the same objects. A Job the API server rejects as invalid
+(e.g. bad ``spec.worker.resources``) is a permanent ConfigError.
 """
 
 from __future__ import annotations
@@ -51,9 +52,7 @@ async def ensure_workers(
             ) from None
         raise
     current = job.get("spec") or {}
-    drift: dict[str, Any] = {}
-    if current.get("parallelism") != spec.parallelism:
-        drift["parallelism"] = spec.parallelism
+    drift: dict[str, Any] = jobs.scale_fields(job, spec.parallelism)
     if (
         bool(current.get("suspend")) != spec.suspend
         and jobstatus.true_condition(job, "Complete", "Failed") is None

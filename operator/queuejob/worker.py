@@ -3,8 +3,8 @@
 Loop: lease one item, process it while a heartbeat thread renews the lease, then complete it
 (or fail it with the error, which retries it with backoff or dead-letters it). Guarantees:
 
-- exits 0 only when the queue is done (nothing pending, delayed or leased), so the Job (whose
-  ``completions`` is unset) succeeds exactly when the work is finished;
+- exits 0 only when the queue is done (nothing pending, delayed or leased), so the Job (Indexed,
+  one index per worker) succeeds exactly when the work is finished;
 - on SIGTERM/SIGINT it stops the current item, *releases* its lease (the item is pending again
   at once, no attempt counted) and exits 143; a SIGKILLed worker's lease simply expires;
 - a per-item command never outlives its worker: it runs under an item guard

@@ -57,7 +57,7 @@ def test_lifecycle_50_items(cluster: Cluster, operator: OperatorHandle, namespac
         done |= set(re.findall(r"item '([^']+)' done", cluster.pod_logs(namespace, pod)))
     assert done == set(items)
 
-    # The Job: owned by the QueueJob, completions unset, parallelism from the spec, PSA-restricted.
+    # The Job: owned by the QueueJob, Indexed, parallelism from the spec, PSA-restricted.
     job = cluster.kubectl_json("get", "job", "life-workers", "-n", namespace)
     owner = job["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"], owner["uid"]) == (
@@ -66,8 +66,22 @@ def test_lifecycle_50_items(cluster: Cluster, operator: OperatorHandle, namespac
         qj["metadata"]["uid"],
     )
     assert owner["controller"] is True
-    assert job["spec"]["parallelism"] == 3
-    assert job["spec"].get("completions") is None
+    # Indexed: one index per worker, each completed by a worker that exited 0 at the end.
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert job["spec"]["parallelism"] == job["spec"]["completions"] == 3
+    status = wait_for(
+        lambda: (
+            s
+            if (
+                s := cluster.kubectl_json("get", "job", "life-workers", "-n", namespace)["status"]
+            ).get("completedIndexes")
+            == "0-2"
+            else None
+        ),
+        60,
+        "the Job's indexes 0-2 to complete",
+    )
+    assert status.get("failed", 0) == 0, status
     pod_spec = job["spec"]["template"]["spec"]
     container = pod_spec["containers"][0]
     assert pod_spec["securityContext"]["runAsNonRoot"] is True

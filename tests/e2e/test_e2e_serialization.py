@@ -42,9 +42,9 @@ def test_burst_of_updates_is_serialized(
 
     def converged() -> bool:
         job = cluster.kubectl_json("get", "job", "burst-workers", "-n", namespace)
-        return bool(job["spec"]["parallelism"] == last)
+        return bool(job["spec"]["parallelism"] == job["spec"]["completions"] == last)
 
-    wait_for(converged, 60, f"the Job's parallelism to converge to {last}")
+    wait_for(converged, 60, f"the Job's parallelism and completions to converge to {last}")
     qj = operator.get_qj(namespace, "burst")
     assert qj["spec"]["parallelism"] == last
 

@@ -82,7 +82,7 @@ def dry_run(cluster: Any, namespace: str, obj: dict[str, Any]) -> Any:
 
 
 def _long_name() -> dict[str, Any]:
-    return queuejob(name="n" * 56, items=["a"])
+    return queuejob(name="n" * 53, items=["a"])
 
 
 # (case id, manifest, substrings that must all appear in the API server's error)
@@ -264,7 +264,8 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
         ),
         ["spec.worker.resources.limits", "each limit must be >= its request"],
     ),
-    ("name-too-long", _long_name(), ["metadata.name: Too long", "more than 55"]),
+    ("name-too-long", _long_name(), ["metadata.name: Too long", "more than 52"]),
+    ("name-with-dot", queuejob(name="a.b", items=["a"]), ["metadata.name", "should match"]),
     (
         "unknown-field",
         with_spec(parallelizm=3),
@@ -302,7 +303,7 @@ def test_defaults_are_applied(crd: Any, namespace: str) -> None:
 def test_valid_edge_values_are_accepted(crd: Any, namespace: str) -> None:
     """The bounds are inclusive where documented and the URL forms the operator supports pass."""
     obj = queuejob(
-        name="edges",
+        name="e" * 52,  # the longest name the CRD admits
         items=["x" * 1024, "poison-1", "fail-once-1"],
         parallelism=0,
         leaseSeconds=3600,

@@ -132,4 +132,6 @@ def test_same_work_as_one_queuejob(cluster: Any, operator: Any, namespace: str) 
     assert status["counts"]["succeeded"] == len(FRUITS) and status["counts"]["failed"] == 0
     assert status["jobName"] == "job-wq-2-workers"
     job = cluster.kubectl_json("get", "job", "job-wq-2-workers", "-n", namespace)
-    assert job["spec"]["parallelism"] == 2 and job["spec"].get("completions") is None
+    # Unlike the docs' Job (completions unset): Indexed, one index per worker (README).
+    spec = job["spec"]
+    assert (spec["completionMode"], spec["parallelism"], spec["completions"]) == ("Indexed", 2, 2)

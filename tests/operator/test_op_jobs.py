@@ -65,15 +65,79 @@ def test_job_is_owned_by_the_queuejob_and_named_deterministically() -> None:
     assert _job({"items": ["a"]}) == job
 
 
-def test_parallelism_and_suspend_mirror_the_spec_and_completions_stay_unset() -> None:
+def test_indexed_job_with_completions_equal_to_parallelism_and_a_per_index_limit() -> None:
     job = _job({"items": ["a"], "parallelism": 7, "suspend": True}, backoff_limit=3)
-    assert job["spec"]["parallelism"] == 7
-    assert job["spec"]["suspend"] is True
-    assert job["spec"]["backoffLimit"] == 3
-    # completions unset: the Job succeeds when a worker exits 0 after the queue is done
-    assert "completions" not in job["spec"]
-    assert "completionMode" not in job["spec"]
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed"
+    assert spec["parallelism"] == spec["completions"] == 7
+    assert spec["suspend"] is True
+    # The operator's backoff limit is per index; one failed index fails the Job; backoffLimit
+    # is left to the API's default for per-index Jobs, so it never cuts in first.
+    assert spec["backoffLimitPerIndex"] == 3
+    assert spec["maxFailedIndexes"] == 0
+    assert "backoffLimit" not in spec
     assert _job({"items": ["a"]})["spec"]["suspend"] is False
+
+
+def test_a_job_created_at_parallelism_zero_gets_one_completion_and_runs_no_pod() -> None:
+    spec = _job({"items": ["a"], "parallelism": 0})["spec"]
+    # completions 0 would make the Job complete at once, before any item is done
+    assert spec["parallelism"] == 0
+    assert spec["completions"] == 1
+    assert jobs.completions_for(0) == 1
+    assert jobs.completions_for(5) == 5
+
+
+def _existing(parallelism: int, completions: int | None, mode: str | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"parallelism": parallelism}
+    if completions is not None:
+        spec["completions"] = completions
+    if mode is not None:
+        spec["completionMode"] = mode
+    return {"spec": spec}
+
+
+def test_scaling_an_indexed_job_patches_completions_in_tandem_except_to_zero() -> None:
+    four = _existing(4, 4, "Indexed")
+    assert jobs.is_indexed(four)
+    assert jobs.scale_fields(four, 6) == {"parallelism": 6, "completions": 6}
+    assert jobs.scale_fields(four, 2) == {"parallelism": 2, "completions": 2}
+    assert jobs.scale_fields(four, 4) == {}
+    # to 0: completions stay (0 would complete the Job); back up: both again
+    assert jobs.scale_fields(four, 0) == {"parallelism": 0}
+    paused = _existing(0, 4, "Indexed")
+    assert jobs.scale_fields(paused, 0) == {}
+    assert jobs.scale_fields(paused, 4) == {"parallelism": 4}
+    assert jobs.scale_fields(paused, 3) == {"parallelism": 3, "completions": 3}
+    # drift repair of a Job whose completions lag behind (e.g. created at 0 with completions 1)
+    assert jobs.scale_fields(_existing(4, 1, "Indexed"), 4) == {"completions": 4}
+
+
+def test_every_scale_patch_passes_the_apis_tandem_rule() -> None:
+    """The API accepts a new completions of an Indexed Job only if it equals the new parallelism
+    (pkg/apis/batch/validation validateCompletions); completions must stay > 0 here."""
+    for before_p in range(0, 5):
+        for before_c in range(1, 5):
+            job = _existing(before_p, before_c, "Indexed")
+            for target in range(0, 6):
+                fields = jobs.scale_fields(job, target)
+                after = {**job["spec"], **fields}
+                assert after["parallelism"] == target
+                if after["completions"] != before_c:
+                    assert after["completions"] == after["parallelism"]
+                assert after["completions"] >= 1
+                if target > 0:
+                    assert after["completions"] == target
+
+
+def test_a_nonindexed_job_of_an_older_operator_is_scaled_by_parallelism_only() -> None:
+    # completionMode is immutable and completions of a NonIndexed Job too
+    old = _existing(4, None, None)
+    assert not jobs.is_indexed(old)
+    assert not jobs.is_indexed(None)
+    assert jobs.scale_fields(old, 2) == {"parallelism": 2}
+    assert jobs.scale_fields(_existing(4, None, "NonIndexed"), 0) == {"parallelism": 0}
+    assert jobs.scale_fields(None, 3) == {"parallelism": 3}
 
 
 def test_pod_meets_the_restricted_pod_security_standard() -> None:
@@ -276,7 +340,8 @@ def test_job_status_readers_accept_a_missing_job_and_see_only_true_conditions() 
 
 
 def _counted(policy: dict[str, Any], pod: dict[str, Any]) -> bool:
-    """Whether a failed ``pod`` counts against backoffLimit under ``policy``: a model of the Job
+    """Whether a failed ``pod`` counts against its index's backoffLimitPerIndex under ``policy``
+    (``FailIndex`` would fail the index at once; the policy has none): a model of the Job
     controller's matching (first matching rule wins; no match counts; ``onExitCodes`` looks at
     terminated containers with a non-zero exit code; ``onPodConditions`` at the pod's)."""
     conditions = {(c["type"], c["status"]) for c in pod["status"].get("conditions", [])}
@@ -292,7 +357,7 @@ def _counted(policy: dict[str, Any], pod: dict[str, Any]) -> bool:
                     continue
                 matched |= (code in codes["values"]) == (codes["operator"] == "In")
         if matched:
-            return rule["action"] == "Count"
+            return rule["action"] in ("Count", "FailIndex")
     return True
 
 
@@ -308,7 +373,7 @@ def _failed_pod(exit_code: int, *conditions: str) -> dict[str, Any]:
     }
 
 
-def test_disruptions_and_graceful_stops_do_not_count_against_backoff_limit() -> None:
+def test_disruptions_and_graceful_stops_do_not_count_against_the_index_limit() -> None:
     spec = _job({"items": ["a"]})["spec"]
     policy = spec["podFailurePolicy"]
     assert spec["podReplacementPolicy"] == "Failed"  # the only value allowed with the policy
@@ -321,3 +386,6 @@ def test_disruptions_and_graceful_stops_do_not_count_against_backoff_limit() -> 
     for crash in (1, 2, 137, 139, 255):  # exceptions, config errors, SIGKILL/OOM, segfaults
         assert _counted(policy, _failed_pod(crash)), crash
     assert _counted(policy, {"status": {"phase": "Failed"}})  # no status at all: counted
+    # The API accepts Ignore rules (and FailIndex, unused) beside backoffLimitPerIndex.
+    assert {r["action"] for r in policy["rules"]} == {"Ignore"}
+    assert spec["backoffLimitPerIndex"] == 10

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import pathlib
 import re
 
+import yaml
 from hypothesis import given
-from op_strategies import queuejob_name
+from op_strategies import admitted_queuejob_name, queuejob_name
 
-from queuejob import naming
+from queuejob import jobs, naming
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN_PART = re.compile(
@@ -69,3 +73,25 @@ def test_queue_name_uses_namespace_name_and_uid_prefix() -> None:
     assert naming.queue_name("ns", "job", uid) == "qj:ns:job:0a1b2c3d"
     other = "ffffffff-4e5f-6789-abcd-ef0123456789"
     assert naming.queue_name("ns", "job", other) != naming.queue_name("ns", "job", uid)
+
+
+@given(admitted_queuejob_name)
+def test_pod_hostnames_of_the_indexed_job_are_dns_labels_for_every_admitted_name(name: str) -> None:
+    # The API server rejects an Indexed Job whose "<job name>-<completions - 1>" is no DNS label.
+    hostname = f"{naming.job_name(name)}-{jobs.MAX_PARALLELISM - 1}"
+    assert len(hostname) <= 63 and _DNS_LABEL.match(hostname), hostname
+    assert naming.job_name(name) == f"{name}-workers"
+
+
+def test_crd_admits_exactly_the_names_and_parallelism_the_job_shape_allows() -> None:
+    crd = yaml.safe_load((ROOT / "crds" / "queuejobs.workqueue.example.com.yaml").read_text())
+    [version] = crd["spec"]["versions"]
+    schema = version["schema"]["openAPIV3Schema"]
+    # The name's own schema (errors name metadata.name): a DNS label, no '.', bounded length.
+    name = schema["properties"]["metadata"]["properties"]["name"]
+    assert name["maxLength"] == naming.MAX_QUEUEJOB_NAME
+    assert name["pattern"] == _DNS_LABEL.pattern
+    parallelism = schema["properties"]["spec"]["properties"]["parallelism"]
+    assert parallelism["maximum"] == jobs.MAX_PARALLELISM
+    longest = f"{naming.job_name('a' * naming.MAX_QUEUEJOB_NAME)}-{jobs.MAX_PARALLELISM - 1}"
+    assert len(longest) == 63

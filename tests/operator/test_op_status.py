@@ -139,5 +139,26 @@ def test_queue_removed_and_job_failure() -> None:
     assert job_failure(failed) == (
         "BackoffLimitExceeded: Job has reached the specified backoff limit"
     )
+    indexed = {
+        "status": {
+            "failedIndexes": "2",
+            "conditions": [
+                {"type": "FailureTarget", "status": "True", "reason": "MaxFailedIndexesExceeded"},
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "MaxFailedIndexesExceeded",
+                    "message": "Job has exceeded the specified maximal number of failed indexes",
+                },
+            ],
+        }
+    }
+    assert job_failure(indexed) == (
+        "MaxFailedIndexesExceeded: Job has exceeded the specified maximal number of failed "
+        "indexes (failed indexes: 2)"
+    )
+    # FailureTarget alone (pods still terminating) is not yet a failed Job
+    target_only = {"status": {"conditions": indexed["status"]["conditions"][:1]}}
+    assert job_failure(target_only) is None
     assert job_failure({"status": {"conditions": [{"type": "Complete", "status": "True"}]}}) is None
     assert job_failure(None) is None

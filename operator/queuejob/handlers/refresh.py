@@ -6,7 +6,10 @@ Every ``QUEUEJOB_STATUS_INTERVAL`` seconds per QueueJob (skipped until the queue
 - counts, progress, dead letters, active workers, queue metrics;
 - once nothing is pending, delayed or leased: phase Succeeded (condition Complete) or, with at
   least one dead letter, Failed (condition Failed, reason ItemsDeadLettered);
-- a Job that failed for good (backoffLimit exceeded) fails the QueueJob (reason WorkersFailed);
+- a Job that failed for good fails the QueueJob (reason WorkersFailed): with the operator's
+  Indexed worker Job that is a worker slot (index) whose counted failures exceeded
+  ``backoffLimitPerIndex`` (Job reason ``MaxFailedIndexesExceeded``, ``maxFailedIndexes: 0``);
+  a NonIndexed Job of an older operator fails on ``backoffLimit`` (``BackoffLimitExceeded``);
 - a Job deleted by hand is re-created (with the same name) while the queue is unfinished;
 - after finishing, ``activeWorkers`` follows the Job down to zero;
 - ``ttlSecondsAfterFinished`` after completion, the queue's Redis keys are deleted once and the
@@ -71,11 +74,17 @@ async def _expire(
 
 
 def job_failure(job: dict[str, Any] | None) -> str | None:
-    """The reason and message of the Job's Failed=True condition, or None."""
+    """The reason and message of the Job's Failed=True condition, or None.
+
+    Any reason counts (``MaxFailedIndexesExceeded``, ``FailedIndexes``, ``BackoffLimitExceeded``,
+    ...): a Failed Job starts no more workers. The failed indexes, if any, are named.
+    """
     c = jobstatus.true_condition(job, "Failed")
     if c is None:
         return None
-    return f"{c.get('reason', 'Failed')}: {c.get('message', '')}".strip()
+    text = f"{c.get('reason', 'Failed')}: {c.get('message', '')}".strip()
+    failed_indexes = jobstatus.failed_indexes(job)
+    return f"{text} (failed indexes: {failed_indexes})" if failed_indexes else text
 
 
 def needs_refresh(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
@@ -191,7 +200,7 @@ async def refresh(
             writer.condition("Complete", True, "AllItemsSucceeded", message)
             writer.phase_to("Succeeded", "AllItemsSucceeded", message)
     elif (failure := job_failure(job)) is not None:
-        # The Job gave up (e.g. backoffLimit exceeded): no worker will come back for the rest.
+        # The Job gave up (a worker slot failed too often): no worker comes back for the rest.
         message = (
             f"Job {job_name} failed with {stats.pending + stats.delayed + stats.leased} "
             f"items unfinished: {failure}"

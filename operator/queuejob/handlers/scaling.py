@@ -1,5 +1,7 @@
 """On a change to spec.parallelism or spec.suspend: patch the Job (and the phase for suspend).
 
+parallelism: the Job's ``parallelism`` and, for an Indexed Job, ``completions`` with it.
+
 Both are field handlers: kopf calls them with the last handled (``old``) and the current
 (``new``) value, so a burst of updates converges to the latest spec. On creation (``old`` is
 None) they are filtered out before they take a slot: the create handler builds the Job.
@@ -11,7 +13,7 @@ from typing import Any
 
 import kopf
 
-from queuejob import kube, naming
+from queuejob import jobs, kube, naming
 from queuejob.limits import guarded
 from queuejob.runtime import Runtime
 from queuejob.statuswriter import FINISHED, StatusWriter
@@ -36,12 +38,18 @@ async def parallelism_changed(
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
-    """Set the Job's parallelism to the spec's."""
+    """Set the Job's parallelism (and, Indexed, its completions) to the spec's.
+
+    See :func:`queuejob.jobs.scale_fields`: for 0 only ``parallelism``, so the Job keeps its
+    ``completions`` and does not complete; scaling up sets both again.
+    """
     if old is None or new is None:
         return
     job_name = naming.job_name(name)
-    if await kube.patch_job(namespace, job_name, {"spec": {"parallelism": int(new)}}):
-        logger.info(f"Job {job_name}: parallelism {old} -> {new}")
+    job = await kube.read_job(namespace, job_name)
+    fields = jobs.scale_fields(job, int(new))
+    if job is not None and fields and await kube.patch_job(namespace, job_name, {"spec": fields}):
+        logger.info(f"Job {job_name}: parallelism {old} -> {new} ({fields})")
     patch.status["observedGeneration"] = meta.get("generation")
 
 
