@@ -20,6 +20,7 @@ import contextlib
 from collections.abc import Iterator
 
 import redis
+from redis.cluster import RedisCluster
 
 
 class QueueError(Exception):
@@ -55,15 +56,21 @@ class QueueConfigError(QueueError, ValueError):
     """A queue setting is out of range; the message names the field."""
 
 
-def describe(client: redis.Redis) -> str:
-    """``host:port/db`` of a client, for error messages (never the password)."""
+def describe(client: redis.Redis | RedisCluster) -> str:
+    """``host:port/db`` of a client (``cluster host:port,...`` of a Redis Cluster client), for
+    error messages (never the password)."""
+    if isinstance(client, RedisCluster):
+        nodes = ",".join(sorted(node.name for node in client.get_primaries())  # type: ignore[no-untyped-call][:3])
+        return f"cluster {nodes or '(no reachable node)'}"
     kwargs = client.get_connection_kwargs()
     if kwargs.get("unix_socket_path"):
         return f"unix:{kwargs['unix_socket_path']}"
     return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
 
 
-def translated(client: redis.Redis, what: str, exc: redis.exceptions.RedisError) -> QueueError:
+def translated(
+    client: redis.Redis | RedisCluster, what: str, exc: redis.exceptions.RedisError
+) -> QueueError:
     """The typed :class:`QueueError` for a redis-py error raised while doing ``what``."""
     where = describe(client)
     text = str(exc)
@@ -83,7 +90,7 @@ def translated(client: redis.Redis, what: str, exc: redis.exceptions.RedisError)
 
 
 @contextlib.contextmanager
-def translate(client: redis.Redis, what: str) -> Iterator[None]:
+def translate(client: redis.Redis | RedisCluster, what: str) -> Iterator[None]:
     """Re-raise redis-py errors raised in the block as typed :class:`QueueError` subclasses."""
     try:
         yield
