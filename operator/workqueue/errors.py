@@ -60,7 +60,8 @@ def describe(client: redis.Redis | RedisCluster) -> str:
     """``host:port/db`` of a client (``cluster host:port,...`` of a Redis Cluster client), for
     error messages (never the password)."""
     if isinstance(client, RedisCluster):
-        nodes = ",".join(sorted(node.name for node in client.get_primaries())  # type: ignore[no-untyped-call][:3])
+        primaries = client.get_primaries()  # type: ignore[no-untyped-call]
+        nodes = ",".join(sorted(node.name for node in primaries)[:3])
         return f"cluster {nodes or '(no reachable node)'}"
     kwargs = client.get_connection_kwargs()
     if kwargs.get("unix_socket_path"):
