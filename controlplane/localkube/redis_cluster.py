@@ -154,9 +154,10 @@ class LocalRedisCluster:
     def _create(self) -> None:
         cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
         addresses = [f"{HOST}:{s.port}" for s in self.servers]
+        command = [cli, "--cluster", "create", *addresses, "--cluster-yes"]
+        command += ["--cluster-replicas", str(self.replicas)]
         result = subprocess.run(
-            [cli, "--cluster", "create", *addresses, "--cluster-yes"]
-            + ["--cluster-replicas", str(self.replicas)],
+            command,
             env={**os.environ, "REDISCLI_AUTH": self.password},
             capture_output=True,
             text=True,
