@@ -11,7 +11,9 @@ Guarantees:
   node reports ``cluster_state:ok``, agrees on the slot map, and every replica's link to its
   master is up.
 - ``close()`` SIGTERMs every server (SIGKILL after a timeout) and removes their data.
-- Faults for tests: :meth:`kill` (SIGKILL one node), :meth:`wait_promoted` (the cluster
+- Faults for tests: :meth:`kill` (SIGKILL one node), :meth:`pause`/:meth:`resume` (SIGSTOP /
+  SIGCONT), :meth:`cut_replication` (with a paused replica: one that falls behind, as the
+  master goes on accepting writes it never sends), :meth:`wait_promoted` (the cluster
   promoted a replica for a dead master's slots), :meth:`migrate_slot` (``CLUSTER SETSLOT``
   IMPORTING/MIGRATING, ``MIGRATE`` key by key with a pause, ``SETSLOT NODE``: a live migration
   that clients see as ``ASK``/``TRYAGAIN`` while it runs).
@@ -23,6 +25,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -239,6 +242,25 @@ class LocalRedisCluster:
     def kill(self, server: RedisServer) -> None:
         """SIGKILL one node (a crash; it keeps no data: persistence is off)."""
         server.kill()
+
+    def replica_of(self, master: RedisServer) -> RedisServer:
+        """The (first) replica of ``master``, as ``master`` reports it."""
+        info = self.node_client(master).info("replication")
+        return self.server_at(int(info["slave0"]["port"]))
+
+    def cut_replication(self, master: RedisServer) -> int:
+        """Close ``master``'s links to its replicas (``CLIENT KILL TYPE replica``); a replica
+        reconnects unless it is paused. Returns the number of links closed."""
+        return int(_cmd(self.node_client(master), "CLIENT", "KILL", "TYPE", "replica"))
+
+    def pause(self, server: RedisServer) -> None:
+        """SIGSTOP a node: it neither answers nor replicates (a stalled or lagging replica)."""
+        if server.pid is not None:
+            os.kill(server.pid, signal.SIGSTOP)
+
+    def resume(self, server: RedisServer) -> None:
+        if server.pid is not None:
+            os.kill(server.pid, signal.SIGCONT)
 
     def wait_promoted(self, dead: RedisServer, key: str, timeout: float = 30.0) -> RedisServer:
         """Until a live node is master of ``key``'s slot instead of ``dead``; returns it."""

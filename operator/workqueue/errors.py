@@ -3,7 +3,8 @@
 ``QueueError`` is the base. Redis-level failures are translated by :func:`translate` so callers
 never have to catch redis-py exceptions:
 
-- ``QueueUnavailableError``: Redis unreachable or the connection broke (nothing was lost: a
+- ``QueueUnavailableError``: Redis unreachable, the connection broke, or a Redis Cluster cannot
+  serve the queue's slot for now (failover, migration) (nothing was lost: a
   script either ran completely or not at all; an item leaves the in-flight set only when its
   acknowledgement succeeded).
 - ``QueueAuthError``: authentication failed (wrong or missing password, or ACL denial).
@@ -56,6 +57,16 @@ class QueueConfigError(QueueError, ValueError):
     """A queue setting is out of range; the message names the field."""
 
 
+#: Redis Cluster states that pass (a failover, a slot migration): not a failed command.
+_CLUSTER_UNAVAILABLE = (
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.ClusterError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.AskError,
+    redis.exceptions.RedisClusterException,
+)
+
+
 def describe(client: redis.Redis | RedisCluster) -> str:
     """``host:port/db`` of a client (``cluster host:port,...`` of a Redis Cluster client), for
     error messages (never the password)."""
@@ -83,6 +94,11 @@ def translated(
         return QueueAuthError(f"{what}: Redis at {where} denied permission ({text})")
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return QueueUnavailableError(f"{what}: Redis at {where} is unreachable ({text})")
+    if isinstance(exc, _CLUSTER_UNAVAILABLE):
+        return QueueUnavailableError(
+            f"{what}: Redis {where} cannot serve the queue's slot now ({type(exc).__name__}: "
+            f"{text}); a failover or slot migration is under way"
+        )
     if "NOAUTH" in text or "WRONGPASS" in text:
         return QueueAuthError(f"{what}: Redis at {where} requires authentication ({text})")
     if "WRONGTYPE" in text:
