@@ -99,7 +99,7 @@ def build_secret(body: Mapping[str, Any], password: str) -> dict[str, Any]:
 
 
 def _worker_env(
-    body: Mapping[str, Any], spec: QueueJobSpec, queue: str, redis_url: str
+    body: Mapping[str, Any], spec: QueueJobSpec, queue: str, redis_url: str, wait_replicas: int
 ) -> list[dict[str, Any]]:
     name = body["metadata"]["name"]
     env: list[dict[str, Any]] = [
@@ -118,6 +118,8 @@ def _worker_env(
         {"name": "QUEUEJOB_LEASE_SECONDS", "value": str(spec.lease_seconds)},
         {"name": "QUEUEJOB_WORKER_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
+    if wait_replicas:
+        env.append({"name": "QUEUEJOB_REDIS_WAIT_REPLICAS", "value": str(wait_replicas)})
     if spec.worker.command is not None:
         env.append(
             {
@@ -161,8 +163,10 @@ def build_job(
     default_image: str,
     image_pull_policy: str,
     backoff_limit: int,
+    wait_replicas: int = 0,
 ) -> dict[str, Any]:
-    """The batch/v1 Job running ``queuejob worker`` pods for the QueueJob ``body``."""
+    """The batch/v1 Job running ``queuejob worker`` pods for the QueueJob ``body``
+    (``wait_replicas``: the workers' ``QUEUEJOB_REDIS_WAIT_REPLICAS``, unset when 0)."""
     name = body["metadata"]["name"]
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
@@ -170,7 +174,7 @@ def build_job(
         "imagePullPolicy": image_pull_policy,
         "command": ["queuejob"],
         "args": ["worker"],
-        "env": _worker_env(body, spec, queue, redis_url),
+        "env": _worker_env(body, spec, queue, redis_url, wait_replicas),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
