@@ -46,6 +46,23 @@ Guarantees:
   Every other call (seed, configure, reap, stats, ...) is idempotent or read-only and goes
   through the client's pool and retry policy.
 
+Redis Cluster (a ``redis.cluster.RedisCluster`` client):
+
+- **One slot per queue.** Every key carries the hash tag ``{name}``; scripts declare all of them,
+  so Redis runs a script only when all keys are on the node (during a slot migration it answers
+  ``TRYAGAIN``/``ASK`` instead, and the script later runs whole on the new owner).
+- **Redirections are followed, nothing is re-sent.** Worker calls go to the slot's master on a
+  dedicated connection from the cluster client's per-node pool (``workqueue.routing``); replies
+  that mean "not run" (``MOVED``, ``ASK``, ``TRYAGAIN``, ``CLUSTERDOWN``, ``NOSCRIPT``) are
+  followed up to :data:`MAX_REDIRECTS` times (about 5 s); a broken connection raises
+  :class:`QueueUnavailableError` and the slot map is re-read on the next call, which finds a
+  promoted replica after a failover. Other calls go through ``RedisCluster`` and its retries.
+- **Durability is Redis'.** Replication is asynchronous: a master that dies can take the last
+  acknowledged calls with it (a completion lost so comes back as a leased item whose lease
+  expires: the item runs again; a lost lease hands the item out again). ``wait_replicas=N``
+  sends ``WAIT N`` in the same round trip as each worker call: a call that returned is on N
+  replicas; one whose ``WAIT`` timed out raises :class:`QueueUnavailableError` although it ran.
+
 ``fail`` computes the retry delay client-side with ``workqueue.backoff.exponential_delay`` from
 the backoff settings this object loaded (``reload_config()`` refreshes them); ``max_attempts``,
 ``lease_seconds`` and the rate limit are read by the scripts from Redis on every call.
