@@ -41,9 +41,9 @@ class Redirect:
 def redirect_of(exc: redis.exceptions.ResponseError) -> Redirect | None:
     """The redirection an error reply asks for, or None for a real error of the command."""
     if isinstance(exc, redis.exceptions.MovedError):
-        return Redirect("moved", str(exc.node_addr))
+        return Redirect("moved", f"{exc.host}:{exc.port}")
     if isinstance(exc, redis.exceptions.AskError):
-        return Redirect("ask", str(exc.node_addr))
+        return Redirect("ask", f"{exc.host}:{exc.port}")
     if isinstance(exc, redis.exceptions.TryAgainError):
         return Redirect("again")
     if isinstance(exc, redis.exceptions.ClusterDownError):

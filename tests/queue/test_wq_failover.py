@@ -126,7 +126,8 @@ def test_master_killed_mid_drain(wait_replicas: int, lag: float, tmp_path: Path)
         assert set(items) - set(done_at) <= uncertain
         # A second "done" only for a completion acknowledged just before the kill...
         for times in twice.values():
-            assert killed_at - lag - LAG_BOUND <= min(times) <= killed_at, (times, killed_at)
+            # (the log line is written just after the reply, so it may be stamped a little later)
+            assert killed_at - lag - LAG_BOUND <= min(times) <= killed_at + 0.2, (times, killed_at)
         if wait_replicas:
             # ... and none at all when every acknowledgement waited for the replica.
             assert not twice, twice
