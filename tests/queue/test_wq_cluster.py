@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 from test_wq_crash import read_logs, start_worker
@@ -26,6 +27,7 @@ from workqueue.config import QueueConfig
 from workqueue.errors import QueueError
 from workqueue.models import Lease
 from workqueue.redisqueue import LeaseQueue
+from workqueue.routing import Redirect, redirect_of
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -169,3 +171,13 @@ def test_live_slot_migration_while_workers_drain(
     assert all(moved >= 5 for _, moved, _ in moves), moves
     client.flushdb()
     client.close()
+
+
+def test_redirect_replies_name_the_node_to_go_to() -> None:
+    ask = redirect_of(redis.exceptions.AskError("3999 127.0.0.1:7001"))
+    moved = redirect_of(redis.exceptions.MovedError("3999 127.0.0.1:7002"))
+    assert ask == Redirect("ask", "127.0.0.1:7001")
+    assert moved == Redirect("moved", "127.0.0.1:7002")
+    assert redirect_of(redis.exceptions.TryAgainError("TRYAGAIN")) == Redirect("again")
+    assert redirect_of(redis.exceptions.ClusterDownError("CLUSTERDOWN")) == Redirect("down")
+    assert redirect_of(redis.exceptions.ResponseError("WRONGTYPE x")) is None
