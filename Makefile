@@ -90,7 +90,7 @@ demo: install ## Run the demo: control plane + Redis + operator + an example Que
 # ---------------------------------------------------------------------------------------------
 # Quality and benchmarks
 
-.PHONY: lint bench-queue bench-operator
+.PHONY: lint bench-queue bench-cluster bench-operator
 lint: install-python ## ruff and mypy
 	$(VENV)/bin/ruff check operator controlplane tests benchmarks
 	$(VENV)/bin/ruff format --check operator controlplane tests benchmarks
@@ -98,6 +98,9 @@ lint: install-python ## ruff and mypy
 
 bench-queue: install ## Redis queue throughput: ours (single, batched) vs the docs' algorithm, 1/4/16 workers
 	$(PY) benchmarks/bench_queue.py
+
+bench-cluster: install ## Queue on one server and a Redis Cluster: declared vs derived script keys, WAIT 1
+	$(PY) benchmarks/bench_cluster.py
 
 bench-operator: install ## 200 QueueJobs to Running: operator vs a no-kopf floor; API requests and peak RSS
 	$(PY) benchmarks/bench_operator.py

@@ -78,6 +78,7 @@ class RedisServer:
         persist: bool = False,
         executable: str | None = None,
         ready_timeout: float = 15.0,
+        extra_config: tuple[str, ...] = (),
     ) -> None:
         self.password: str | None = (
             secrets.token_urlsafe(24) if isinstance(password, _Random) else password
@@ -90,6 +91,8 @@ class RedisServer:
         self.persist = persist
         self.executable = executable or find_redis_server()
         self.ready_timeout = ready_timeout
+        #: Further ``redis.conf`` lines (e.g. the cluster settings of ``redis_cluster``).
+        self.extra_config = extra_config
         self._proc: subprocess.Popen[bytes] | None = None
 
     # -- addresses -------------------------------------------------------------------------
@@ -243,6 +246,7 @@ class RedisServer:
             lines += ["appendonly no"]
         if self.password:
             lines.append(f'requirepass "{self.password}"')
+        lines += self.extra_config
         return "\n".join(lines) + "\n"
 
     def _wait_ready(self) -> None:

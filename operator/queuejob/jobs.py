@@ -110,7 +110,7 @@ def build_secret(body: Mapping[str, Any], password: str) -> dict[str, Any]:
 
 
 def _worker_env(
-    body: Mapping[str, Any], spec: QueueJobSpec, queue: str, redis_url: str
+    body: Mapping[str, Any], spec: QueueJobSpec, queue: str, redis_url: str, wait_replicas: int
 ) -> list[dict[str, Any]]:
     name = body["metadata"]["name"]
     env: list[dict[str, Any]] = [
@@ -129,6 +129,8 @@ def _worker_env(
         {"name": "QUEUEJOB_LEASE_SECONDS", "value": str(spec.lease_seconds)},
         {"name": "QUEUEJOB_WORKER_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
+    if wait_replicas:
+        env.append({"name": "QUEUEJOB_REDIS_WAIT_REPLICAS", "value": str(wait_replicas)})
     if spec.worker.command is not None:
         env.append(
             {
@@ -203,10 +205,12 @@ def build_job(
     default_image: str,
     image_pull_policy: str,
     backoff_limit: int,
+    wait_replicas: int = 0,
 ) -> dict[str, Any]:
     """The batch/v1 Job running ``queuejob worker`` pods for the QueueJob ``body``.
 
     ``backoff_limit`` becomes ``backoffLimitPerIndex``: counted failures tolerated per index.
+    ``wait_replicas`` becomes the workers' ``QUEUEJOB_REDIS_WAIT_REPLICAS`` (unset when 0).
     """
     name = body["metadata"]["name"]
     container: dict[str, Any] = {
@@ -215,7 +219,7 @@ def build_job(
         "imagePullPolicy": image_pull_policy,
         "command": ["queuejob"],
         "args": ["worker"],
-        "env": _worker_env(body, spec, queue, redis_url),
+        "env": _worker_env(body, spec, queue, redis_url, wait_replicas),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},

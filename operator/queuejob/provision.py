@@ -41,6 +41,7 @@ async def ensure_workers(
         default_image=settings.worker_image,
         image_pull_policy=settings.worker_image_pull_policy,
         backoff_limit=settings.job_backoff_limit,
+        wait_replicas=settings.worker_wait_replicas,
     )
     try:
         job = await kube.ensure_job(manifest)

@@ -14,14 +14,19 @@ import threading
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 
+from workqueue.connect import client_from_url
+
 _lock = threading.Lock()
-_clients: dict[tuple[str, str | None, float], redis.Redis] = {}
+_clients: dict[tuple[str, str | None, float], redis.Redis | RedisCluster] = {}
 
 
-def client(url: str, password: str | None, timeout: float) -> redis.Redis:
-    """A shared, thread-safe client (pool) for ``url``; ``password`` overrides the URL's."""
+def client(url: str, password: str | None, timeout: float) -> redis.Redis | RedisCluster:
+    """A shared, thread-safe client (pool) for ``url``; ``password`` overrides the URL's.
+
+    ``redis+cluster://host:port`` gives a ``RedisCluster`` client (``workqueue.connect``)."""
     key = (url, password, timeout)
     with _lock:
         found = _clients.get(key)
@@ -34,7 +39,7 @@ def client(url: str, password: str | None, timeout: float) -> redis.Redis:
             }
             if password:
                 kwargs["password"] = password
-            found = redis.Redis.from_url(url, **kwargs)  # type: ignore[arg-type]
+            found = client_from_url(url, **kwargs)
             _clients[key] = found
         return found
 

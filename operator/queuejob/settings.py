@@ -14,6 +14,8 @@ import os
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
+from workqueue.connect import SCHEMES
+
 
 class SettingsError(ValueError):
     """A setting has an invalid value; the message names the variable or flag."""
@@ -37,7 +39,8 @@ SETTINGS: tuple[Setting, ...] = (
         "QUEUEJOB_REDIS_URL",
         "--redis-url",
         "redis://127.0.0.1:6379/0",
-        "Redis used for queues whose spec has no redis section (may hold the password).",
+        "Redis used for queues whose spec has no redis section (may hold the password); "
+        "redis+cluster://host:port for a Redis Cluster.",
     ),
     Setting(
         "redis_password",
@@ -59,6 +62,14 @@ SETTINGS: tuple[Setting, ...] = (
         "--redis-timeout",
         "5",
         "Seconds before a Redis connect or command times out.",
+    ),
+    Setting(
+        "worker_wait_replicas",
+        "QUEUEJOB_WORKER_WAIT_REPLICAS",
+        "--worker-wait-replicas",
+        "0",
+        "Workers send WAIT N after each queue call (0: off): acknowledged results survive a "
+        "failover; see Guarantees.",
     ),
     Setting(
         "worker_image",
@@ -205,6 +216,7 @@ class OperatorSettings:
     redis_password: str = ""
     worker_redis_url: str = ""
     redis_timeout: float = 5.0
+    worker_wait_replicas: int = 0
     worker_image: str = "queuejob:dev"
     worker_image_pull_policy: str = "IfNotPresent"
     # Per worker index: the Job controller's per-index backoff (10 s doubling) puts a crash-looping
@@ -259,6 +271,7 @@ _FLOATS = frozenset(
 _INTS = frozenset(
     {
         "job_backoff_limit",
+        "worker_wait_replicas",
         "max_concurrent_handlers",
         "handler_burst",
         "kopf_worker_limit",
@@ -318,8 +331,13 @@ def _validate(settings: OperatorSettings) -> OperatorSettings:
         raise SettingsError("QUEUEJOB_CONFIG_RECHECK_INTERVAL: must be > 0")
     if settings.kopf_max_workers < 1:
         raise SettingsError("QUEUEJOB_KOPF_MAX_WORKERS: must be >= 1")
-    if urlsplit(settings.redis_url).scheme not in ("redis", "rediss", "unix"):
-        raise SettingsError("QUEUEJOB_REDIS_URL: must be a redis://, rediss:// or unix:// URL")
+    if urlsplit(settings.redis_url).scheme not in SCHEMES:
+        raise SettingsError(
+            "QUEUEJOB_REDIS_URL: must be a redis://, rediss://, unix://, redis+cluster:// or "
+            "rediss+cluster:// URL"
+        )
+    if settings.worker_wait_replicas < 0:
+        raise SettingsError("QUEUEJOB_WORKER_WAIT_REPLICAS: must be >= 0")
     return settings
 
 

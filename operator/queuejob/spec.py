@@ -13,6 +13,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
+from workqueue.connect import SCHEMES
+
 MAX_ITEM_LENGTH = 1024
 
 
@@ -250,8 +252,11 @@ def parse(spec: Mapping[str, Any]) -> QueueJobSpec:
     if spec.get("redis") is not None:
         r = _mapping(spec.get("redis"), "spec.redis")
         url = _str(r.get("url"), "spec.redis.url")
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise SpecError("spec.redis.url", "must be a redis://, rediss:// or unix:// URL")
+        if not url.startswith(tuple(f"{scheme}://" for scheme in SCHEMES)):
+            raise SpecError(
+                "spec.redis.url",
+                "must be a redis://, rediss://, unix://, redis+cluster:// or rediss+cluster:// URL",
+            )
         pw: SecretKeyRef | None = None
         if r.get("passwordSecretRef") is not None:
             pw = _key_ref(SecretKeyRef, r.get("passwordSecretRef"), "spec.redis.passwordSecretRef")

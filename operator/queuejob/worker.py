@@ -15,6 +15,11 @@ Loop: lease one item, process it while a heartbeat thread renews the lease, then
   command at once and reports no result for that item (it belongs to whoever holds it now);
 - Redis outages are waited out with capped, jittered backoff instead of crashing the pod.
 
+Redis: ``QUEUEJOB_REDIS_URL`` is ``redis://...`` (one server) or ``redis+cluster://host:port`` (a
+Redis Cluster: the worker follows slot moves and failovers by itself). With
+``QUEUEJOB_REDIS_WAIT_REPLICAS=N`` every queue call returns only after N replicas have its effect
+(``WAIT``), so a completion the worker logged survives a failover (see the README's Guarantees).
+
 Processing an item: with ``QUEUEJOB_ITEM_COMMAND`` (a JSON list, from ``spec.worker.command``)
 the command runs with the item in ``QUEUEJOB_ITEM``; exit 0 is success, otherwise the last line
 of its stderr is the error. Without it, the built-in demo work sleeps
@@ -66,6 +71,7 @@ class WorkerConfig:
     command: tuple[str, ...] | None
     demo_work_seconds: float
     redis_timeout: float = 5.0
+    wait_replicas: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerConfig:
@@ -111,6 +117,7 @@ class WorkerConfig:
             command=command,
             demo_work_seconds=number("QUEUEJOB_DEMO_WORK_SECONDS", "0.1"),
             redis_timeout=number("QUEUEJOB_REDIS_TIMEOUT", "5"),
+            wait_replicas=int(number("QUEUEJOB_REDIS_WAIT_REPLICAS", "0")),
         )
 
 
@@ -164,7 +171,13 @@ class Worker:
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
         client = redisconn.client(config.redis_url, config.redis_password, config.redis_timeout)
-        self.queue = LeaseQueue(client, config.queue)
+        # WAIT blocks up to wait_timeout inside a call: keep it below the socket timeout.
+        self.queue = LeaseQueue(
+            client,
+            config.queue,
+            wait_replicas=config.wait_replicas,
+            wait_timeout=max(0.1, config.redis_timeout / 2),
+        )
         self.stopping = threading.Event()
         self._child: ItemProcess | None = None
         self._item_lost = threading.Event()

@@ -3,7 +3,8 @@
 ``QueueError`` is the base. Redis-level failures are translated by :func:`translate` so callers
 never have to catch redis-py exceptions:
 
-- ``QueueUnavailableError``: Redis unreachable or the connection broke (nothing was lost: a
+- ``QueueUnavailableError``: Redis unreachable, the connection broke, or a Redis Cluster cannot
+  serve the queue's slot for now (failover, migration) (nothing was lost: a
   script either ran completely or not at all; an item leaves the in-flight set only when its
   acknowledgement succeeded).
 - ``QueueAuthError``: authentication failed (wrong or missing password, or ACL denial).
@@ -20,6 +21,7 @@ import contextlib
 from collections.abc import Iterator
 
 import redis
+from redis.cluster import RedisCluster
 
 
 class QueueError(Exception):
@@ -55,15 +57,32 @@ class QueueConfigError(QueueError, ValueError):
     """A queue setting is out of range; the message names the field."""
 
 
-def describe(client: redis.Redis) -> str:
-    """``host:port/db`` of a client, for error messages (never the password)."""
+#: Redis Cluster states that pass (a failover, a slot migration): not a failed command.
+_CLUSTER_UNAVAILABLE = (
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.ClusterError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.AskError,
+    redis.exceptions.RedisClusterException,
+)
+
+
+def describe(client: redis.Redis | RedisCluster) -> str:
+    """``host:port/db`` of a client (``cluster host:port,...`` of a Redis Cluster client), for
+    error messages (never the password)."""
+    if isinstance(client, RedisCluster):
+        primaries = client.get_primaries()  # type: ignore[no-untyped-call]
+        nodes = ",".join(sorted(node.name for node in primaries)[:3])
+        return f"cluster {nodes or '(no reachable node)'}"
     kwargs = client.get_connection_kwargs()
     if kwargs.get("unix_socket_path"):
         return f"unix:{kwargs['unix_socket_path']}"
     return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
 
 
-def translated(client: redis.Redis, what: str, exc: redis.exceptions.RedisError) -> QueueError:
+def translated(
+    client: redis.Redis | RedisCluster, what: str, exc: redis.exceptions.RedisError
+) -> QueueError:
     """The typed :class:`QueueError` for a redis-py error raised while doing ``what``."""
     where = describe(client)
     text = str(exc)
@@ -75,6 +94,11 @@ def translated(client: redis.Redis, what: str, exc: redis.exceptions.RedisError)
         return QueueAuthError(f"{what}: Redis at {where} denied permission ({text})")
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return QueueUnavailableError(f"{what}: Redis at {where} is unreachable ({text})")
+    if isinstance(exc, _CLUSTER_UNAVAILABLE):
+        return QueueUnavailableError(
+            f"{what}: Redis {where} cannot serve the queue's slot now ({type(exc).__name__}: "
+            f"{text}); a failover or slot migration is under way"
+        )
     if "NOAUTH" in text or "WRONGPASS" in text:
         return QueueAuthError(f"{what}: Redis at {where} requires authentication ({text})")
     if "WRONGTYPE" in text:
@@ -83,7 +107,7 @@ def translated(client: redis.Redis, what: str, exc: redis.exceptions.RedisError)
 
 
 @contextlib.contextmanager
-def translate(client: redis.Redis, what: str) -> Iterator[None]:
+def translate(client: redis.Redis | RedisCluster, what: str) -> Iterator[None]:
     """Re-raise redis-py errors raised in the block as typed :class:`QueueError` subclasses."""
     try:
         yield

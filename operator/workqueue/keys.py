@@ -1,7 +1,8 @@
 """Redis key names of one queue; all share the hash tag ``{name}`` (one Redis Cluster slot).
 
-Scripts receive only the config key (``KEYS[1]``) and derive the others from its prefix; the
-order of :data:`KEY_TYPES` is the key numbering of ``check_types`` in ``scripts/lib.lua``.
+Scripts receive every key, in the order of :data:`KEY_TYPES` (``KEYS[1..12]``, also the key
+numbering of ``check_types`` in ``scripts/lib.lua``): Redis Cluster checks only declared keys,
+so a queue's scripts stay whole during a slot migration (see ``scripts/lib.lua``).
 """
 
 from __future__ import annotations

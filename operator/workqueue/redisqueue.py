@@ -46,6 +46,23 @@ Guarantees:
   Every other call (seed, configure, reap, stats, ...) is idempotent or read-only and goes
   through the client's pool and retry policy.
 
+Redis Cluster (a ``redis.cluster.RedisCluster`` client):
+
+- **One slot per queue.** Every key carries the hash tag ``{name}``; scripts declare all of them,
+  so Redis runs a script only when all keys are on the node (during a slot migration it answers
+  ``TRYAGAIN``/``ASK`` instead, and the script later runs whole on the new owner).
+- **Redirections are followed, nothing is re-sent.** Worker calls go to the slot's master on a
+  dedicated connection from the cluster client's per-node pool (``workqueue.routing``); replies
+  that mean "not run" (``MOVED``, ``ASK``, ``TRYAGAIN``, ``CLUSTERDOWN``, ``NOSCRIPT``) are
+  followed up to :data:`MAX_REDIRECTS` times (about 5 s); a broken connection raises
+  :class:`QueueUnavailableError` and the slot map is re-read on the next call, which finds a
+  promoted replica after a failover. Other calls go through ``RedisCluster`` and its retries.
+- **Durability is Redis'.** Replication is asynchronous: a master that dies can take the last
+  acknowledged calls with it (a completion lost so comes back as a leased item whose lease
+  expires: the item runs again; a lost lease hands the item out again). ``wait_replicas=N``
+  sends ``WAIT N`` in the same round trip as each worker call: a call that returned is on N
+  replicas; one whose ``WAIT`` timed out raises :class:`QueueUnavailableError` although it ran.
+
 ``fail`` computes the retry delay client-side with ``workqueue.backoff.exponential_delay`` from
 the backoff settings this object loaded (``reload_config()`` refreshes them); ``max_attempts``,
 ``lease_seconds`` and the rate limit are read by the scripts from Redis on every call.
@@ -85,6 +102,7 @@ from workqueue.models import (
     Lease,
     QueueStats,
 )
+from workqueue.routing import RedisClient, SlotRoute, redirect_of
 from workqueue.scripts import QueueScripts
 
 T = TypeVar("T")
@@ -97,6 +115,9 @@ MAX_LEASE_BATCH = 1000
 MAX_ERROR_CHARS = 2000
 #: Longest sleep between polls of ``lease(timeout=...)``.
 MAX_POLL_SECONDS = 0.25
+#: Redirections (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) followed by one worker call before it gives
+#: up with :class:`QueueUnavailableError`; the pauses between them add up to about 5 s.
+MAX_REDIRECTS = 30
 
 Clock = Callable[[], float]
 
@@ -105,12 +126,17 @@ Clock = Callable[[], float]
 _WORKER_CALLS = frozenset({"lease", "complete", "complete_and_lease", "fail", "renew", "release"})
 
 
-def _release_all(pool: redis.ConnectionPool, conns: list[Connection]) -> None:
+def _release_all(conns: list[tuple[redis.ConnectionPool, Connection]]) -> None:
     """Give dedicated connections back to their pool (from close() or the GC finalizer)."""
     while conns:
-        conn = conns.pop()
+        pool, conn = conns.pop()
         if getattr(conn, "pid", os.getpid()) == os.getpid():
             pool.release(conn)
+
+
+def _pause(attempt: int) -> float:
+    """Seconds to wait before following redirection number ``attempt`` (from 0)."""
+    return min(0.002 * 2**attempt, 0.25) if attempt else 0.0
 
 
 def _text(value: Any) -> str:
@@ -122,26 +148,49 @@ class LeaseQueue:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         name: str,
         *,
         clock: Clock | None = None,
         rand: Uniform = random.random,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
+        declare_keys: bool = True,
     ) -> None:
+        """``client``: a ``redis.Redis`` or a ``redis.cluster.RedisCluster``.
+
+        ``wait_replicas`` > 0: every worker call also sends ``WAIT wait_replicas timeout`` in the
+        same round trip, and returns only once that many replicas have its effect; when fewer
+        confirm within ``wait_timeout`` seconds it raises :class:`QueueUnavailableError` (the
+        call did run on the master). See the README's Guarantees for what this buys.
+
+        ``declare_keys=False`` passes only the config key to the scripts, which derive the
+        others: correct on one server only, kept for benchmarks/bench_declared_keys.py.
+        """
+        if wait_replicas < 0 or not wait_timeout > 0:
+            raise ValueError("wait_replicas must be >= 0 and wait_timeout > 0")
         self.client = client
         self.queue_keys = QueueKeys(name)
         self.name = name
         self.clock = clock
         self._rand = rand
         self._keylist = self.queue_keys.ordered
-        # Scripts get only the config key (it routes the call); see scripts/lib.lua.
+        # Scripts get every key declared (Redis Cluster checks only those); see scripts/lib.lua.
         self._config_key = self._keylist[0]
+        self._declared: tuple[Any, ...] = (
+            (len(self._keylist), *self._keylist) if declare_keys else (1, self._config_key)
+        )
+        self._route = SlotRoute(client, self._config_key)
+        self._wait: tuple[Any, ...] | None = (
+            ("WAIT", wait_replicas, max(1, round(wait_timeout * 1000))) if wait_replicas else None
+        )
+        self.wait_replicas = wait_replicas
         self._scripts = QueueScripts(client)
         self._config: QueueConfig | None = None
         self._local = threading.local()
-        self._conns: list[Connection] = []
+        self._conns: list[tuple[redis.ConnectionPool, Connection]] = []
         self._conns_lock = threading.Lock()
-        weakref.finalize(self, _release_all, client.connection_pool, self._conns)
+        weakref.finalize(self, _release_all, self._conns)
         # Lease tokens are "<nonce>.<i>:<worker>"; the nonce is unique per lease call.
         self._nonce_prefix = secrets.token_hex(6)
         self._calls = itertools.count()
@@ -419,13 +468,14 @@ class LeaseQueue:
         if ensure and self._config is None and what != "configure":
             self._config = self._write_config("default", QueueConfig())
         stamp = "" if self.clock is None or not now else repr(float(self.clock()))
-        evalsha = self._evalsha if what in _WORKER_CALLS else self._evalsha_pooled
         try:
+            if what in _WORKER_CALLS:
+                return self._evalsha(script, stamp, args)
             try:
-                return evalsha(script.sha, stamp, args)
+                return self._evalsha_pooled(script.sha, stamp, args)
             except redis.exceptions.NoScriptError:
                 script.sha = self._load(_text(script.script))
-                return evalsha(script.sha, stamp, args)
+                return self._evalsha_pooled(script.sha, stamp, args)
         except redis.exceptions.RedisError as exc:
             error = translated(self.client, f"queue {self.name}: {what}", exc)
             if isinstance(error, QueueTypeError):
@@ -436,16 +486,21 @@ class LeaseQueue:
                 return self._run(what, script, *args, now=now, ensure=False)
             raise error from exc
 
-    def _connection(self) -> Connection:
-        """This thread's dedicated connection (taken from the client's pool once per thread
-        and process; see the module doc)."""
+    def _connection(self, node: redis.Redis) -> Connection:
+        """This thread's dedicated connection to ``node`` (taken from the node client's pool
+        once per thread, process and node; see the module doc)."""
         local = self._local
-        conn: Connection | None = getattr(local, "conn", None)
-        if conn is None or local.pid != os.getpid():
-            conn = self.client.connection_pool.get_connection()
-            local.conn, local.pid = conn, os.getpid()
+        conns: dict[int, Connection] | None = getattr(local, "conns", None)
+        if conns is None or local.pid != os.getpid():
+            conns = local.conns = {}
+            local.pid = os.getpid()
+        pool = node.connection_pool
+        conn = conns.get(id(pool))
+        if conn is None:
+            conn = pool.get_connection()
+            conns[id(pool)] = conn
             with self._conns_lock:
-                self._conns.append(conn)
+                self._conns.append((pool, conn))
         return conn
 
     def __enter__(self) -> LeaseQueue:
@@ -455,24 +510,77 @@ class LeaseQueue:
         self.close()
 
     def _evalsha_pooled(self, sha: str, stamp: str, args: tuple[Any, ...]) -> Any:
-        """Through the client's pool and retry policy (idempotent and read-only scripts)."""
+        """Through the client's pool and retry policy (idempotent and read-only scripts); a
+        ``RedisCluster`` routes by the declared keys and follows redirections itself."""
         return self.client.execute_command(  # type: ignore[no-untyped-call]
-            "EVALSHA", sha, 1, self._config_key, stamp, *args
+            "EVALSHA", sha, *self._declared, stamp, *args
         )
 
-    def _evalsha(self, sha: str, stamp: str, args: tuple[Any, ...]) -> Any:
-        """On this thread's dedicated connection, never re-sent (the worker calls)."""
-        conn = self._connection()
-        try:
-            conn.send_command(  # type: ignore[no-untyped-call]
-                "EVALSHA", sha, 1, self._config_key, stamp, *args
-            )
+    def _evalsha(self, script: Script, stamp: str, args: tuple[Any, ...]) -> Any:
+        """On this thread's dedicated connection to the slot's master, never re-sent (the
+        worker calls). Replies that mean "not run" (NOSCRIPT, MOVED, ASK, TRYAGAIN,
+        CLUSTERDOWN) are followed, up to :data:`MAX_REDIRECTS` times; a broken connection
+        raises at once (the script may or may not have run) and refreshes the slot map."""
+        ask = ""
+        last: redis.exceptions.ResponseError | None = None
+        for attempt in range(MAX_REDIRECTS):
+            time.sleep(_pause(attempt))
+            node = self._route.at(ask) if ask else self._route.owner()
+            conn = self._connection(node)
+            command = ("EVALSHA", script.sha, *self._declared, stamp, *args)
+            try:
+                return self._send(conn, command, asking=bool(ask))
+            except redis.exceptions.NoScriptError:
+                node.script_load(script.script)
+                continue
+            except redis.exceptions.ResponseError as exc:
+                redirect = redirect_of(exc)
+                if redirect is None:
+                    raise  # an error reply of the script: the connection is still in sync
+                last, ask = exc, ""
+                if redirect.kind == "ask":
+                    ask = redirect.address
+                elif redirect.kind in ("moved", "down"):
+                    self._route.refresh()
+            except BaseException:
+                # Reconnects on next use; the command is never re-sent.
+                conn.disconnect()  # type: ignore[no-untyped-call]
+                self._route.invalidate()
+                raise
+        raise redis.exceptions.ConnectionError(
+            f"slot {self._route.slot} still redirected after {MAX_REDIRECTS} attempts ({last})"
+        )
+
+    def _send(self, conn: Connection, command: tuple[Any, ...], *, asking: bool) -> Any:
+        """One round trip: [ASKING,] the command [, WAIT]; the command's reply."""
+        commands: list[tuple[Any, ...]] = [command]
+        if asking:
+            commands.insert(0, ("ASKING",))
+        if self._wait is not None:
+            commands.append(self._wait)
+        if len(commands) == 1:
+            conn.send_command(*command)  # type: ignore[no-untyped-call]
             return conn.read_response()
-        except redis.exceptions.ResponseError:
-            raise  # an error reply: the connection is still in sync
-        except BaseException:
-            conn.disconnect()  # type: ignore[no-untyped-call]  # reconnects on next use; the command is never resent
-            raise
+        conn.send_packed_command(conn.pack_commands(commands))  # type: ignore[no-untyped-call]
+        replies: list[Any] = []
+        error: redis.exceptions.ResponseError | None = None
+        for _ in commands:
+            try:
+                replies.append(conn.read_response())
+            except redis.exceptions.ResponseError as exc:
+                error = error or exc
+                replies.append(exc)
+        reply = replies[1] if asking else replies[0]
+        if error is not None and isinstance(reply, redis.exceptions.ResponseError):
+            raise reply
+        if error is not None:
+            raise error
+        if self._wait is not None and int(replies[-1]) < self.wait_replicas:
+            raise redis.exceptions.TimeoutError(
+                f"ran on the master, but only {replies[-1]} of {self.wait_replicas} replicas "
+                f"confirmed it within {self._wait[2]} ms (WAIT)"
+            )
+        return reply
 
     def _load(self, source: str) -> str:
         """SCRIPT LOAD (rare: after a server restart or SCRIPT FLUSH)."""
@@ -482,7 +590,7 @@ class LeaseQueue:
         """Give this queue's dedicated connections back to the client's pool (also done when
         the object is garbage-collected). The queue stays usable."""
         with self._conns_lock:
-            _release_all(self.client.connection_pool, self._conns)
+            _release_all(self._conns)
         self._local = threading.local()
 
     def _type_report(self) -> str:

@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 
 import redis
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
 
 NAMES = (
@@ -47,7 +48,7 @@ def source(name: str) -> str:
 class QueueScripts:
     """The registered scripts of one client (EVALSHA, with a transparent SCRIPT LOAD on miss)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis | RedisCluster) -> None:
         self.seed: Script = client.register_script(source("seed"))
         self.configure: Script = client.register_script(source("configure"))
         self.lease: Script = client.register_script(source("lease"))

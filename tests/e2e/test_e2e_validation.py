@@ -198,6 +198,16 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
         ["spec.redis.url: Forbidden", "must not contain a password", "passwordSecretRef"],
     ),
     (
+        "redis-cluster-url-with-password",
+        with_spec(redis={"url": "redis+cluster://:hunter2@redis-cluster:6379"}),
+        ["spec.redis.url: Forbidden", "must not contain a password", "passwordSecretRef"],
+    ),
+    (
+        "redis-url-unknown-plus-scheme",
+        with_spec(redis={"url": "redis+sentinel://127.0.0.1:26379"}),
+        ["spec.redis.url", "must be redis://[user@]host[:port][/db]"],
+    ),
+    (
         "redis-secret-key-missing",
         with_spec(redis={"url": "redis://127.0.0.1:6379/0", "passwordSecretRef": {"name": "s"}}),
         ["spec.redis.passwordSecretRef.key: Required value"],
@@ -327,6 +337,10 @@ def test_valid_edge_values_are_accepted(crd: Any, namespace: str) -> None:
     )
     result = dry_run(crd, namespace, obj)
     assert result.returncode == 0, result.stderr
+    for url in ("redis+cluster://redis-cluster.redis.svc:6379", "rediss+cluster://u@10.0.0.7"):
+        obj["spec"]["redis"]["url"] = url
+        result = dry_run(crd, namespace, obj)
+        assert result.returncode == 0, (url, result.stderr)
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from fixtures.redis import Backend
 from localkube.redis_server import RedisServer
 from workqueue.config import QueueConfig
 from workqueue.redisqueue import LeaseQueue
@@ -23,18 +24,25 @@ WORKER = Path(__file__).with_name("wq_crash_worker.py")
 
 
 def start_worker(
-    server: RedisServer, queue: str, worker_id: str, batch: int, work: float, logs: Path
+    backend: Backend | RedisServer,
+    queue: str,
+    worker_id: str,
+    batch: int,
+    work: float,
+    logs: Path,
+    wait_replicas: int = 0,
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             sys.executable,
             str(WORKER),
-            server.url,
+            backend.url,
             queue,
             worker_id,
             str(batch),
             str(work),
             str(logs / f"{worker_id}.log"),
+            str(wait_replicas),
         ],
     )
 
@@ -45,14 +53,14 @@ def read_logs(logs: Path) -> list[list[str]]:
 
 @pytest.mark.timeout(120)
 def test_sigkilled_workers_lose_nothing_and_every_item_succeeds_once(
-    redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
+    redis_backend: Backend, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     items = [f"item-{i:04d}" for i in range(2000)]
     queue = LeaseQueue(redis_client, "crash")
     queue.configure(QueueConfig(lease_seconds=1.5, max_attempts=5))
     assert queue.seed(items) == 2000
     workers = {
-        f"w{i}": start_worker(redis_server, "crash", f"w{i}", 1 if i % 2 else 4, 0.01, tmp_path)
+        f"w{i}": start_worker(redis_backend, "crash", f"w{i}", 1 if i % 2 else 4, 0.01, tmp_path)
         for i in range(9)
     }
     killed: dict[str, list[str]] = {}
@@ -64,10 +72,17 @@ def test_sigkilled_workers_lose_nothing_and_every_item_succeeds_once(
                 stats = queue.stats()
                 holders = {f.worker_id for f in queue.in_flight(100)} - killed.keys()
                 if stats.succeeded >= threshold and holders:
+                    # Freeze the victim, then read what it holds: it cannot finish an item
+                    # between that read and its death.
                     victim = sorted(holders)[0]
+                    workers[victim].send_signal(signal.SIGSTOP)
+                    held = [f.item for f in queue.in_flight(100) if f.worker_id == victim]
+                    if not held:
+                        workers[victim].send_signal(signal.SIGCONT)
+                        continue
                     workers[victim].send_signal(signal.SIGKILL)
                     workers[victim].wait()
-                    killed[victim] = [f.item for f in queue.in_flight(100) if f.worker_id == victim]
+                    killed[victim] = held
                     break
                 time.sleep(0.01)
         assert len(killed) == 3, f"could not kill 3 workers mid-item: {killed}"
@@ -105,7 +120,7 @@ def test_sigkilled_workers_lose_nothing_and_every_item_succeeds_once(
 
 @pytest.mark.timeout(60)
 def test_poison_item_is_dead_lettered_by_real_workers(
-    redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
+    redis_backend: Backend, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     queue = LeaseQueue(redis_client, "poison")
     queue.configure(
@@ -114,7 +129,7 @@ def test_poison_item_is_dead_lettered_by_real_workers(
         )
     )
     queue.seed([*(f"ok-{i}" for i in range(30)), "poison-pill"])
-    workers = [start_worker(redis_server, "poison", f"p{i}", 1, 0.0, tmp_path) for i in range(3)]
+    workers = [start_worker(redis_backend, "poison", f"p{i}", 1, 0.0, tmp_path) for i in range(3)]
     for proc in workers:
         proc.wait(timeout=50)
         assert proc.returncode == 0

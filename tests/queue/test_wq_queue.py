@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.retry import Retry
 
+from fixtures.redis import Backend
 from localkube.process import free_port
 from localkube.redis_server import RedisServer
 from workqueue.baseline import DocsWorkQueue
@@ -28,6 +30,13 @@ from workqueue.ratelimit import SharedTokenBucket
 from workqueue.redisqueue import LeaseQueue
 
 pytestmark = pytest.mark.timeout(60)
+
+
+def keys_everywhere(client: redis.Redis | RedisCluster) -> list[str]:
+    """Every key (on a cluster: of every master), sorted."""
+    if isinstance(client, RedisCluster):
+        return sorted(client.keys("*", target_nodes=RedisCluster.PRIMARIES))
+    return sorted(client.keys("*"))
 
 
 class FakeClock:
@@ -279,7 +288,7 @@ def test_reap_requeues_expired_leases_and_dead_letters_exhausted(
 
 
 def test_concurrent_reapers_requeue_each_item_once(
-    redis_server: RedisServer, redis_client: redis.Redis, clock: FakeClock
+    redis_backend: Backend, redis_client: redis.Redis, clock: FakeClock
 ) -> None:
     setup = LeaseQueue(redis_client, "reapers", clock=clock)
     setup.configure(QueueConfig(lease_seconds=1, max_attempts=5))
@@ -289,7 +298,7 @@ def test_concurrent_reapers_requeue_each_item_once(
     counts: list[int] = []
 
     def reaper() -> None:
-        client = redis_server.client()
+        client = redis_backend.client()
         counts.append(LeaseQueue(client, "reapers", clock=clock).reap(limit=50))
         client.close()
 
@@ -351,14 +360,14 @@ def test_all_keys_share_the_hash_tag(queue: LeaseQueue, redis_client: redis.Redi
     a, b, _c = queue.lease("w", n=3)
     queue.complete(a)
     queue.fail(b, "x")
-    present = sorted(redis_client.keys("*"))
+    present = keys_everywhere(redis_client)
     assert present, "the queue wrote no keys"
     assert all(key.startswith("wq:{unit}:") for key in present), present
     assert set(present) <= set(queue.keys())
     all_keys = queue.keys()
     assert len({key_slot(key.encode()) for key in all_keys}) == 1  # one Cluster slot
     assert queue.delete() == len(present)
-    assert redis_client.keys("*") == []
+    assert keys_everywhere(redis_client) == []
 
 
 def test_wrong_type_key_is_reported_and_changes_nothing(
@@ -454,8 +463,12 @@ def test_shared_token_bucket(redis_client: redis.Redis, clock: FakeClock) -> Non
     assert other.try_take(3)[0] == 2
 
 
-def test_docs_baseline_keeps_crashed_items_forever(redis_client: redis.Redis) -> None:
-    """The flaw ours fixes: a crashed worker's item never leaves the processing list."""
+def test_docs_baseline_keeps_crashed_items_forever(redis_server: RedisServer) -> None:
+    """The flaw ours fixes: a crashed worker's item never leaves the processing list.
+
+    On one server only: the docs' algorithm uses keys of different slots (RPOPLPUSH between
+    them), which a Redis Cluster refuses."""
+    redis_client = redis_server.client()
     docs = DocsWorkQueue(redis_client, "docs")
     docs.seed(["a", "b"])
     crashed = docs.lease(lease_secs=1, block=False)  # this worker "crashes"
@@ -465,6 +478,8 @@ def test_docs_baseline_keeps_crashed_items_forever(redis_client: redis.Redis) ->
     docs.complete(item)
     assert not docs.empty()
     assert docs.lease(block=False) is None  # and nobody can ever get "a" back
+    redis_client.flushdb()
+    redis_client.close()
 
 
 def test_short_lived_queue_objects_do_not_leak_connections(redis_client: redis.Redis) -> None:
@@ -476,4 +491,8 @@ def test_short_lived_queue_objects_do_not_leak_connections(redis_client: redis.R
     with LeaseQueue(redis_client, "churn") as q:
         assert q.stats().succeeded == 60
     # Each LeaseQueue gave its dedicated connection back to the pool when collected/closed.
-    assert len(redis_client.client_list()) <= 5
+    if isinstance(redis_client, RedisCluster):
+        node = redis_client.get_node_from_key(q.keys()[0])
+        assert len(redis_client.client_list(target_nodes=node)) <= 5
+    else:
+        assert len(redis_client.client_list()) <= 5

@@ -7,9 +7,12 @@
 --   6 attempts(hash item -> leases counted)  7 succeeded(hash item -> token that completed it)
 --   8 dead(zset item -> time)  9 errors(hash item -> last error)
 --   10 acked(hash item -> token of the last fail/release)  11 counters(hash)  12 bucket(hash)
--- Only KEYS[1] (the config key) is passed: it routes the call (Redis Cluster slot of the hash
--- tag) and the other keys are derived from its prefix, so they are always in the same slot.
--- Passing every key name on each call cost measurable time on the hot path.
+-- Scripts are called with all 12 keys declared, in this order (KEYS[1..12]): Redis Cluster
+-- checks only declared keys before running a script, and during a slot migration a script
+-- touching undeclared keys can fail half-way ("Script attempted to access a non local key").
+-- With one key (KEYS[1] = config) the others are derived from its prefix: the layout of
+-- releases before the cluster support, kept only so benchmarks/bench_declared_keys.py can
+-- measure what declaring costs; LeaseQueue always declares every key.
 --
 -- Time: ARGV[1] is the caller's clock in seconds, or '' for the server's TIME. Times are
 -- returned as integer microseconds (Redis truncates Lua numbers to integers).
@@ -20,11 +23,18 @@
 -- removing it from the old one, and lease puts popped items back if a later write fails, so an
 -- error half-way never loses an item.
 
-local PREFIX = string.sub(KEYS[1], 1, -7)
-local K_CONFIG, K_SEEN, K_PENDING = KEYS[1], PREFIX .. 'seen', PREFIX .. 'pending'
-local K_TIMERS, K_HOLDERS, K_ATTEMPTS = PREFIX .. 'timers', PREFIX .. 'holders', PREFIX .. 'attempts'
-local K_SUCCEEDED, K_DEAD, K_ERRORS = PREFIX .. 'succeeded', PREFIX .. 'dead', PREFIX .. 'errors'
-local K_ACKED, K_COUNTERS, K_BUCKET = PREFIX .. 'acked', PREFIX .. 'counters', PREFIX .. 'bucket'
+local K_CONFIG, K_SEEN, K_PENDING, K_TIMERS, K_HOLDERS, K_ATTEMPTS, K_SUCCEEDED, K_DEAD, K_ERRORS,
+      K_ACKED, K_COUNTERS, K_BUCKET
+if #KEYS == 12 then
+  K_CONFIG, K_SEEN, K_PENDING, K_TIMERS, K_HOLDERS, K_ATTEMPTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+  K_SUCCEEDED, K_DEAD, K_ERRORS, K_ACKED, K_COUNTERS, K_BUCKET = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
+else
+  local PREFIX = string.sub(KEYS[1], 1, -7)
+  K_CONFIG, K_SEEN, K_PENDING = KEYS[1], PREFIX .. 'seen', PREFIX .. 'pending'
+  K_TIMERS, K_HOLDERS, K_ATTEMPTS = PREFIX .. 'timers', PREFIX .. 'holders', PREFIX .. 'attempts'
+  K_SUCCEEDED, K_DEAD, K_ERRORS = PREFIX .. 'succeeded', PREFIX .. 'dead', PREFIX .. 'errors'
+  K_ACKED, K_COUNTERS, K_BUCKET = PREFIX .. 'acked', PREFIX .. 'counters', PREFIX .. 'bucket'
+end
 
 local function fmt(x)
   return string.format('%.17g', x)
