@@ -99,7 +99,7 @@ def run_operator(args: argparse.Namespace) -> int:
     metrics = Metrics(config.max_concurrent_handlers)
     metrics.serve(config.metrics_address, config.metrics_port)
 
-    async def operate(stop: threading.Event | None) -> None:
+    async def operate(stop: threading.Event | None, check: Callable[[], None] | None) -> None:
         """kopf's operator in this event loop; ``stop`` (set from another thread) stops it.
 
         kopf would wait for a threading.Event in an executor thread that nothing wakes when it
@@ -125,14 +125,14 @@ def run_operator(args: argparse.Namespace) -> int:
                 liveness_endpoint=config.liveness_endpoint or None,
                 stop_flag=flag if stop is not None else None,
                 # the cleanup handler sets stop_flag: see handlers/startup.py (close)
-                memo=kopf.Memo(metrics=metrics, stop_flag=flag),
+                memo=kopf.Memo(metrics=metrics, stop_flag=flag, check_leadership=check),
             )
         finally:
             if relaying is not None:
                 relaying.cancel()
 
-    def run(stop: threading.Event | None = None) -> None:
-        asyncio.run(operate(stop))
+    def run(stop: threading.Event | None = None, check: Callable[[], None] | None = None) -> None:
+        asyncio.run(operate(stop, check))
 
     if not config.leader_elect:
         metrics.leader.set(1)

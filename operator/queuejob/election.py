@@ -175,6 +175,17 @@ class LeaderElector:
         self.elected.set()
         threading.Thread(target=self._watchdog, name="leader-watchdog", daemon=True).start()
 
+    def check(self) -> None:
+        """Call ``on_lost`` (exit) now if the last renewal was sent over a renew deadline ago.
+
+        The operator calls it before every handler (``memo.check_leadership``): after a stall
+        (a paused process, a long GC, SIGSTOP) no handler starts before the watchdog's next tick.
+        """
+        sent = self.lock.last_write
+        deadline = self.settings.leader_election_renew_deadline
+        if self.elected.is_set() and (sent is None or time.monotonic() - sent > deadline):
+            self._lost(f"no renewal of the Lease succeeded within {deadline}s")
+
     def _watchdog(self) -> None:
         deadline = self.settings.leader_election_renew_deadline
         while not self._stopping.wait(WATCHDOG_PERIOD):
@@ -192,13 +203,15 @@ class LeaderElector:
 
 def run_elected(
     settings: OperatorSettings,
-    run_operator: Callable[[threading.Event], None],
+    run_operator: Callable[[threading.Event, Callable[[], None]], None],
     *,
     api: kubernetes.client.ApiClient,
     on_change: Callable[[bool], None],
     standby_probe: Callable[[LeaderElector], Callable[[], None]] | None = None,
 ) -> int:
-    """Campaign, then ``run_operator(stop_flag)`` (kopf.run) while leading; return an exit code.
+    """Campaign, then ``run_operator(stop_flag, check)`` (kopf) while leading; return an exit code.
+
+    ``check`` is :meth:`LeaderElector.check`, for the operator to call before each handler.
 
     ``standby_probe(elector)`` starts the standby's liveness endpoint and returns its stop
     function; it is stopped just before the operator starts (which then serves it). SIGTERM
@@ -226,7 +239,7 @@ def run_elected(
         logger.info("Stopped (standby)" if not elector.elected.is_set() else "Stopped")
         return 0
     try:
-        run_operator(stop)
+        run_operator(stop, elector.check)
     finally:
         elector.release()
         for signum, handler in previous.items():
