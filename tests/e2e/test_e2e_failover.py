@@ -15,6 +15,9 @@ precedes the new leader's "Became the leader", and the new leader writes none be
 - SIGTERM (lease 10 s, renew deadline 6 s, retry 1 s): the leader stops kopf, releases the
   Lease and exits 0; the standby takes it at its next attempt. Asserted: within 5 s, which
   without the release would be impossible (at least 10 s - 1 s - request time after the kill).
+- SIGSTOP (lease 4 s, renew deadline 3 s, retry 1 s): a stalled leader renews nothing; the
+  standby takes over as after a SIGKILL; on SIGCONT the old leader must exit with code 3 (its
+  last renewal is older than the renew deadline) instead of reconciling on.
 """
 
 from __future__ import annotations
@@ -298,3 +301,33 @@ def test_sigterm_of_the_leader_releases_the_lease_for_a_fast_takeover(
     finally:
         d.process.stop(grace=20)
         c.process.stop(grace=1)
+
+
+def test_a_stalled_leader_exits_once_it_missed_the_renew_deadline(
+    private: Private, tmp_path: Path
+) -> None:
+    """SIGSTOP (a stalled process: no renewals), takeover, SIGCONT: the old leader exits (3)."""
+    lease, _renew, retry = timings = (4, 3, 1)
+    e = Operator(private, "op-e", timings, tmp_path).start()
+    wait_for(lambda: e.owns(private.holder()), 3 * retry + 5, "op-e to take the released Lease")
+    f = Operator(private, "op-f", timings, tmp_path).start()
+    try:
+        created = _create(private, ["stall-0"], 16)
+        wait_for(lambda: _phase(private, "stall-0") == "Running", 90, "stall-0 Running")
+
+        e.signal(signal.SIGSTOP)
+        stalled = time.monotonic()
+        took = _takeover(private, f, stalled, lease + 2 * retry + 2)
+        print(f"\nSIGSTOP: op-f holds the Lease {took:.2f}s after the stall", flush=True)
+        created |= _create(private, ["stall-1"], 8)
+        e.signal(signal.SIGCONT)
+        code = e.process.component.process.wait(10)  # type: ignore[union-attr]
+
+        assert code == 3, e.log()[-3000:]
+        assert "Leadership lost: no renewal of the Lease succeeded within 3.0s" in e.log()
+        assert f.owns(private.holder())
+        _assert_done_once(private, created, lambda: f.log()[-4000:])
+        assert "Leadership lost" not in f.log()
+    finally:
+        e.process.stop(grace=1)
+        f.process.stop(grace=20)
