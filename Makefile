@@ -29,13 +29,21 @@ help: ## List the targets
 .PHONY: install install-system install-python controlplane
 install: install-system install-python controlplane ## Install everything: Debian packages, Python venv, control-plane binary
 
-install-system: ## Debian packages: redis-server (skipped when present)
-	@if command -v redis-server >/dev/null 2>&1; then \
-	  echo "==> redis-server present: $$(redis-server --version | cut -d' ' -f3)"; \
+# redis-server for the queue; the rest for the real node (`localkube up --node=kubelet`, the tests
+# in tests/controlplane/test_cp_realnode.py): containerd 1.6 + runc, the CNI plugins (bridge,
+# host-local, loopback), iptables and conntrack for kube-proxy, busybox-static for test images.
+SYSTEM_PACKAGES ?= redis-server containerd runc containernetworking-plugins iptables conntrack busybox-static
+
+install-system: ## Debian packages: redis-server and the real node's containerd, runc, CNI plugins, iptables, ... (only missing ones)
+	@missing="$$(for p in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'install ok installed' || echo "$$p"; \
+	done | tr '\n' ' ')"; \
+	if [ -z "$${missing// }" ]; then \
+	  echo "==> Debian packages present: $(SYSTEM_PACKAGES)"; \
 	else \
-	  echo "==> installing redis-server from Debian"; \
+	  echo "==> installing from Debian: $$missing"; \
 	  $(SUDO) apt-get update -q; \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends redis-server; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 	@command -v go >/dev/null 2>&1 || { echo "ERROR: Go is required to build the local control plane (go.dev/dl)" >&2; exit 1; }
 
@@ -59,8 +67,9 @@ controlplane-check: controlplane ## go vet + go test of the control-plane module
 # Local control plane
 
 .PHONY: cluster-up cluster-down cluster-env
-cluster-up: controlplane ## Start etcd, kube-apiserver, controller-manager, scheduler and the node agent
-	$(PY) -m localkube up
+NODE ?= agent
+cluster-up: controlplane ## Start etcd, kube-apiserver, controller-manager, scheduler and the node agent (NODE=kubelet: a real node, root)
+	$(PY) -m localkube up --node=$(NODE)
 
 cluster-down: ## Stop the local control plane and remove its state
 	$(PY) -m localkube down

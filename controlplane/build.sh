@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Build, or reuse, the multi-call control-plane binary `kube-local` (etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler, kubectl) from the Go module in controlplane/go.
+# Build, or reuse, the multi-call binary `kube-local` (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubectl, kubelet, kube-proxy, cri-reset) and the pod sandbox program `pause` (the
+# real node's sandbox image) from the Go module in controlplane/go, and the real node's cluster DNS
+# `coredns` from its own module in controlplane/go/coredns (CoreDNS pinned there).
 #
 #   bash controlplane/build.sh          # what `make controlplane` runs
 #   bash controlplane/build.sh --check  # go vet + go test of controlplane/go (no network needed once
@@ -12,7 +14,8 @@
 #     and the exact build flags (including the version ldflags). Unchanged inputs => the binary is reused
 #     and one line says so; nothing is compiled.
 #   * $BUILD_DIR/bin/kube-local and $BUILD_DIR/bin/kubectl are symlinks to that binary (kubectl works
-#     through argv[0] dispatch). They are switched only after a successful build (atomic rename).
+#     through argv[0] dispatch), $BUILD_DIR/bin/localkube-pause and localkube-coredns to the pause and
+#     coredns programs next to it. They are switched only after a successful build (atomic rename).
 #   * A cold build prints progress (packages compiled out of the total, elapsed time) at least every
 #     30 seconds; the full `go build -v` log is kept in $BUILD_DIR/controlplane/build.log.
 #   * Fails loudly, with the reason, when `go` is missing or the build fails.
@@ -47,9 +50,10 @@ case "${1:-}" in
 "") ;;
 --check)
 	# Same CGO_ENABLED and -trimpath as the build, so vet and test reuse its compiled packages.
-	say "go vet + go test in controlplane/go"
+	say "go vet + go test in controlplane/go and controlplane/go/coredns"
 	go vet -trimpath ./... || die "go vet failed"
 	go test -trimpath ./... || die "go test failed"
+	(cd coredns && go vet -trimpath ./... && go test -trimpath ./...) || die "go vet/test of coredns failed"
 	exit 0
 	;;
 *) die "unknown argument '$1' (usage: build.sh [--check])" ;;
@@ -82,22 +86,29 @@ hash="$(
 		go version
 		go env GOOS GOARCH GOEXPERIMENT CGO_ENABLED
 		printf '%s\n' "${build_flags[@]}"
-		sha256sum go.mod go.sum "${go_files[@]}"
+		sha256sum go.mod go.sum coredns/go.mod coredns/go.sum "${go_files[@]}"
 	} | sha256sum | cut -c1-16
 )"
 out_dir="$BUILD_DIR/controlplane/$hash"
 binary="$out_dir/kube-local"
+pause="$out_dir/pause"
+coredns="$out_dir/coredns"
 
 link_bin() {
 	mkdir -p "$BUILD_DIR/bin"
-	local name
-	for name in kube-local kubectl; do
-		ln -sfn "../controlplane/$hash/kube-local" "$BUILD_DIR/bin/.$name.tmp"
+	local name target
+	for name in kube-local kubectl localkube-pause localkube-coredns; do
+		case "$name" in
+		localkube-pause) target=pause ;;
+		localkube-coredns) target=coredns ;;
+		*) target=kube-local ;;
+		esac
+		ln -sfn "../controlplane/$hash/$target" "$BUILD_DIR/bin/.$name.tmp"
 		mv -fT "$BUILD_DIR/bin/.$name.tmp" "$BUILD_DIR/bin/$name"
 	done
 }
 
-if [[ -x "$binary" ]]; then
+if [[ -x "$binary" && -x "$pause" && -x "$coredns" ]]; then
 	link_bin
 	say "kube-local $KUBE_VERSION is up to date (inputs unchanged, hash $hash): reusing ${binary#"$ROOT/"}"
 	exit 0
@@ -112,12 +123,12 @@ say "  $(go version); log: ${log#"$ROOT/"}"
 
 start=$SECONDS
 tmp="$out_dir/.kube-local.tmp.$$"
-trap 'rm -f "$tmp"' EXIT
+trap 'rm -f "$tmp" "$pause.tmp.$$" "$coredns.tmp.$$"' EXIT
 
 # go build -v names each package as it is compiled (not those taken from the build cache). Show a count
 # every 100 packages or every 30 s, whichever comes first; anything else (errors) is shown verbatim.
-progress() {
-	local n=0 last=$SECONDS line
+progress() { # $1: packages in total, $2: the log file
+	local total="$1" log="$2" n=0 last=$SECONDS line
 	: >"$log"
 	while true; do
 		if IFS= read -r -t 30 line; then
@@ -139,15 +150,31 @@ progress() {
 }
 
 set +e
-go build -v "${build_flags[@]}" -o "$tmp" . 2>&1 | progress
+go build -v "${build_flags[@]}" -o "$tmp" . 2>&1 | progress "$total" "$log"
 status=${PIPESTATUS[0]}
 set -e
 ((status == 0)) || die "go build failed (exit $status); the full log is ${log#"$ROOT/"}"
+# The pause program imports only the standard library: a second or two.
+go build "${build_flags[@]}" -o "$pause.tmp.$$" ./pause || die "go build ./pause failed"
 
+# CoreDNS, a module of its own (its dependency versions must not move kube-local's).
+dns_log="$BUILD_DIR/controlplane/build-coredns.log"
+dns_version="$(cd coredns && go list -m -f '{{.Version}}' github.com/coredns/coredns)" ||
+	die "cannot resolve github.com/coredns/coredns from $SRC/coredns/go.mod"
+dns_total="$(cd coredns && go list -deps . | wc -l)" || die "cannot list the packages of $SRC/coredns"
+say "building coredns $dns_version ($dns_total packages; log: ${dns_log#"$ROOT/"})"
+set +e
+(cd coredns && go build -v "${build_flags[@]}" -o "$coredns.tmp.$$" .) 2>&1 | progress "$dns_total" "$dns_log"
+status=${PIPESTATUS[0]}
+set -e
+((status == 0)) || die "go build of coredns failed (exit $status); the full log is ${dns_log#"$ROOT/"}"
+
+mv -f "$coredns.tmp.$$" "$coredns"
+mv -f "$pause.tmp.$$" "$pause"
 mv -f "$tmp" "$binary"
 link_bin
 size="$(du -m "$binary" | cut -f1)"
-say "built ${binary#"$ROOT/"} (${size} MiB) in $((SECONDS - start))s"
+say "built ${binary#"$ROOT/"} (${size} MiB), pause and coredns ($(du -m "$coredns" | cut -f1) MiB) in $((SECONDS - start))s"
 "$binary" --version | sed -n '1s/^/    /p'   # sed reads all: no SIGPIPE under pipefail
 
 # Prune older builds, keeping the newest $KEEP_BUILDS (the one just built included).

@@ -6,6 +6,8 @@
   (``redis_server``, ``redis_client``).
 - ``fixtures.operator``: the QueueJob operator running against ``cluster``
   (a local process, or deployed on kind).
+- ``fixtures.realnode``: ``real_node``, a local control plane with a real kubelet + containerd
+  node (root only), and its test image.
 """
 
-pytest_plugins = ["fixtures.cluster", "fixtures.redis", "fixtures.operator"]
+pytest_plugins = ["fixtures.cluster", "fixtures.redis", "fixtures.operator", "fixtures.realnode"]

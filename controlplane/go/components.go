@@ -22,6 +22,9 @@ var components = map[string]component{
 	"kube-controller-manager": {"Kubernetes controller manager", runControllerManager},
 	"kube-scheduler":          {"Kubernetes scheduler", runScheduler},
 	"kubectl":                 {"Kubernetes command-line client", runKubectl},
+	"kubelet":                 {"Kubernetes node agent (needs a CRI runtime such as containerd)", runKubelet},
+	"kube-proxy":              {"Kubernetes Service proxy (iptables/nftables/ipvs)", runKubeProxy},
+	"cri-reset":               {"stop and remove every pod sandbox of a CRI runtime (localkube's node teardown)", runCRIReset},
 }
 
 func lookupComponent(name string) (component, bool) {

@@ -1,5 +1,6 @@
 // Command kube-local is one multi-call binary holding a whole local Kubernetes control plane, built from
-// the official Go modules: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl.
+// the official Go modules: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and the
+// node components kubelet and kube-proxy.
 //
 // It dispatches on the base name of argv[0] (so a symlink named "kubectl" behaves as kubectl) or, when
 // invoked as kube-local, on its first argument:

@@ -8,7 +8,7 @@ import (
 
 // Every upstream binary name must be dispatchable, by argv[0] and as a subcommand.
 func TestComponentsAreRegistered(t *testing.T) {
-	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"} {
+	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy"} {
 		if _, ok := lookupComponent(name); !ok {
 			t.Errorf("component %q is not registered", name)
 		}
@@ -44,5 +44,15 @@ func TestVersionNamesKubernetesAndEtcd(t *testing.T) {
 	fields := strings.Fields(first)
 	if len(fields) != 4 || fields[0] != selfName || fields[2] != "etcd" {
 		t.Errorf("first version line = %q, want %q", first, "kube-local <k8s version> etcd <etcd version>")
+	}
+}
+
+func TestCRIResetNeedsAnEndpoint(t *testing.T) {
+	var out, errs bytes.Buffer
+	if got := criReset([]string{"cri-reset"}, &out, &errs); got != 2 {
+		t.Errorf("cri-reset without --endpoint = %d, want 2", got)
+	}
+	if !strings.Contains(errs.String(), "--endpoint") {
+		t.Errorf("usage does not name --endpoint: %q", errs.String())
 	}
 }

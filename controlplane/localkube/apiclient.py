@@ -12,9 +12,17 @@ from localkube.certs import KeyPair
 
 
 class ApiProbe:
-    """GET requests against the API server authenticated with a client certificate."""
+    """Requests to the API server authenticated with a client certificate."""
 
-    def __init__(self, port: int, ca_cert: Path, client: KeyPair, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        port: int,
+        ca_cert: Path,
+        client: KeyPair,
+        timeout: float = 5.0,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.host = host
         self.port = port
         self.timeout = timeout
         self._ssl = ssl.create_default_context(cafile=str(ca_cert))
@@ -22,11 +30,20 @@ class ApiProbe:
 
     def get(self, path: str) -> tuple[int, bytes]:
         """(status, body); raises ``OSError`` when the server cannot be reached."""
+        return self.request("GET", path)
+
+    def post_json(self, path: str, body: Any) -> tuple[int, bytes]:
+        """POST a JSON object; (status, body). Raises ``OSError`` when unreachable."""
+        return self.request("POST", path, json.dumps(body).encode())
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        """(status, body) of one request; raises ``OSError`` when the server cannot be reached."""
         conn = http.client.HTTPSConnection(
-            "127.0.0.1", self.port, context=self._ssl, timeout=self.timeout
+            self.host, self.port, context=self._ssl, timeout=self.timeout
         )
+        headers = {"Content-Type": "application/json"} if body is not None else {}
         try:
-            conn.request("GET", path)
+            conn.request(method, path, body=body, headers=headers)
             response = conn.getresponse()
             return response.status, response.read()
         finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,11 +117,14 @@ def generate_pki(
     *,
     service_ip: str = "10.0.0.1",
     node_name: str | None = None,
+    extra_ips: tuple[str, ...] = (),
 ) -> Pki:
     """Write a fresh CA, serving certificate, service-account key pair and client certificates.
 
-    With ``node_name``, also a serving certificate for the node agent's kubelet endpoint
-    (127.0.0.1 and ``node_name``), which the API server verifies against the same CA.
+    With ``node_name``, also a serving certificate for the node's kubelet endpoint (127.0.0.1
+    and ``node_name``; subject ``system:node:<name>`` in ``system:nodes``, as a kubelet's), which
+    the API server verifies against the same CA. ``extra_ips`` are added to both serving
+    certificates (the real node's address, where the API server and the kubelet listen).
     """
     directory.mkdir(parents=True, exist_ok=True)
 
@@ -154,7 +158,7 @@ def generate_pki(
         stem: str,
         subject: x509.Name,
         usages: list[x509.ObjectIdentifier],
-        sans: list[x509.GeneralName] | None = None,
+        sans: Sequence[x509.GeneralName] | None = None,
     ) -> KeyPair:
         key = _new_key()
         builder = (
@@ -186,7 +190,8 @@ def generate_pki(
         + [
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
             x509.IPAddress(ipaddress.ip_address(service_ip)),
-        ],
+        ]
+        + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in extra_ips],
     )
 
     sa_key = _new_key()
@@ -207,8 +212,9 @@ def generate_pki(
     if node_name:
         node_serving = leaf(
             "node-serving",
-            _name(node_name),
+            _name(f"system:node:{node_name}", ("system:nodes",)),
             [ExtendedKeyUsageOID.SERVER_AUTH],
-            [x509.DNSName(node_name), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+            [x509.DNSName(node_name), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in extra_ips],
         )
     return Pki(ca, serving, sa_key_path, sa_pub_path, issued, node_serving)

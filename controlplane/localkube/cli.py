@@ -3,9 +3,12 @@
 - ``up``: start etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the node agent
   in the background (owned by a supervisor process), wait until ready, print timing and how to use
   it. Exit status 1 (and the failing component's log tail) when it cannot start.
+  ``up --node=kubelet`` runs a real node instead of the node agent: containerd, kubelet and
+  kube-proxy (root only; see :mod:`localkube.realnode`).
 - ``env``: shell lines putting this checkout's kubectl first on PATH and setting KUBECONFIG.
 - ``status``: each component's pid, liveness and resident memory; exit status 1 if one is down.
-- ``down``: stop everything (SIGTERM, then SIGKILL), sweep leftovers, remove the state directory.
+- ``down``: stop everything (SIGTERM, then SIGKILL), sweep leftovers (a real node's pods, mounts,
+  cgroups, links and iptables chains included), remove the state directory.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import time
 import uuid
 from pathlib import Path
 
-from localkube import paths
+from localkube import paths, realnode
+from localkube.cluster import NODE_KINDS, NodeKind
 from localkube.process import MARKER_ENV, alive, is_ours, rss_bytes, sweep, tail, terminate_pids
 from localkube.state import ClusterState
 
@@ -32,12 +36,15 @@ def _running(state: ClusterState | None) -> bool:
     return state is not None and is_ours(state.supervisor_pid, state.cluster_id)
 
 
-def cmd_up(state_dir: Path) -> int:
+def cmd_up(state_dir: Path, node: NodeKind = "agent") -> int:
     state = ClusterState.load(state_dir)
     if _running(state):
         print(f"localkube: already running (state in {state_dir}); `localkube down` stops it")
         return 0
     paths.require_binary()
+    if node == "kubelet" and (reason := realnode.unavailable_reason()):
+        print(f"localkube: --node=kubelet is not possible here: {reason}", file=sys.stderr)
+        return 1
     if state is not None:  # stale state of a dead cluster: clean it first
         sweep(state.cluster_id)
     shutil.rmtree(state_dir, ignore_errors=True)
@@ -47,7 +54,15 @@ def cmd_up(state_dir: Path) -> int:
     began = time.monotonic()
     with log_path.open("ab") as out:
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "localkube", "supervise", "--state-dir", str(state_dir)],
+            [
+                sys.executable,
+                "-m",
+                "localkube",
+                "supervise",
+                "--state-dir",
+                str(state_dir),
+                f"--node={node}",
+            ],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -138,6 +153,9 @@ def cmd_down(state_dir: Path) -> int:
     leftovers = sweep(state.cluster_id)
     if leftovers:
         print(f"localkube: stopped {len(leftovers)} leftover process(es): {leftovers}")
+    if state.node == "kubelet":  # normally done by the supervisor; here if it died first
+        for problem in realnode.cleanup_if_owner(state_dir, paths.kube_local_binary()):
+            print(f"localkube: node cleanup: {problem}")
     stray = [
         pid for pid in state.components.values() if alive(pid) and is_ours(pid, state.cluster_id)
     ]
@@ -155,6 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("command", choices=["up", "down", "env", "status", "supervise"])
     parser.add_argument(
+        "--node",
+        choices=NODE_KINDS,
+        default="agent",
+        help="what runs pods (up): the node agent (default, no root needed), a real kubelet "
+        "with containerd (root), or none",
+    )
+    parser.add_argument(
         "--state-dir",
         type=Path,
         default=None,
@@ -166,8 +191,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "supervise":
             from localkube.supervisor import supervise
 
-            return supervise(state_dir)
-        command = {"up": cmd_up, "down": cmd_down, "env": cmd_env, "status": cmd_status}
+            return supervise(state_dir, args.node)
+        if args.command == "up":
+            return cmd_up(state_dir, args.node)
+        command = {"down": cmd_down, "env": cmd_env, "status": cmd_status}
         return command[args.command](state_dir)
     except FileNotFoundError as exc:
         print(f"localkube: {exc}", file=sys.stderr)

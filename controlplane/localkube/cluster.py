@@ -29,17 +29,22 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
-from localkube import components, paths
+from localkube import components, hostnet, paths
 from localkube.apiclient import ApiProbe
 from localkube.certs import ClientIdentity, Pki, generate_pki
 from localkube.kubeconfig import write_kubeconfig
 from localkube.podlogs import pod_log_path
 from localkube.process import MARKER_ENV, Component, free_port, rss_bytes, start_time, sweep
+from localkube.realnode import NodeFiles, RealNode
 
 DEFAULT_NODE = "localkube-node"
 START_TIMEOUT = 120.0
+#: What runs pods: the Python node agent (local processes, no root), a real kubelet with
+#: containerd (:mod:`localkube.realnode`, root), or nothing.
+NodeKind = Literal["agent", "kubelet", "none"]
+NODE_KINDS: tuple[NodeKind, ...] = ("agent", "kubelet", "none")
 
 
 TEMP_PREFIX = "localkube-"
@@ -79,6 +84,7 @@ class LocalCluster:
         *,
         binary: Path | None = None,
         node_agent: bool = True,
+        node: NodeKind | None = None,
         node_name: str = DEFAULT_NODE,
         progress: Callable[[str], None] | None = None,
         on_failure: Callable[[str], None] | None = None,
@@ -86,11 +92,15 @@ class LocalCluster:
     ) -> None:
         """``extra_args`` maps a component name (``etcd``, ``kube-apiserver``,
         ``kube-controller-manager``, ``kube-scheduler``, ``node-agent``) to flags appended to its
-        command line, e.g. ``{"kube-apiserver": ["--audit-log-path=..."]}``."""
+        command line, e.g. ``{"kube-apiserver": ["--audit-log-path=..."]}``. ``node`` picks
+        what runs pods (:data:`NodeKind`); without it, ``node_agent`` chooses agent or none."""
         self._requested_dir = state_dir
         self._extra_args = {name: list(args) for name, args in (extra_args or {}).items()}
         self._binary = binary
-        self.with_node_agent = node_agent
+        self.node: NodeKind = node or ("agent" if node_agent else "none")
+        self.with_node_agent = self.node == "agent"
+        self.real_node: RealNode | None = None
+        self.stop_problems: list[str] = []
         self.node_name = node_name
         self._progress = progress or (lambda _msg: None)
         self._on_failure = on_failure or _stderr
@@ -117,8 +127,13 @@ class LocalCluster:
         return self.state_dir / "kubeconfig"
 
     @property
+    def host(self) -> str:
+        """Where the API server listens: loopback, or the real node's address (pods reach it)."""
+        return hostnet.NODE_IP if self.node == "kubelet" else "127.0.0.1"
+
+    @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self.host}:{self.port}"
 
     @property
     def kubeconfig_files(self) -> Path:
@@ -171,6 +186,11 @@ class LocalCluster:
         binary = self._binary or paths.require_binary()
         state = self.state_dir
         logs = state / "logs"
+        real = self.node == "kubelet"
+        if real:
+            self.real_node = RealNode(
+                state, binary, paths.pause_binary(), self.node_name, paths.coredns_binary()
+            )
         pki = generate_pki(
             state / "pki",
             [
@@ -179,9 +199,11 @@ class LocalCluster:
                 ClientIdentity("scheduler", "system:kube-scheduler"),
                 ClientIdentity("node", f"system:node:{self.node_name}", ("system:nodes",)),
                 ClientIdentity("apiserver-kubelet-client", "kube-apiserver-kubelet-client"),
+                ClientIdentity("kube-proxy", "system:kube-proxy"),
             ],
-            service_ip=components.SERVICE_IP,
+            service_ip=hostnet.SERVICE_IP if real else components.SERVICE_IP,
             node_name=self.node_name,
+            extra_ips=(hostnet.NODE_IP,) if real else (),
         )
         ports = components.Ports(free_port(), free_port(), free_port())
         self.port = ports.apiserver
@@ -199,6 +221,7 @@ class LocalCluster:
                 ("controller-manager", "system:kube-controller-manager"),
                 ("scheduler", "system:kube-scheduler"),
                 ("node", f"system:node:{self.node_name}"),
+                ("kube-proxy", "system:kube-proxy"),
             ]
         }
         # The same admin identity with the PEM files referenced, not embedded: clients that copy
@@ -211,20 +234,24 @@ class LocalCluster:
             user="localkube-admin",
             embed=False,
         )
-        self._probe = ApiProbe(ports.apiserver, pki.ca.cert, pki.clients["admin"])
+        self._probe = ApiProbe(ports.apiserver, pki.ca.cert, pki.clients["admin"], host=self.host)
         env = {**os.environ, MARKER_ENV: self.cluster_id}
         self._progress(f"certificates and kubeconfigs written ({time.monotonic() - began:.1f}s)")
+        if self.real_node is not None:  # the API server binds the node address: set it up first
+            self.real_node.setup_host(self._progress)
 
         etcd = self._launch("etcd", components.etcd(binary, state / "etcd", ports), logs, env)
         self._wait("etcd health", [etcd], lambda: self._etcd_healthy(ports.etcd_client))
         apiserver = self._launch(
-            "kube-apiserver", components.apiserver(binary, pki, ports), logs, env
+            "kube-apiserver", components.apiserver(binary, pki, ports, real_node=real), logs, env
         )
         self._wait("kube-apiserver /readyz", [etcd, apiserver], self._apiserver_ready)
         self._progress(f"API server ready ({time.monotonic() - began:.1f}s)")
         self._launch(
             "kube-controller-manager",
-            components.controller_manager(binary, pki, configs["controller-manager"]),
+            components.controller_manager(
+                binary, pki, configs["controller-manager"], real_node=real
+            ),
             logs,
             env,
         )
@@ -234,6 +261,8 @@ class LocalCluster:
         if self.with_node_agent:
             self._launch("node-agent", self.node_agent_argv(configs["node"], pki), logs, env)
             self._wait(f"node {self.node_name} Ready", self.components, self._node_ready)
+        if self.real_node is not None:
+            self._start_real_node(self.real_node, pki, configs, logs, env)
         self._wait(
             "serviceaccount default/default (controllers working)",
             self.components,
@@ -245,6 +274,88 @@ class LocalCluster:
         # Published last: the kubeconfig appears only once the cluster is usable.
         shutil.copy2(configs["admin"], state / "kubeconfig.tmp")
         (state / "kubeconfig.tmp").replace(self.kubeconfig)
+
+    def _start_real_node(
+        self,
+        node: RealNode,
+        pki: Pki,
+        configs: dict[str, Path],
+        logs: Path,
+        env: dict[str, str],
+    ) -> None:
+        """containerd, kubelet, kube-proxy; wait until the node is Ready and Services work."""
+        assert pki.node_serving is not None
+        # The API server reaches the kubelet (logs, exec) as kube-apiserver-kubelet-client; the
+        # kubelet authorizes it through the API server (webhook), so it needs this binding.
+        binding = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "localkube:apiserver-kubelet-api-admin"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "system:kubelet-api-admin",
+            },
+            "subjects": [
+                {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "User",
+                    "name": "kube-apiserver-kubelet-client",
+                }
+            ],
+        }
+        assert self._probe is not None
+        status, body = self._probe.post_json(
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", binding
+        )
+        if status not in (201, 409):
+            raise RuntimeError(f"creating the kubelet API binding: {status} {body[:300]!r}")
+        files = NodeFiles(
+            ca_cert=pki.ca.cert,
+            serving_cert=pki.node_serving.cert,
+            serving_key=pki.node_serving.key,
+            kubelet_kubeconfig=configs["node"],
+            kube_proxy_kubeconfig=configs["kube-proxy"],
+        )
+        node.start(
+            files,
+            lambda name, argv: self._launch(name, argv, logs, env),
+            self._wait,
+            self._progress,
+        )
+        self._wait(f"node {self.node_name} Ready (kubelet)", self.components, self._node_ready)
+        self._wait("kube-proxy healthy", self.components, node.kube_proxy_healthy)
+        self._wait(
+            "kubernetes Service endpoint (pods reach the API server)",
+            self.components,
+            self._kubernetes_endpoint_ready,
+        )
+        node.deploy_dns(configs["admin"])
+        self._wait("cluster DNS (CoreDNS) ready", self.components, self._dns_ready)
+        self._progress("cluster DNS ready (kube-system/coredns, Service kube-dns)")
+
+    def _dns_ready(self) -> bool:
+        deployment = self._probe_json("/apis/apps/v1/namespaces/kube-system/deployments/coredns")
+        return bool(deployment and deployment.get("status", {}).get("readyReplicas"))
+
+    def _kubernetes_endpoint_ready(self) -> bool:
+        slices = self._probe_json(
+            "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
+            "?labelSelector=kubernetes.io%2Fservice-name%3Dkubernetes"
+        )
+        if not slices:
+            return False
+        return any(
+            hostnet.NODE_IP in endpoint.get("addresses", [])
+            for item in slices.get("items", [])
+            for endpoint in item.get("endpoints") or []
+        )
+
+    def import_image(self, archive: Path) -> None:
+        """Load an image archive (OCI layout or ``docker save``) into the real node's containerd."""
+        if self.real_node is None:
+            raise RuntimeError("images are only imported on the real node (node='kubelet')")
+        self.real_node.import_image(archive)
 
     def node_agent_argv(self, kubeconfig: Path, pki: Pki) -> list[str]:
         assert pki.node_serving is not None
@@ -347,6 +458,11 @@ class LocalCluster:
         if self._monitor is not None:
             self._monitor.join()
             self._monitor = None
+        if self.real_node is not None:  # pods, runtime and host network, in dependency order
+            self.stop_problems += self.real_node.stop(grace, lambda: sweep(self.cluster_id))
+            self.real_node = None
+            for problem in self.stop_problems:
+                self._on_failure(f"localkube: node teardown: {problem}")
         for component in reversed(self.components):
             component.stop(grace)
         sweep(self.cluster_id)

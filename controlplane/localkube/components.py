@@ -13,6 +13,14 @@ Design notes (what each choice guarantees):
   node is the node agent's, whose health is its process (watched by the launcher); the agent
   posts Lease and Ready heartbeats anyway and clears the not-ready taint itself, so nothing
   depends on that controller and startup doesn't wait for its monitor period.
+
+With a real node (``real_node=True``, :mod:`localkube.realnode`) the API server instead binds and
+advertises :data:`localkube.hostnet.NODE_IP`, uses the Service range
+:data:`localkube.hostnet.SERVICE_CIDR`, keeps the default (lease) endpoint reconciler so the
+``kubernetes`` Service has a reachable endpoint for pods, and adds NodeRestriction admission;
+the controller-manager runs upstream's default controller set (``--controllers=*``), with
+node-ipam allocating the node's podCIDR out of :data:`localkube.hostnet.POD_CIDR`, node-lifecycle
+watching the real kubelet's health and CSR signing by the cluster CA.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from localkube import hostnet
 from localkube.certs import Pki
 
 SERVICE_CIDR = "10.0.0.0/24"
@@ -70,13 +79,19 @@ def etcd(binary: Path, data_dir: Path, ports: Ports) -> list[str]:
     ]
 
 
-def apiserver(binary: Path, pki: Pki, ports: Ports) -> list[str]:
+def apiserver(binary: Path, pki: Pki, ports: Ports, *, real_node: bool = False) -> list[str]:
+    address = hostnet.NODE_IP if real_node else "127.0.0.1"
+    service_cidr = hostnet.SERVICE_CIDR if real_node else SERVICE_CIDR
+    if real_node:
+        node_flags = ["--enable-admission-plugins=NodeRestriction"]
+    else:
+        node_flags = ["--endpoint-reconciler-type=none"]
     return [
         str(binary),
         "kube-apiserver",
         f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
+        f"--bind-address={address}",
+        f"--advertise-address={address}",
         f"--secure-port={ports.apiserver}",
         f"--tls-cert-file={pki.serving.cert}",
         f"--tls-private-key-file={pki.serving.key}",
@@ -86,8 +101,8 @@ def apiserver(binary: Path, pki: Pki, ports: Ports) -> list[str]:
         f"--service-account-issuer={ISSUER}",
         f"--service-account-key-file={pki.service_account_pub}",
         f"--service-account-signing-key-file={pki.service_account_key}",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
-        "--endpoint-reconciler-type=none",
+        f"--service-cluster-ip-range={service_cidr}",
+        *node_flags,
         # `kubectl logs` goes API server -> node agent (its kubelet endpoint), TLS both ways:
         f"--kubelet-client-certificate={pki.clients['apiserver-kubelet-client'].cert}",
         f"--kubelet-client-key={pki.clients['apiserver-kubelet-client'].key}",
@@ -97,12 +112,26 @@ def apiserver(binary: Path, pki: Pki, ports: Ports) -> list[str]:
     ]
 
 
-def controller_manager(binary: Path, pki: Pki, kubeconfig: Path) -> list[str]:
+def controller_manager(
+    binary: Path, pki: Pki, kubeconfig: Path, *, real_node: bool = False
+) -> list[str]:
+    # The real node gets upstream's default controller set ("*": StatefulSet, DaemonSet,
+    # CronJob, PV binding, node-ipam, node-lifecycle, CSR signing with the cluster CA, ...).
+    controllers = ("*",) if real_node else CONTROLLERS
+    node_flags = [
+        "--allocate-node-cidrs=true",
+        f"--cluster-cidr={hostnet.POD_CIDR}",
+        f"--node-cidr-mask-size={hostnet.NODE_CIDR_MASK}",
+        f"--service-cluster-ip-range={hostnet.SERVICE_CIDR}",
+        f"--cluster-signing-cert-file={pki.ca.cert}",
+        f"--cluster-signing-key-file={pki.ca.key}",
+    ]
     return [
         str(binary),
         "kube-controller-manager",
         f"--kubeconfig={kubeconfig}",
-        f"--controllers={','.join(CONTROLLERS)}",
+        f"--controllers={','.join(controllers)}",
+        *(node_flags if real_node else []),
         "--use-service-account-credentials=true",
         f"--root-ca-file={pki.ca.cert}",
         f"--service-account-private-key-file={pki.service_account_key}",

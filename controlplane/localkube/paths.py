@@ -36,6 +36,16 @@ def kubectl_binary() -> Path:
     return kube_local_binary().parent / "kubectl"
 
 
+def pause_binary() -> Path:
+    """The real node's pod sandbox program (``localkube-pause``, next to ``kube-local``)."""
+    return kube_local_binary().parent / "localkube-pause"
+
+
+def coredns_binary() -> Path:
+    """The real node's cluster DNS (``localkube-coredns``, next to ``kube-local``)."""
+    return kube_local_binary().parent / "localkube-coredns"
+
+
 def default_state_dir() -> Path:
     """State directory of the CLI: ``.build/cluster`` (``LOCALKUBE_STATE_DIR`` overrides)."""
     override = os.environ.get("LOCALKUBE_STATE_DIR")

@@ -25,6 +25,7 @@ class ClusterState:
     components: dict[str, int] = field(default_factory=dict)  # name -> pid
     logs: dict[str, str] = field(default_factory=dict)  # name -> log path
     failures: list[str] = field(default_factory=list)
+    node: str = "agent"  # agent | kubelet | none (what runs pods)
 
     def save(self, state_dir: Path) -> None:
         tmp = state_dir / (STATE_FILE + ".tmp")

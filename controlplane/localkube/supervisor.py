@@ -15,12 +15,12 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from localkube.cluster import LocalCluster
+from localkube.cluster import LocalCluster, NodeKind
 from localkube.process import MARKER_ENV
 from localkube.state import ClusterState
 
 
-def supervise(state_dir: Path) -> int:
+def supervise(state_dir: Path, node: NodeKind = "agent") -> int:
     """Run the cluster in ``state_dir`` until signalled; exit 1 if it could not start."""
     done = threading.Event()
 
@@ -33,14 +33,14 @@ def supervise(state_dir: Path) -> int:
     def progress(message: str) -> None:
         print(f"localkube: {message}", flush=True)
 
-    state = ClusterState(supervisor_pid=os.getpid(), cluster_id=os.environ[MARKER_ENV])
+    state = ClusterState(supervisor_pid=os.getpid(), cluster_id=os.environ[MARKER_ENV], node=node)
 
     def on_failure(message: str) -> None:
         print(message, flush=True)
         state.failures.append(message)
         state.save(state_dir)
 
-    cluster = LocalCluster(state_dir, progress=progress, on_failure=on_failure)
+    cluster = LocalCluster(state_dir, node=node, progress=progress, on_failure=on_failure)
     cluster.cluster_id = state.cluster_id
     state.save(state_dir)
     try:

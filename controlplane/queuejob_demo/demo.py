@@ -87,6 +87,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def local_cluster(kubeconfig: pathlib.Path | None) -> Iterator[pathlib.Path]:
     """Yield a kubeconfig: the given one, or that of a LocalCluster started (and stopped) here."""
     if kubeconfig is not None:
+        demo_kube.check_reachable(kubeconfig)
         say(f"using the cluster of {kubeconfig}")
         yield kubeconfig
         return

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import urllib3
 import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -37,6 +38,27 @@ def api_client(kubeconfig: pathlib.Path) -> client.ApiClient:
         config_file=str(kubeconfig), client_configuration=configuration
     )
     return client.ApiClient(configuration)
+
+
+def check_reachable(kubeconfig: pathlib.Path) -> None:
+    """Raise RuntimeError, saying what to do, unless a cluster answers at ``kubeconfig``."""
+    hint = (
+        "start the local control plane with `make cluster-up` (it writes "
+        ".build/cluster/kubeconfig), or leave out --kubeconfig and the demo starts its own"
+    )
+    if not kubeconfig.is_file():
+        raise RuntimeError(f"{kubeconfig} does not exist: {hint}")
+    try:
+        api = api_client(kubeconfig)
+    except (config.ConfigException, yaml.YAMLError) as exc:
+        raise RuntimeError(f"{kubeconfig} is not a usable kubeconfig ({exc}): {hint}") from None
+    try:
+        client.VersionApi(api).get_code(_request_timeout=5)
+    except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise RuntimeError(f"no cluster answers at {kubeconfig} ({reason}): {hint}") from None
+    finally:
+        api.close()  # type: ignore[no-untyped-call]
 
 
 def _wait(what: str, timeout: float, probe: Callable[[], bool], interval: float = 0.2) -> None:

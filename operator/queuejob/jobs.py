@@ -6,10 +6,22 @@ Guarantees of :func:`build_job`:
   QueueJob, so the Job and its pods are garbage-collected with it;
 - ``completions`` unset: the Job succeeds when a worker exits 0, which workers do only once the
   queue is done; ``parallelism`` and ``suspend`` mirror the spec;
+- disruptions do not count against ``backoffLimit`` (:func:`pod_failure_policy`): a pod that
+  failed with the ``DisruptionTarget`` condition (eviction, preemption, node drain, PodGC) or
+  whose worker exited :data:`GRACEFUL_EXIT_CODE` (it was sent SIGTERM, e.g. its pod was deleted,
+  and gave its item back) is replaced without being counted; every other failure (a crash, an
+  OOM kill, a SIGKILL) counts. ``podReplacementPolicy: Failed`` (the only value the API accepts
+  with a ``podFailurePolicy``): a replacement starts once the old pod has stopped, never beside
+  it. The Job controller's pod-failure backoff (10 s, doubling per failure since the Job's last
+  successful pod, at most 6 min) still spaces out replacements, ignored failures included: that
+  is Kubernetes' behaviour and not configurable in the Job API;
 - the pod passes the ``restricted`` Pod Security Standard (non-root uid 10001, seccomp
   RuntimeDefault, all capabilities dropped, no privilege escalation, read-only root filesystem
   with a writable ``/tmp`` emptyDir);
-- the Redis password never appears in the Job: workers read it from the per-QueueJob Secret.
+- the Redis password never appears in the Job: workers read it from the per-QueueJob Secret;
+- ``spec.worker.command`` reaches the worker byte for byte: it travels JSON-encoded in the env
+  value ``QUEUEJOB_ITEM_COMMAND`` with every ``$`` written as ``$$`` (:func:`escape_expansion`),
+  so Kubernetes' ``$(VAR)``/``$$`` expansion of env values gives back exactly the JSON written.
 """
 
 from __future__ import annotations
@@ -25,6 +37,17 @@ from queuejob.spec import QueueJobSpec
 WORKER_UID = 10001
 PASSWORD_KEY = "password"
 CONTAINER_NAME = "worker"
+#: Exit code of a worker stopped by SIGTERM after releasing its lease (``queuejob.worker``).
+GRACEFUL_EXIT_CODE = 143
+
+
+def escape_expansion(value: str) -> str:
+    """``value`` escaped for a container env value or argument: Kubernetes' dependent-variable
+    expansion (``$$`` -> ``$``, ``$(VAR)`` -> VAR's value) turns the result back into ``value``.
+
+    Every ``$`` is doubled, so the expansion only ever sees ``$$`` pairs and no ``$(``.
+    """
+    return value.replace("$", "$$")
 
 
 def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -97,10 +120,36 @@ def _worker_env(
     ]
     if spec.worker.command is not None:
         env.append(
-            {"name": "QUEUEJOB_ITEM_COMMAND", "value": json.dumps(list(spec.worker.command))}
+            {
+                "name": "QUEUEJOB_ITEM_COMMAND",
+                "value": escape_expansion(json.dumps(list(spec.worker.command))),
+            }
         )
     env.extend(dict(e) for e in spec.worker.env)
     return env
+
+
+def pod_failure_policy() -> dict[str, Any]:
+    """The worker Job's ``podFailurePolicy``: disruptions and graceful stops are ignored.
+
+    Rules are matched in order; a failure that matches none counts against ``backoffLimit``.
+    """
+    return {
+        "rules": [
+            {
+                "action": "Ignore",
+                "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+            },
+            {
+                "action": "Ignore",
+                "onExitCodes": {
+                    "containerName": CONTAINER_NAME,
+                    "operator": "In",
+                    "values": [GRACEFUL_EXIT_CODE],
+                },
+            },
+        ]
+    }
 
 
 def build_job(
@@ -142,6 +191,8 @@ def build_job(
         "spec": {
             "parallelism": spec.parallelism,
             "backoffLimit": backoff_limit,
+            "podFailurePolicy": pod_failure_policy(),
+            "podReplacementPolicy": "Failed",
             "suspend": spec.suspend,
             "template": {
                 "metadata": {"labels": labels(name)},

@@ -36,13 +36,19 @@ Kind = Literal["change", "timer"]
 
 
 def _fail_config(kwargs: dict[str, Any], runtime: Runtime, exc: ConfigError) -> None:
-    """Record a permanent configuration error on the QueueJob (condition, phase, Event)."""
+    """Record a permanent configuration error on the QueueJob: condition, phase, one Event.
+
+    The condition carries the specific reason (e.g. ConfigMapNotFound). Exactly one Warning
+    Event, reason ConfigError, tells the user: the phase change's own Event when the QueueJob
+    moves to Failed, or a plain one when it is Failed already.
+    """
     writer = StatusWriter(
         kwargs["body"], kwargs["status"], kwargs["patch"], kwargs["logger"], runtime.metrics
     )
     writer.condition("ConfigError", True, exc.reason, exc.message)
-    kopf.event(kwargs["body"], type="Warning", reason="ConfigError", message=exc.message)
-    writer.phase_to("Failed", exc.reason, exc.message)
+    if writer.phase == "Failed":
+        kopf.event(kwargs["body"], type="Warning", reason="ConfigError", message=exc.message)
+    writer.phase_to("Failed", "ConfigError", exc.message)
 
 
 def guarded(handler_id: str, kind: Kind = "change") -> Callable[[Handler], Handler]:

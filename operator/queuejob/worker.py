@@ -7,6 +7,12 @@ Loop: lease one item, process it while a heartbeat thread renews the lease, then
   ``completions`` is unset) succeeds exactly when the work is finished;
 - on SIGTERM/SIGINT it stops the current item, *releases* its lease (the item is pending again
   at once, no attempt counted) and exits 143; a SIGKILLed worker's lease simply expires;
+- a per-item command never outlives its worker: it runs under an item guard
+  (:mod:`queuejob.itemproc`) that kills it, its process group and every other descendant when
+  the worker dies, even of SIGKILL; on SIGTERM the command gets SIGTERM, then SIGKILL after the
+  guard's grace period (10 s), well within the pod's 30 s;
+- a worker that loses an item's lease (a renewal finds the lease taken or gone) kills the item's
+  command at once and reports no result for that item (it belongs to whoever holds it now);
 - Redis outages are waited out with capped, jittered backoff instead of crashing the pod.
 
 Processing an item: with ``QUEUEJOB_ITEM_COMMAND`` (a JSON list, from ``spec.worker.command``)
@@ -18,21 +24,20 @@ first attempt, items starting with ``poison`` always fail.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import FrameType
 
 from queuejob import redisconn
+from queuejob.itemproc import ItemProcess
 from workqueue.backoff import exponential_delay
 from workqueue.errors import QueueAuthError, QueueUnavailableError, StaleLeaseError
 from workqueue.models import Lease
@@ -110,13 +115,24 @@ class WorkerConfig:
 
 
 class Heartbeat:
-    """Renews a lease every third of its length in a thread until stopped."""
+    """Renews a lease every ``period`` seconds in a thread until stopped.
 
-    def __init__(self, queue: LeaseQueue, lease: Lease, period: float) -> None:
+    When a renewal finds the lease lost (:class:`StaleLeaseError`), :attr:`lost` holds the
+    reason, ``on_lost`` is called (in the heartbeat thread) and renewals stop.
+    """
+
+    def __init__(
+        self,
+        queue: LeaseQueue,
+        lease: Lease,
+        period: float,
+        on_lost: Callable[[], None] | None = None,
+    ) -> None:
         self._queue = queue
         self._lease = lease
         self._period = max(period, 0.05)
         self._stop = threading.Event()
+        self._on_lost = on_lost
         self.lost: str | None = None
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
@@ -135,6 +151,8 @@ class Heartbeat:
             except StaleLeaseError as exc:
                 self.lost = str(exc)
                 log.warning(f"lost the lease on {self._lease.item!r}: {exc.reason}")
+                if self._on_lost is not None:
+                    self._on_lost()
                 return
             except (QueueUnavailableError, QueueAuthError) as exc:
                 log.warning(f"heartbeat for {self._lease.item!r} failed, will retry: {exc}")
@@ -148,7 +166,8 @@ class Worker:
         client = redisconn.client(config.redis_url, config.redis_password, config.redis_timeout)
         self.queue = LeaseQueue(client, config.queue)
         self.stopping = threading.Event()
-        self._child: subprocess.Popen[str] | None = None
+        self._child: ItemProcess | None = None
+        self._item_lost = threading.Event()
         self.processed = 0
 
     def stop(self, signum: int, _frame: FrameType | None = None) -> None:
@@ -156,15 +175,20 @@ class Worker:
         log.info(f"signal {signum}: releasing the lease and exiting")
         self.stopping.set()
         child = self._child
-        if child is not None and child.poll() is None:
-            # The command runs in its own process group: signal all of it (pipes close too).
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGTERM)
+        if child is not None:
+            child.terminate()
+
+    def _lease_lost(self) -> None:
+        """Heartbeat callback: the item is someone else's now; kill its command at once."""
+        self._item_lost.set()
+        child = self._child
+        if child is not None:
+            child.abort()
 
     def _process(self, lease: Lease) -> None:
         """Do the work for one item; raises :class:`ItemFailed` on failure."""
         if self.config.command is None:
-            self.stopping.wait(self.config.demo_work_seconds)
+            self._item_lost.wait(self.config.demo_work_seconds)
             if lease.item.startswith("poison"):
                 raise ItemFailed(f"poison item {lease.item!r} always fails")
             if lease.item.startswith("fail-once") and lease.attempt == 1:
@@ -172,37 +196,42 @@ class Worker:
             return
         env = {**os.environ, "QUEUEJOB_ITEM": lease.item, "QUEUEJOB_ATTEMPT": str(lease.attempt)}
         try:
-            child = subprocess.Popen(
-                list(self.config.command),
-                env=env,
-                stderr=subprocess.PIPE,
-                text=True,
-                start_new_session=True,
-            )
+            child = ItemProcess(self.config.command, env)
         except OSError as exc:
             raise ItemFailed(f"cannot run {self.config.command[0]!r}: {exc}") from None
         self._child = child
+        if self.stopping.is_set():  # a signal arrived before _child was set
+            child.terminate()
+        if self._item_lost.is_set():
+            child.abort()
         try:
-            _, stderr = child.communicate()
+            returncode, stderr = child.wait()
         finally:
             self._child = None
         if stderr:
             sys.stderr.write(stderr)
             sys.stderr.flush()
-        if child.returncode != 0:
-            lines = [line for line in (stderr or "").splitlines() if line.strip()]
+        if returncode != 0:
+            lines = [line for line in stderr.splitlines() if line.strip()]
             last = lines[-1].strip() if lines else ""
-            raise ItemFailed(f"exit code {child.returncode}" + (f": {last}" if last else ""))
+            raise ItemFailed(f"exit code {returncode}" + (f": {last}" if last else ""))
 
     def _handle(self, lease: Lease, period: float) -> None:
         started = time.monotonic()
-        with Heartbeat(self.queue, lease, period) as heartbeat:
+        self._item_lost.clear()
+        with Heartbeat(self.queue, lease, period, on_lost=self._lease_lost) as heartbeat:
             try:
                 self._process(lease)
                 error = None
             except ItemFailed as exc:
                 error = str(exc)
         took = time.monotonic() - started
+        if heartbeat.lost is not None:
+            log.warning(
+                f"item {lease.item!r} (attempt {lease.attempt}): lease lost, its command was "
+                f"stopped and no result is reported ({heartbeat.lost})"
+            )
+            return
         if self.stopping.is_set():
             try:
                 self.queue.release(lease)

@@ -264,7 +264,7 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
         ),
         ["spec.worker.resources.limits", "each limit must be >= its request"],
     ),
-    ("name-too-long", _long_name(), ["metadata.name must be at most 55 characters"]),
+    ("name-too-long", _long_name(), ["metadata.name: Too long", "more than 55"]),
     (
         "unknown-field",
         with_spec(parallelizm=3),

@@ -78,3 +78,27 @@ def test_missing_password_secret_is_a_config_error(
     assert condition["status"] == "True"
     assert condition["reason"] == "SecretNotFound"
     assert "spec.redis.passwordSecretRef" in condition["message"]
+
+
+def test_item_command_reaches_the_worker_byte_for_byte(
+    operator: OperatorHandle, namespace: str
+) -> None:
+    # Each argument is printed back between '|' as the command received it; the last stderr line
+    # becomes the dead letter's error. QUEUEJOB_QUEUE is defined before QUEUEJOB_ITEM_COMMAND in
+    # the container's env, so Kubernetes would replace an unescaped `$(QUEUEJOB_QUEUE)`, and an
+    # unescaped `$$` would lose a `$`.
+    words = ["pid=$$", "q=$(QUEUEJOB_QUEUE)", "x=$(X)", "$$(X)", "${X} $X", "ü'\"€ \\$"]
+    # The script prints a literal 'lit=$$' (single quotes: the shell keeps it), then its arguments.
+    script = "printf '%s|' 'lit=$$' \"$@\" >&2; exit 9"
+    operator.apply(
+        queuejob(
+            "verbatim",
+            namespace,
+            items=["only"],
+            retry={"maxAttempts": 1},
+            worker={"command": ["sh", "-c", script, "sh", *words]},
+        )
+    )
+    qj = operator.wait_phase(namespace, "verbatim", ("Succeeded", "Failed"), timeout=120)
+    [dead] = qj["status"]["deadLetters"]
+    assert dead["error"] == "exit code 9: " + "".join(f"{w}|" for w in ["lit=$$", *words])

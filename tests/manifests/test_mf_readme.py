@@ -9,6 +9,7 @@ documentation fails here.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import yaml
@@ -90,3 +91,55 @@ def test_make_targets_named_in_the_readme_exist() -> None:
     )
     assert {"demo", "test", "deploy", "e2e-kind"} <= named, named
     assert named <= targets, f"README names missing Makefile targets: {sorted(named - targets)}"
+
+
+def _schema_nodes() -> Iterator[tuple[str, dict[str, Any]]]:
+    """(path, schema) of every property of the QueueJob schema, array items as ``[]``."""
+    crd = yaml.safe_load((REPO / "crds" / "queuejobs.workqueue.example.com.yaml").read_text())
+    root = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+    def walk(prefix: str, node: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+        for name, child in node.get("properties", {}).items():
+            yield f"{prefix}.{name}".lstrip("."), child
+            yield from walk(f"{prefix}.{name}", child)
+        if "items" in node:
+            yield from walk(f"{prefix}[]", node["items"])
+
+    yield from walk("", root)
+
+
+def test_kubectl_explain_has_a_description_for_every_field() -> None:
+    # metadata's own schema may hold nothing but restrictions of name/generateName.
+    bare = [
+        path
+        for path, node in _schema_nodes()
+        if "description" not in node and not path.startswith("metadata")
+    ]
+    assert not bare, f"fields kubectl explain would show as <empty>: {bare}"
+
+
+def test_every_spec_bound_is_documented() -> None:
+    # A limit the API server enforces is stated in the field's README row or its description.
+    rows = _rows()
+    missing = []
+    for path, node in _schema_nodes():
+        if not path.startswith("spec."):
+            continue
+        owners = [p for p in rows if path == p or path.startswith((f"{p}.", f"{p}[]"))]
+        row = rows[max(owners, key=len)] if owners else ""
+        text = row + " " + str(node.get("description", ""))
+        for bound in ("maximum", "maxLength", "maxItems"):
+            if bound in node:
+                number = f"{node[bound]:g}" if isinstance(node[bound], float) else str(node[bound])
+                if number not in text:
+                    missing.append(f"{path}: {bound} {number}")
+    assert not missing, f"limits not in the README row or the field's description: {missing}"
+    assert "55 characters" in README, "the QueueJob name limit is not in the README"
+
+
+def test_first_example_is_minimal_yaml() -> None:
+    # The README opens with a QueueJob and the output of running it: it must be the example file.
+    first = re.search(r"```yaml\n(.*?)```", README, re.S)
+    assert first, "README has no yaml example"
+    example = (REPO / "manifests" / "examples" / "minimal.yaml").read_text()
+    assert yaml.safe_load(first.group(1)) == yaml.safe_load(example)

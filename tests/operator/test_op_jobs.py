@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 import yaml
 from hypothesis import given
+from hypothesis import strategies as st
+from op_expansion import kube_expand
 from op_strategies import queuejob_name
 
-from queuejob import jobs, jobstatus, naming
+from queuejob import jobs, jobstatus, naming, worker
 from queuejob.spec import parse
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -143,13 +145,57 @@ def test_worker_spec_sets_image_command_env_and_resources() -> None:
     assert container["args"] == ["worker"]
     assert container["resources"] == {"limits": {"memory": "64Mi"}}
     env = _env(job)
-    assert json.loads(env["QUEUEJOB_ITEM_COMMAND"]["value"]) == [
+    assert json.loads(_expanded(env["QUEUEJOB_ITEM_COMMAND"]["value"])) == [
         "sh",
         "-c",
         'test "$QUEUEJOB_ITEM" != x',
     ]
     assert env["QUEUEJOB_LEASE_SECONDS"]["value"] == "12"
     assert env["EXTRA"] == {"name": "EXTRA", "value": "1"}
+
+
+def _expanded(value: str) -> str:
+    """``value`` as the container sees it, every ``$(NAME)`` resolvable (the worst case)."""
+    return kube_expand(value, lambda name: f"<value of {name}>")
+
+
+def test_expansion_oracle_follows_the_kubernetes_rules() -> None:
+    env = {"Q": "queue-1"}.get
+
+    def expand(value: str) -> str:
+        return kube_expand(value, lambda name: env(name) or f"$({name})")
+
+    assert expand("pid=$$ q=$(Q)") == "pid=$ q=queue-1"
+    assert expand("$(UNKNOWN) $$(Q) $$$(Q)") == "$(UNKNOWN) $(Q) $queue-1"
+    assert expand("$x $ $( $(Q") == "$x $ $( $(Q"
+    assert expand("tail$") == "tail$"
+
+
+#: Command words built from the pieces that Kubernetes' expansion reacts to, quotes, backslashes
+#: and any unicode text.
+_COMMAND_TEXT = st.lists(
+    st.one_of(
+        st.sampled_from(["$", "$$", "$(", ")", "$(QUEUEJOB_QUEUE)", "$(X)", "${X}", "'", '"']),
+        st.sampled_from(["\\", "`", ";", " ", "ü", "€", "😀", "\\u0024"]),
+        st.text(max_size=4),
+    ),
+    max_size=12,
+).map("".join)
+
+
+@given(st.lists(_COMMAND_TEXT, min_size=1, max_size=5))
+def test_item_command_survives_kubernetes_expansion_byte_for_byte(command: list[str]) -> None:
+    value = _env(_job({"items": ["a"], "worker": {"command": command}}))["QUEUEJOB_ITEM_COMMAND"]
+    expanded = _expanded(value["value"])
+    assert json.loads(expanded) == command
+    assert [part.encode() for part in json.loads(expanded)] == [p.encode() for p in command]
+
+
+def test_shell_expansions_in_the_command_are_left_to_the_shell() -> None:
+    command = ["sh", "-c", "echo pid=$$ q=$(QUEUEJOB_QUEUE) ${HOME} '$(X)'"]
+    value = _env(_job({"items": ["a"], "worker": {"command": command}}))["QUEUEJOB_ITEM_COMMAND"]
+    assert "$(QUEUEJOB_QUEUE)" not in value["value"].replace("$$", "")
+    assert json.loads(_expanded(value["value"])) == command
 
 
 def test_without_worker_spec_the_default_image_and_builtin_work_are_used() -> None:
@@ -227,3 +273,51 @@ def test_job_status_readers_accept_a_missing_job_and_see_only_true_conditions() 
     found = jobstatus.true_condition(job, "Complete", "Failed")
     assert found is not None
     assert found["reason"] == "Done"
+
+
+def _counted(policy: dict[str, Any], pod: dict[str, Any]) -> bool:
+    """Whether a failed ``pod`` counts against backoffLimit under ``policy``: a model of the Job
+    controller's matching (first matching rule wins; no match counts; ``onExitCodes`` looks at
+    terminated containers with a non-zero exit code; ``onPodConditions`` at the pod's)."""
+    conditions = {(c["type"], c["status"]) for c in pod["status"].get("conditions", [])}
+    for rule in policy["rules"]:
+        matched = False
+        if "onPodConditions" in rule:
+            matched = any((p["type"], p["status"]) in conditions for p in rule["onPodConditions"])
+        if "onExitCodes" in rule:
+            codes = rule["onExitCodes"]
+            for status in pod["status"].get("containerStatuses", []):
+                code = status["state"].get("terminated", {}).get("exitCode", 0)
+                if code == 0 or codes.get("containerName", status["name"]) != status["name"]:
+                    continue
+                matched |= (code in codes["values"]) == (codes["operator"] == "In")
+        if matched:
+            return rule["action"] == "Count"
+    return True
+
+
+def _failed_pod(exit_code: int, *conditions: str) -> dict[str, Any]:
+    return {
+        "status": {
+            "phase": "Failed",
+            "conditions": [{"type": c, "status": "True"} for c in conditions],
+            "containerStatuses": [
+                {"name": jobs.CONTAINER_NAME, "state": {"terminated": {"exitCode": exit_code}}}
+            ],
+        }
+    }
+
+
+def test_disruptions_and_graceful_stops_do_not_count_against_backoff_limit() -> None:
+    spec = _job({"items": ["a"]})["spec"]
+    policy = spec["podFailurePolicy"]
+    assert spec["podReplacementPolicy"] == "Failed"  # the only value allowed with the policy
+    assert spec["template"]["spec"]["restartPolicy"] == "Never"  # required by the policy
+    # The worker's exit code after SIGTERM is the one the policy ignores.
+    assert jobs.GRACEFUL_EXIT_CODE == worker.EXIT_TERMINATED == 143
+    assert not _counted(policy, _failed_pod(143))  # pod deleted: SIGTERM, lease released
+    assert not _counted(policy, _failed_pod(137, "DisruptionTarget"))  # evicted, preempted
+    assert not _counted(policy, _failed_pod(143, "DisruptionTarget"))
+    for crash in (1, 2, 137, 139, 255):  # exceptions, config errors, SIGKILL/OOM, segfaults
+        assert _counted(policy, _failed_pod(crash)), crash
+    assert _counted(policy, {"status": {"phase": "Failed"}})  # no status at all: counted
