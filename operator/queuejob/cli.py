@@ -11,10 +11,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import socket
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from queuejob import settings as qj_settings
@@ -85,20 +87,78 @@ def run_operator(args: argparse.Namespace) -> int:
     if namespaces and args.all_namespaces:
         print("queuejob operator: --namespace and --all-namespaces are exclusive", file=sys.stderr)
         return 2
+    if config.leader_elect and args.peering is not None:
+        print("queuejob operator: --leader-elect and --peering are exclusive", file=sys.stderr)
+        return 2
     # Object log lines carry "[namespace/name]".
     kopf.configure(verbose=args.verbose, debug=args.debug, quiet=args.quiet, log_prefix=True)
     import queuejob.operator_main  # noqa: F401  (registers the handlers)
+    from queuejob.metrics import Metrics
 
-    kopf.run(
-        # kopf types it as its private NewType Identity (a str), which it does not export.
-        identity=cast(Any, operator_identity()),
-        standalone=args.peering is None,
-        peering_name=args.peering,
-        clusterwide=not namespaces,
-        namespaces=namespaces,
-        liveness_endpoint=config.liveness_endpoint or None,
+    # Served before kopf starts, so that a standby exports them too (queuejob_leader 0).
+    metrics = Metrics(config.max_concurrent_handlers)
+    metrics.serve(config.metrics_address, config.metrics_port)
+
+    async def operate(stop: threading.Event | None, check: Callable[[], None] | None) -> None:
+        """kopf's operator in this event loop; ``stop`` (set from another thread) stops it.
+
+        kopf would wait for a threading.Event in an executor thread that nothing wakes when it
+        stops for its own reasons (its SIGTERM handler), and the loop's shutdown would wait for
+        that thread forever; an asyncio.Event relayed by a cancellable task has no such thread.
+        """
+        flag = asyncio.Event()
+
+        async def relay() -> None:
+            while stop is not None and not stop.is_set():
+                await asyncio.sleep(0.1)
+            flag.set()
+
+        relaying = asyncio.create_task(relay()) if stop is not None else None
+        try:
+            await kopf.operator(
+                # kopf types it as its private NewType Identity (a str), which it does not export.
+                identity=cast(Any, operator_identity()),
+                standalone=args.peering is None,
+                peering_name=args.peering,
+                clusterwide=not namespaces,
+                namespaces=namespaces,
+                liveness_endpoint=config.liveness_endpoint or None,
+                stop_flag=flag if stop is not None else None,
+                # the cleanup handler sets stop_flag: see handlers/startup.py (close)
+                memo=kopf.Memo(metrics=metrics, stop_flag=flag, check_leadership=check),
+            )
+        finally:
+            if relaying is not None:
+                relaying.cancel()
+
+    def run(stop: threading.Event | None = None, check: Callable[[], None] | None = None) -> None:
+        asyncio.run(operate(stop, check))
+
+    if not config.leader_elect:
+        metrics.leader.set(1)
+        run()
+        return 0
+    from queuejob import election, kube, standby
+
+    def standby_probe(elector: election.LeaderElector) -> Callable[[], None]:
+        def describe() -> dict[str, Any]:
+            lock = elector.lock
+            return {
+                "role": "standby",
+                "identity": elector.identity,
+                "lease": lock.ref,
+                "holder": lock.observed_holder,
+            }
+
+        return standby.serve(config.liveness_endpoint, describe)
+
+    return election.run_elected(
+        config,
+        run,
+        api=kube.new_api_client(),
+        on_change=lambda leading: metrics.leader.set(1 if leading else 0),
+        standby_probe=standby_probe if config.liveness_endpoint else None,
     )
-    return 0
 
 
 def operator_identity() -> str:

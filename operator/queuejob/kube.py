@@ -7,6 +7,7 @@ patch or read of something absent returns ``None`` instead of raising. API calls
 - batch/jobs: create, get, patch
 - core/secrets: create, get, patch (get also for ``spec.redis.passwordSecretRef``)
 - core/configmaps: get (``spec.itemsFrom``)
+- coordination.k8s.io/leases: get, create, update (the leader election: ``queuejob.leaselock``)
 - plus what kopf does itself: queuejobs list/watch/patch, queuejobs/status patch,
   events create, and (owner references with blockOwnerDeletion) queuejobs/finalizers update.
 """
@@ -31,14 +32,22 @@ def api_client(pool_size: int = 8) -> kubernetes.client.ApiClient:
     global _api
     with _lock:
         if _api is None:
-            config = kubernetes.client.Configuration()
-            if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
-                kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
-            else:
-                kubernetes.config.load_kube_config(client_configuration=config)  # type: ignore[no-untyped-call]
-            config.connection_pool_maxsize = max(pool_size, 4)
-            _api = kubernetes.client.ApiClient(config)
+            _api = new_api_client(pool_size)
         return _api
+
+
+def new_api_client(pool_size: int = 8) -> kubernetes.client.ApiClient:
+    """A separate API client (own connection pool), configured as :func:`api_client`'s.
+
+    The leader election uses one so that its renewals never queue behind the handlers' calls.
+    """
+    config = kubernetes.client.Configuration()
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+        kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
+    else:
+        kubernetes.config.load_kube_config(client_configuration=config)  # type: ignore[no-untyped-call]
+    config.connection_pool_maxsize = max(pool_size, 4)
+    return kubernetes.client.ApiClient(config)
 
 
 def _batch() -> kubernetes.client.BatchV1Api:

@@ -87,6 +87,10 @@ def guarded(handler_id: str, kind: Kind = "change") -> Callable[[Handler], Handl
                         metrics.concurrency.observe(runtime.limiter.in_flight)
                         metrics.in_flight.set(runtime.limiter.in_flight)
                         metrics.max_in_flight.set(runtime.limiter.max_in_flight)
+                        # Leader election: exits the process if the Lease may have passed on.
+                        check_leadership = kwargs["memo"].get("check_leadership")
+                        if check_leadership is not None:
+                            check_leadership()
                         token = metrics.running.start(label)
                         started = time.monotonic()
                         try:

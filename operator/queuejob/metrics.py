@@ -168,6 +168,12 @@ class Metrics:
         self.phase_changes = Counter(
             "queuejob_phase_changes", "QueueJob phase transitions.", ["phase"], registry=r
         )
+        self.leader = Gauge(
+            "queuejob_leader",
+            "1 while this process reconciles (it holds the leader-election Lease, or leader "
+            "election is off); 0 while it is a standby.",
+            registry=r,
+        )
         self._queue_totals: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
 

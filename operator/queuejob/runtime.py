@@ -43,13 +43,13 @@ class Runtime:
     )
 
     @classmethod
-    def build(cls, settings: OperatorSettings) -> Runtime:
-        """Runtime for ``settings`` (metrics are not served yet: see :meth:`Metrics.serve`)."""
+    def build(cls, settings: OperatorSettings, metrics: Metrics | None = None) -> Runtime:
+        """Runtime for ``settings`` with ``metrics`` (default: new ones, not served yet)."""
         qps = settings.handler_qps or None
         burst = (settings.handler_burst or None) if qps else None
         return cls(
             settings=settings,
-            metrics=Metrics(settings.max_concurrent_handlers),
+            metrics=metrics or Metrics(settings.max_concurrent_handlers),
             limiter=ConcurrencyLimiter(settings.max_concurrent_handlers, qps=qps, burst=burst),
             backoff=ItemExponentialFailureRateLimiter(
                 settings.backoff_base, settings.backoff_cap, jitter=settings.backoff_jitter

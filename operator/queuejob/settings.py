@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
@@ -205,6 +206,49 @@ SETTINGS: tuple[Setting, ...] = (
         "workqueue.example.com/cleanup",
         "Finalizer that guards the removal of a QueueJob's Redis keys.",
     ),
+    Setting(
+        "leader_elect",
+        "QUEUEJOB_LEADER_ELECT",
+        "--leader-elect",
+        "false",
+        "Leader election on a coordination.k8s.io/v1 Lease: wait as a standby, reconcile only "
+        "while holding the Lease (bare --leader-elect = true).",
+    ),
+    Setting(
+        "leader_election_namespace",
+        "QUEUEJOB_LEADER_ELECTION_NAMESPACE",
+        "--leader-election-namespace",
+        "queuejob-system",
+        "Namespace of the leader-election Lease.",
+    ),
+    Setting(
+        "leader_election_name",
+        "QUEUEJOB_LEADER_ELECTION_NAME",
+        "--leader-election-name",
+        "queuejob-operator",
+        "Name of the leader-election Lease.",
+    ),
+    Setting(
+        "leader_election_lease_duration",
+        "QUEUEJOB_LEADER_ELECTION_LEASE_DURATION",
+        "--leader-election-lease-duration",
+        "15",
+        "Whole seconds a standby waits after the last renewal it saw before taking the Lease.",
+    ),
+    Setting(
+        "leader_election_renew_deadline",
+        "QUEUEJOB_LEADER_ELECTION_RENEW_DEADLINE",
+        "--leader-election-renew-deadline",
+        "10",
+        "Seconds the leader keeps reconciling without a successful renewal; then it exits.",
+    ),
+    Setting(
+        "leader_election_retry_period",
+        "QUEUEJOB_LEADER_ELECTION_RETRY_PERIOD",
+        "--leader-election-retry-period",
+        "2",
+        "Seconds between attempts to acquire or renew the Lease (>= 1).",
+    ),
 )
 
 
@@ -238,6 +282,12 @@ class OperatorSettings:
     metrics_address: str = "0.0.0.0"
     metrics_port: int = 8080
     finalizer: str = "workqueue.example.com/cleanup"
+    leader_elect: bool = False
+    leader_election_namespace: str = "queuejob-system"
+    leader_election_name: str = "queuejob-operator"
+    leader_election_lease_duration: int = 15
+    leader_election_renew_deadline: float = 10.0
+    leader_election_retry_period: float = 2.0
 
     @property
     def effective_worker_redis_url(self) -> str:
@@ -266,6 +316,8 @@ _FLOATS = frozenset(
         "backoff_jitter",
         "status_interval",
         "config_recheck_interval",
+        "leader_election_renew_deadline",
+        "leader_election_retry_period",
     }
 )
 _INTS = frozenset(
@@ -277,9 +329,14 @@ _INTS = frozenset(
         "kopf_worker_limit",
         "kopf_max_workers",
         "metrics_port",
+        "leader_election_lease_duration",
     }
 )
+_BOOLS = frozenset({"leader_elect"})
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
 _PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
 def _number(name: str, raw: str, kind: type[int] | type[float]) -> float:
@@ -307,6 +364,11 @@ def _convert(setting: Setting, raw: str) -> object:
         if setting.field == "metrics_port" and value > 65535:
             raise SettingsError(f"{name}: must be a port number 0..65535, got {raw!r}")
         return value
+    if setting.field in _BOOLS:
+        word = raw.strip().lower()
+        if word not in _TRUE + _FALSE:
+            raise SettingsError(f"{name}: must be true or false, got {raw!r}")
+        return word in _TRUE
     if setting.field == "namespaces":
         return tuple(ns.strip() for ns in raw.split(",") if ns.strip())
     if setting.field == "kopf_error_delays":
@@ -338,7 +400,37 @@ def _validate(settings: OperatorSettings) -> OperatorSettings:
         )
     if settings.worker_wait_replicas < 0:
         raise SettingsError("QUEUEJOB_WORKER_WAIT_REPLICAS: must be >= 0")
+    _validate_election(settings)
     return settings
+
+
+def _validate_election(settings: OperatorSettings) -> None:
+    """The timing rules of client-go (and of ``kubernetes.leaderelection``), checked up front.
+
+    lease duration > renew deadline > 1.2 x retry period, retry period >= 1 s. The first rule is
+    what makes a lost leader stop before a standby may take over (see ``queuejob.election``).
+    """
+    lease = settings.leader_election_lease_duration
+    renew = settings.leader_election_renew_deadline
+    retry = settings.leader_election_retry_period
+    if retry < 1:
+        raise SettingsError("QUEUEJOB_LEADER_ELECTION_RETRY_PERIOD: must be >= 1")
+    if renew <= 1.2 * retry:
+        raise SettingsError(
+            "QUEUEJOB_LEADER_ELECTION_RENEW_DEADLINE: must be > 1.2 x "
+            "QUEUEJOB_LEADER_ELECTION_RETRY_PERIOD"
+        )
+    if lease <= renew:
+        raise SettingsError(
+            "QUEUEJOB_LEADER_ELECTION_LEASE_DURATION: must be > "
+            "QUEUEJOB_LEADER_ELECTION_RENEW_DEADLINE"
+        )
+    for field, env in (
+        ("leader_election_namespace", "QUEUEJOB_LEADER_ELECTION_NAMESPACE"),
+        ("leader_election_name", "QUEUEJOB_LEADER_ELECTION_NAME"),
+    ):
+        if not _DNS_LABEL.fullmatch(getattr(settings, field)):
+            raise SettingsError(f"{env}: must be a DNS-1123 name, got {getattr(settings, field)!r}")
 
 
 def from_env(env: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -356,11 +448,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one flag per setting; a flag overrides its environment variable."""
     group = parser.add_argument_group("operator settings (flag overrides env var)")
     for setting in SETTINGS:
+        boolean = setting.field in _BOOLS
         group.add_argument(
             setting.flag,
             dest=setting.field,
             default=None,
-            metavar="VALUE",
+            metavar="BOOL" if boolean else "VALUE",
+            # A boolean flag alone means true (``--leader-elect``); ``--leader-elect=false`` too.
+            nargs="?" if boolean else None,
+            const="true" if boolean else None,
             help=f"{setting.help} [env {setting.env}, default {setting.default!r}]",
         )
 
@@ -386,6 +482,8 @@ def to_env(settings: OperatorSettings) -> dict[str, str]:
         value = getattr(settings, setting.field)
         if isinstance(value, tuple):
             out[setting.env] = ",".join(str(v) for v in value)
+        elif isinstance(value, bool):
+            out[setting.env] = "true" if value else "false"
         else:
             out[setting.env] = str(value)
     return out

@@ -69,13 +69,26 @@ def operator_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     return dict(container)
 
 
-def container_env(container: dict[str, Any], secrets: dict[str, str]) -> dict[str, str]:
-    """The container's env with ``secretKeyRef`` resolved from ``{"secret/key": value}``."""
+#: The pod of :func:`container_env`'s downward API (``fieldRef``): name and namespace.
+POD_FIELDS = {"metadata.name": "queuejob-operator-test-0", "metadata.namespace": DEPLOY_NS}
+
+
+def container_env(
+    container: dict[str, Any], secrets: dict[str, str], fields: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The container's env as the kubelet would set it.
+
+    ``secretKeyRef`` is resolved from ``{"secret/key": value}``, ``fieldRef`` (downward API) from
+    ``fields`` (default :data:`POD_FIELDS`); any other source fails the test.
+    """
+    pod = POD_FIELDS if fields is None else fields
     env = {}
     for entry in container["env"]:
         if "value" in entry:
             env[entry["name"]] = entry["value"]
-        else:
+        elif "secretKeyRef" in entry["valueFrom"]:
             ref = entry["valueFrom"]["secretKeyRef"]
             env[entry["name"]] = secrets[f"{ref['name']}/{ref['key']}"]
+        else:
+            env[entry["name"]] = pod[entry["valueFrom"]["fieldRef"]["fieldPath"]]
     return env

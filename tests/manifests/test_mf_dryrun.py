@@ -54,7 +54,7 @@ def test_fine_parallel_passes_server_dry_run(
 def test_deploy_kustomization_passes_server_dry_run(
     cluster: Any, deployed: list[dict[str, Any]]
 ) -> None:
-    # The unmodified rendering (replicas 1) on top of the real apply done by `deployed`.
+    # The unmodified rendering (operator replicas 2) on top of the real apply done by `deployed`.
     rendered = cluster.kubectl("kustomize", str(REPO / "manifests" / "deploy")).stdout
     result = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered, check=False)
     assert result.returncode == 0, result.stderr

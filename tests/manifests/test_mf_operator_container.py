@@ -3,10 +3,11 @@
 Static: the probes, the metrics Service and the container ports agree with the settings the
 container's environment gives the operator. Live: ``queuejob`` is run with the container's own
 args and env (Secrets resolved as the kubelet would) as a local process against the session's
-cluster, with three changes that keep it from disturbing other tests: it watches one fresh
-namespace instead of all, it binds loopback ports chosen free, and it uses the test Redis. It
-must become healthy on its liveness path and serve its metrics; then it is stopped with SIGTERM
-and must exit cleanly.
+cluster, with four changes that keep it from disturbing other tests: it watches one fresh
+namespace instead of all, keeps its leader-election Lease there, binds loopback ports chosen
+free, and uses the test Redis. It must become healthy on its liveness path, win the Lease
+(``queuejob_leader`` 1) and serve its metrics; then it is stopped with SIGTERM and must exit
+cleanly, releasing the Lease.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def test_operator_container_becomes_healthy(
         QUEUEJOB_LIVENESS=f"http://127.0.0.1:{health_port}/healthz",
         QUEUEJOB_METRICS_ADDRESS="127.0.0.1",
         QUEUEJOB_METRICS_PORT=str(metrics_port),
+        QUEUEJOB_LEADER_ELECTION_NAMESPACE=namespace,
     )
     args = [a for a in container["args"] if a not in ("-A", "--all-namespaces")]
     assert args != container["args"], "the Deployment should watch all namespaces"
@@ -93,8 +95,20 @@ def test_operator_container_becomes_healthy(
                 break
             time.sleep(0.5)
         assert status == 200, f"no healthy /healthz (exit {proc.poll()}):\n{log.read_text()}"
+        assert "--leader-elect" in args
+
+        def leading() -> bool:
+            status, metrics = _get(f"http://127.0.0.1:{metrics_port}/metrics")
+            return status == 200 and "\nqueuejob_leader 1.0" in metrics
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not leading():
+            time.sleep(0.5)
         status, metrics = _get(f"http://127.0.0.1:{metrics_port}/metrics")
         assert status == 200 and "queuejob_handler_concurrency_limit" in metrics
+        assert "\nqueuejob_leader 1.0" in metrics, log.read_text()
+        lease = cluster.kubectl_json("get", "lease", "queuejob-operator", "-n", namespace)
+        assert lease["spec"]["holderIdentity"].startswith(f"{env['POD_NAME']}_"), lease
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -105,3 +119,5 @@ def test_operator_container_becomes_healthy(
             proc.wait()
             raise
     assert code == 0, log.read_text()
+    lease = cluster.kubectl_json("get", "lease", "queuejob-operator", "-n", namespace)
+    assert not lease["spec"].get("holderIdentity"), f"not released: {lease['spec']}"

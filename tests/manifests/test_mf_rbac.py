@@ -1,11 +1,14 @@
 """The operator's ServiceAccount may make exactly the API calls the operator makes.
 
-Three checks:
+Four checks:
 - the ClusterRole in manifests/deploy grants exactly :data:`GRANTS` (nothing more);
+- the leader-election Role grants exactly :data:`LEASE_GRANTS` in queuejob-system, get and
+  update only on the operator's Lease by name;
 - every Kubernetes client call and kopf handler in ``operator/queuejob`` maps onto a grant, so
   a new API call in the code fails here until the RBAC is extended;
 - ``kubectl auth can-i --as=<the ServiceAccount>`` on the real API server says yes to every
-  grant and no to a sample of calls the operator must never make.
+  grant and no to a sample of calls the operator must never make (:data:`DENIED`,
+  :data:`LEASE_DENIED`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import re
 from typing import Any
 
 import pytest
-from mf_support import OPERATOR_SA, REPO
+from mf_support import DEPLOY_NS, OPERATOR_SA, REPO
+
+from queuejob.settings import OperatorSettings
 
 pytestmark = [pytest.mark.timeout(300)]
 
@@ -46,6 +51,36 @@ GRANTS: frozenset[tuple[str, str, str]] = frozenset(
         # kopf: Kubernetes events about handlers.
         ("", "events", "create"),
     }
+)
+
+LEASES = "leases.coordination.k8s.io"
+#: The leader election's Lease (the Role names it; the Deployment does not override the name).
+LEASE_NAME = OperatorSettings().leader_election_name
+
+#: (API group, resource, verb, resourceNames) of the leader-election Role in queuejob-system
+#: (queuejob.leaselock: read_namespaced_lease, create_namespaced_lease, replace_namespaced_lease).
+#: ``create`` cannot be limited by name: the authorizer does not know the name of a new object.
+LEASE_GRANTS: frozenset[tuple[str, str, str, tuple[str, ...]]] = frozenset(
+    {
+        ("coordination.k8s.io", "leases", "get", (LEASE_NAME,)),
+        ("coordination.k8s.io", "leases", "update", (LEASE_NAME,)),
+        ("coordination.k8s.io", "leases", "create", ()),
+    }
+)
+
+#: Lease calls the operator must not be able to make: (verb, resource, extra kubectl args).
+LEASE_DENIED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("get", f"{LEASES}/another-lease", ("-n", DEPLOY_NS)),
+    ("update", f"{LEASES}/another-lease", ("-n", DEPLOY_NS)),
+    ("patch", f"{LEASES}/{LEASE_NAME}", ("-n", DEPLOY_NS)),
+    ("delete", f"{LEASES}/{LEASE_NAME}", ("-n", DEPLOY_NS)),
+    ("list", LEASES, ("-n", DEPLOY_NS)),
+    ("watch", LEASES, ("-n", DEPLOY_NS)),
+    ("get", f"{LEASES}/{LEASE_NAME}", ("-n", "default")),
+    ("update", f"{LEASES}/kube-controller-manager", ("-n", "kube-system")),
+    ("create", LEASES, ("-n", "kube-system")),
+    ("create", LEASES, ("-n", "default")),
+    ("list", LEASES, ("--all-namespaces",)),
 )
 
 #: Calls the operator must not be able to make: (verb, resource, extra kubectl args).
@@ -89,6 +124,7 @@ _RESOURCES = {
     "pod": ("", "pods"),
     "custom_object": ("workqueue.example.com", "queuejobs"),
     "custom_object_status": ("workqueue.example.com", "queuejobs/status"),
+    "lease": ("coordination.k8s.io", "leases"),
 }
 _CALL = re.compile(
     r"\.(create|read|patch|replace|delete|list)_namespaced_(\w+?)(?:_with_http_info)?\("
@@ -146,7 +182,9 @@ def test_code_calls_are_all_granted() -> None:
                 if plural in words and plural != "queuejobs":
                     needed |= {(group, plural, v) for v in ("list", "watch", "patch")}
     assert needed, "no API call found in operator/queuejob: the scan is broken"
-    missing = needed - GRANTS
+    lease_needed = {grant for grant in needed if grant[1] == "leases"}
+    assert lease_needed == {g[:3] for g in LEASE_GRANTS}, "the Lease calls changed: adapt the Role"
+    missing = needed - lease_needed - GRANTS
     assert not missing, f"operator code makes calls its RBAC does not allow: {sorted(missing)}"
 
 
@@ -185,6 +223,48 @@ def test_service_account_may(
 
 @pytest.mark.parametrize("call", DENIED, ids=lambda c: f"{c[0]}-{c[1]}-{'-'.join(c[2])}")
 def test_service_account_may_not(
+    cluster: Any, deployed: list[dict[str, Any]], call: tuple[str, str, tuple[str, ...]]
+) -> None:
+    verb, resource, extra = call
+    assert not _can_i(cluster, verb, resource, *extra), f"allowed: {verb} {resource} {extra}"
+
+
+def test_lease_role_grants_exactly_the_lease_verbs(
+    cluster: Any, deployed: list[dict[str, Any]]
+) -> None:
+    role = cluster.kubectl_json("get", "role", "queuejob-operator-leader-election", "-n", DEPLOY_NS)
+    granted = set()
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    granted.add((group, resource, verb, tuple(rule.get("resourceNames", ()))))
+    assert granted == LEASE_GRANTS, (
+        f"extra: {granted - LEASE_GRANTS}; missing: {LEASE_GRANTS - granted}"
+    )
+    binding = cluster.kubectl_json(
+        "get", "rolebinding", "queuejob-operator-leader-election", "-n", DEPLOY_NS
+    )
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "queuejob-operator-leader-election",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "queuejob-operator", "namespace": DEPLOY_NS}
+    ]
+
+
+@pytest.mark.parametrize("verb", ["get", "update", "create"])
+def test_service_account_may_hold_its_lease(
+    cluster: Any, deployed: list[dict[str, Any]], verb: str
+) -> None:
+    target = LEASES if verb == "create" else f"{LEASES}/{LEASE_NAME}"
+    assert _can_i(cluster, verb, target, "-n", DEPLOY_NS), f"denied: {verb} {target}"
+
+
+@pytest.mark.parametrize("call", LEASE_DENIED, ids=lambda c: f"{c[0]}-{c[1]}-{'-'.join(c[2])}")
+def test_service_account_may_not_touch_other_leases(
     cluster: Any, deployed: list[dict[str, Any]], call: tuple[str, str, tuple[str, ...]]
 ) -> None:
     verb, resource, extra = call

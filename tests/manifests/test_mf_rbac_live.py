@@ -3,11 +3,14 @@
 ``kubectl auth can-i`` (test_mf_rbac.py) checks the matrix; this test checks that the matrix is
 enough. A second, private local control plane is started for this module (so no other operator
 sees its objects), manifests/deploy is applied to it, and ``queuejob`` runs with the Deployment's
-own args (``--standalone --all-namespaces``) and env, authenticated by a token of ServiceAccount
-queuejob-operator. It then takes a QueueJob through every API path of the operator: items from a
+own args (``--standalone --all-namespaces --leader-elect``) and env, authenticated by a token of
+ServiceAccount queuejob-operator. It must first win the leader-election Lease in queuejob-system
+(create, get, update on the Role's Lease), then take a QueueJob through every API path of the
+operator: items from a
 ConfigMap, created suspended (Job created suspended), resumed (Job patched), Succeeded (status
-patches, Secret for the workers, events), and deleted (finalizer removed after cleanup). The
-operator's log must not mention a forbidden request.
+patches, Secret for the workers, events), and deleted (finalizer removed after cleanup). On
+SIGTERM it must release the Lease (an update) and exit 0. The operator's log must not mention a
+forbidden request.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 
 import pytest
 from mf_private import AsCluster, Kubectl, private_cluster, service_account_kubeconfig, wait
-from mf_support import container_env, operator_container, render_deploy
+from mf_support import DEPLOY_NS, POD_FIELDS, container_env, operator_container, render_deploy
 
 from localkube import paths
 from localkube.process import free_port
@@ -49,6 +52,12 @@ def _healthy(url: str) -> bool:
         return False
 
 
+def _holder(kubectl: Kubectl) -> str:
+    """The holder of the operator's Lease ("" if released or absent)."""
+    out = kubectl("get", "lease", "queuejob-operator", "-n", DEPLOY_NS, "-o", "json", check=False)
+    return str(json.loads(out)["spec"].get("holderIdentity", "")) if out else ""
+
+
 def test_operator_runs_on_its_rbac_alone(private: Kubectl, tmp_path: Path) -> None:
     kubectl = private
     sa_kubeconfig = service_account_kubeconfig(kubectl, tmp_path / "sa.kubeconfig")
@@ -66,6 +75,7 @@ def test_operator_runs_on_its_rbac_alone(private: Kubectl, tmp_path: Path) -> No
     server = RedisServer()
     server.start()
     health = f"http://127.0.0.1:{free_port()}/healthz"
+    pod = POD_FIELDS["metadata.name"]
     env = container_env(container, {"redis-auth/password": server.password or ""})
     env.update(
         QUEUEJOB_REDIS_URL=f"redis://127.0.0.1:{server.port}/0",
@@ -88,6 +98,8 @@ def test_operator_runs_on_its_rbac_alone(private: Kubectl, tmp_path: Path) -> No
     try:
         wait(lambda: proc.poll() is not None or _healthy(health), 90, "/healthz", log.read_text)
         assert proc.poll() is None, log.read_text()
+        assert "--leader-elect" in container["args"]
+        wait(lambda: _holder(kubectl).startswith(f"{pod}_"), 60, "the Lease", log.read_text)
 
         kubectl("create", "namespace", NS)
         kubectl("label", "namespace", NS, "pod-security.kubernetes.io/enforce=restricted")
@@ -143,6 +155,9 @@ def test_operator_runs_on_its_rbac_alone(private: Kubectl, tmp_path: Path) -> No
             return not out.strip()
 
         wait(gone, 90, "the QueueJob's finalizer to be removed", log.read_text)
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.read_text()[-4000:]
+        assert _holder(kubectl) == "", "the Lease was not released on SIGTERM"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)

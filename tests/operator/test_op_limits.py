@@ -225,3 +225,36 @@ def test_a_cancelled_waiter_leaves_no_depth_or_bookkeeping_behind() -> None:
     assert _sample(runtime, "workqueue_depth", "handler:op-cancel") == 0
     assert runtime.limiter.in_flight == 0
     assert _bookkeeping(runtime) == [{}, {}, {}, {}]
+
+
+def test_leadership_is_checked_before_each_handler_runs() -> None:
+    """``memo.check_leadership`` (leader election) runs first; if it ends the run, fn never runs."""
+    runtime = _runtime()
+    calls: list[str] = []
+
+    class Lost(BaseException):
+        """Stands in for the process exit of a lost leadership."""
+
+    @guarded("op-leader")
+    async def handler(**_: Any) -> str:
+        calls.append("handler")
+        return "done"
+
+    def fresh() -> None:
+        calls.append("check")
+
+    def stale() -> None:
+        calls.append("check")
+        raise Lost
+
+    async def call(check: Callable[[], None]) -> Any:
+        kwargs = _kwargs(runtime)
+        kwargs["memo"].check_leadership = check
+        return await handler(**kwargs)
+
+    assert asyncio.run(call(fresh)) == "done"
+    assert calls == ["check", "handler"]
+    calls.clear()
+    with pytest.raises(Lost):
+        asyncio.run(call(stale))
+    assert calls == ["check"]

@@ -87,6 +87,32 @@ def test_flag_overrides_env_and_env_fills_the_rest() -> None:
             "QUEUEJOB_WORKER_IMAGE_PULL_POLICY",
             "IfNotPresent",
         ),
+        ({"QUEUEJOB_LEADER_ELECT": "maybe"}, "QUEUEJOB_LEADER_ELECT", "true or false"),
+        (
+            {"QUEUEJOB_LEADER_ELECTION_LEASE_DURATION": "7.5"},
+            "QUEUEJOB_LEADER_ELECTION_LEASE_DURATION",
+            "not a valid",
+        ),
+        (
+            {"QUEUEJOB_LEADER_ELECTION_RETRY_PERIOD": "0.5"},
+            "QUEUEJOB_LEADER_ELECTION_RETRY_PERIOD",
+            ">= 1",
+        ),
+        (
+            {"QUEUEJOB_LEADER_ELECTION_RENEW_DEADLINE": "2.4"},  # not > 1.2 x 2
+            "QUEUEJOB_LEADER_ELECTION_RENEW_DEADLINE",
+            "> 1.2 x QUEUEJOB_LEADER_ELECTION_RETRY_PERIOD",
+        ),
+        (
+            {"QUEUEJOB_LEADER_ELECTION_LEASE_DURATION": "10"},  # not > the renew deadline 10
+            "QUEUEJOB_LEADER_ELECTION_LEASE_DURATION",
+            "> QUEUEJOB_LEADER_ELECTION_RENEW_DEADLINE",
+        ),
+        (
+            {"QUEUEJOB_LEADER_ELECTION_NAMESPACE": "Queue_Job"},
+            "QUEUEJOB_LEADER_ELECTION_NAMESPACE",
+            "DNS-1123",
+        ),
     ],
 )
 def test_invalid_env_values_name_the_variable_and_reason(
@@ -112,6 +138,39 @@ def test_a_valid_flag_fixes_an_invalid_combination_from_env() -> None:
     assert qs.from_args(_parse_flags("--backoff-base", "2"), env).backoff_base == 2.0
 
 
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        ((), {}, False),
+        (("--leader-elect",), {}, True),  # a bare flag means true
+        (("--leader-elect=false",), {"QUEUEJOB_LEADER_ELECT": "true"}, False),
+        ((), {"QUEUEJOB_LEADER_ELECT": "YES"}, True),
+        ((), {"QUEUEJOB_LEADER_ELECT": "0"}, False),
+    ],
+)
+def test_leader_elect_is_a_boolean_flag_and_variable(
+    argv: tuple[str, ...], env: dict[str, str], expected: bool
+) -> None:
+    assert qs.from_args(_parse_flags(*argv), env).leader_elect is expected
+
+
+def test_leader_election_timings_default_to_client_go_and_accept_short_ones() -> None:
+    default = OperatorSettings()
+    assert (
+        default.leader_election_lease_duration,
+        default.leader_election_renew_deadline,
+        default.leader_election_retry_period,
+    ) == (15, 10.0, 2.0)
+    short = qs.from_env(
+        {
+            "QUEUEJOB_LEADER_ELECTION_LEASE_DURATION": "4",
+            "QUEUEJOB_LEADER_ELECTION_RENEW_DEADLINE": "3",
+            "QUEUEJOB_LEADER_ELECTION_RETRY_PERIOD": "1",
+        }
+    )
+    assert (short.leader_election_lease_duration, short.leader_election_renew_deadline) == (4, 3.0)
+
+
 def test_to_env_round_trips_through_from_env() -> None:
     custom = dataclasses.replace(
         OperatorSettings(),
@@ -120,6 +179,9 @@ def test_to_env_round_trips_through_from_env() -> None:
         metrics_port=0,
         redis_password="s3cret",
         handler_qps=2.5,
+        leader_elect=True,
+        leader_election_namespace="ops",
+        leader_election_lease_duration=20,
     )
     assert qs.from_env(qs.to_env(custom)) == custom
 
