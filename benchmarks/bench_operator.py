@@ -32,8 +32,9 @@ is Running: first ``--finish N`` of them are finished by the benchmark acting as
 (every item leased and completed straight in Redis, then the Job scaled to parallelism 0, as
 workers exit when the queue is done) and the benchmark waits until the operator shows them
 Succeeded with no active worker; the others stay Running and idle (their pods never start).
-Then, for SECONDS, it counts handler runs/s (operator metrics), API requests/s (audit log)
-and Redis commands/s (``INFO stats`` of the Redis server, which only the operator uses then).
+After ``--settle`` seconds, for SECONDS, it counts handler runs/s (operator metrics), API
+requests/s (audit log) and Redis commands/s (``INFO stats`` of the Redis server, which only the
+operator uses then).
 """
 
 from __future__ import annotations
@@ -596,6 +597,9 @@ def measure_steady(
         finish_queuejobs(api, ns, finished, redis_server)
         wait_finished(api, ns, finished, label, args.timeout)
     idle = len(names) - len(finished)
+    if args.settle:
+        log(f"  [{label}] settling for {args.settle}s")
+        time.sleep(args.settle)
     log(f"  [{label}] steady state: {idle} idle Running + {len(finished)} finished, {args.steady}s")
     before = scrape_handlers(operator.metrics_port)
     commands_before = redis_commands(redis_server)
@@ -679,6 +683,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=0,
         help="with --steady: QueueJobs the benchmark finishes first (the rest stay idle) [0]",
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=0,
+        help="with --steady: seconds to wait before measuring (lets idle refreshes back off) [0]",
     )
     args = parser.parse_args(argv)
 
