@@ -574,10 +574,16 @@ def wait_finished(
         time.sleep(2)
 
 
-def redis_commands(redis_server: RedisServer) -> int:
-    """Commands the Redis server has processed so far (``INFO stats``)."""
-    info: Any = redis_server.client().info("stats")
-    return int(info["total_commands_processed"])
+def redis_commands(redis_server: RedisServer) -> tuple[int, int]:
+    """Commands the Redis server has processed so far (``INFO stats``: this counts the commands
+    run inside Lua scripts too) and script calls (EVALSHA + EVAL, ``INFO commandstats``)."""
+    c = redis_server.client()
+    stats: Any = c.info("stats")
+    commandstats: Any = c.info("commandstats")
+    scripts = sum(
+        int(commandstats.get(k, {}).get("calls", 0)) for k in ("cmdstat_evalsha", "cmdstat_eval")
+    )
+    return int(stats["total_commands_processed"]), scripts
 
 
 def measure_steady(
@@ -622,8 +628,10 @@ def measure_steady(
         f"  API requests/s {sum(requests.values()) / seconds:7.2f}  ("
         + ", ".join(f"{k} {n / seconds:.2f}" for k, n in requests.most_common())
         + ")",
-        # minus the one INFO call of the second reading
-        f"  Redis commands/s {(commands_after - commands_before - 1) / seconds:7.2f}",
+        # minus the two INFO calls of the second reading
+        f"  Redis commands/s {(commands_after[0] - commands_before[0] - 2) / seconds:7.2f} "
+        f"(incl. those inside Lua scripts); script calls/s "
+        f"{(commands_after[1] - commands_before[1]) / seconds:.2f}",
     ]
     return lines
 
