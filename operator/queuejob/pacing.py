@@ -5,7 +5,8 @@ kopf ticks the refresh timer of every QueueJob every ``status_interval`` seconds
 whether this tick does the work. Guarantees:
 
 - a QueueJob never seen before, or whose ``resourceVersion`` changed since its last refresh
-  (a spec change, a status patch by any handler), is refreshed at this tick;
+  (a spec change, a status patch by any handler), is refreshed at this tick, and its backoff
+  starts again from ``status_interval``;
 - after a refresh that found something to do (a status change, an outstanding lease, a reaped
   lease), the next refresh is one ``status_interval`` later;
 - after an idle refresh (nothing changed, no lease outstanding), the gap doubles, up to
@@ -69,6 +70,8 @@ class RefreshPacer:
         ``interval`` .. ``idle_interval``.
         """
         previous = self._paces.get(uid)
+        if previous is not None and previous.version != version:
+            previous = None  # the object changed: back off from the start again
         gap = min(self.idle_interval, 2 * previous.gap) if idle and previous else self.interval
         if idle and previous is None:
             gap = min(self.idle_interval, 2 * self.interval)

@@ -73,6 +73,8 @@ def test_a_new_resource_version_is_due_at_once() -> None:
     clock.now += 5
     assert not pacer.due("a", "1")
     assert pacer.due("a", "2")  # e.g. spec.parallelism changed
+    pacer.ran("a", "2", idle=True)
+    assert pacer.gap("a") == 10  # the backoff starts again
 
 
 def test_next_in_names_the_next_refresh_within_the_bounds() -> None:
