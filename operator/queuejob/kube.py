@@ -25,10 +25,17 @@ from kubernetes.client.exceptions import ApiException
 
 _lock = threading.Lock()
 _api: kubernetes.client.ApiClient | None = None
+_apis: dict[str, Any] = {}
 
 
 def api_client(pool_size: int = 8) -> kubernetes.client.ApiClient:
-    """A shared API client: in-cluster config in a pod, else the kubeconfig (``KUBECONFIG``)."""
+    """A shared API client: in-cluster config in a pod, else the kubeconfig (``KUBECONFIG``).
+
+    The first call also builds the shared ``BatchV1Api`` and ``CoreV1Api``: the client imports
+    their modules lazily, and building them costs seconds of CPU (one wrapper per API method),
+    which the operator pays at startup (``handlers.startup``) rather than on the first
+    QueueJobs (py-spy, see README "Measured scale").
+    """
     global _api
     with _lock:
         if _api is None:
@@ -39,15 +46,19 @@ def api_client(pool_size: int = 8) -> kubernetes.client.ApiClient:
                 kubernetes.config.load_kube_config(client_configuration=config)  # type: ignore[no-untyped-call]
             config.connection_pool_maxsize = max(pool_size, 4)
             _api = kubernetes.client.ApiClient(config)
+            _apis["batch"] = kubernetes.client.BatchV1Api(_api)
+            _apis["core"] = kubernetes.client.CoreV1Api(_api)
         return _api
 
 
 def _batch() -> kubernetes.client.BatchV1Api:
-    return kubernetes.client.BatchV1Api(api_client())
+    api_client()
+    return cast(kubernetes.client.BatchV1Api, _apis["batch"])
 
 
 def _core() -> kubernetes.client.CoreV1Api:
-    return kubernetes.client.CoreV1Api(api_client())
+    api_client()
+    return cast(kubernetes.client.CoreV1Api, _apis["core"])
 
 
 def _json(response: Any) -> dict[str, Any]:
