@@ -12,7 +12,9 @@ whether this tick does the work. Guarantees:
 - after an idle refresh (nothing changed, no lease outstanding), the gap doubles, up to
   ``idle_interval``; so an idle QueueJob costs at most ``1 / idle_interval`` refreshes per second
   once backed off, and its status lags a change in Redis by at most ``idle_interval``;
-- a refresh may name its own next time (e.g. when ``ttlSecondsAfterFinished`` falls due).
+- a refresh may name its own next time (e.g. when ``ttlSecondsAfterFinished`` falls due);
+- with ``jitter`` j, a backed-off wait is shortened by a random fraction in [0, j), so QueueJobs
+  that went idle together (e.g. created in one burst) do not keep refreshing in one wave.
 
 Ticks are ``status_interval`` apart, so a refresh due within half a tick runs at this tick.
 State is in memory only: after an operator restart every QueueJob starts at ``status_interval``.
@@ -21,6 +23,7 @@ State is in memory only: after an operator restart every QueueJob starts at ``st
 from __future__ import annotations
 
 import dataclasses
+import random
 import time
 from collections.abc import Callable
 
@@ -40,12 +43,18 @@ class RefreshPacer:
         interval: float,
         idle_interval: float,
         clock: Callable[[], float] = time.monotonic,
+        jitter: float = 0.0,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         if interval <= 0 or idle_interval < interval:
             raise ValueError(f"need 0 < interval <= idle_interval, got {interval}, {idle_interval}")
+        if not 0 <= jitter < 1:
+            raise ValueError(f"need 0 <= jitter < 1, got {jitter}")
         self.interval = interval
         self.idle_interval = idle_interval
+        self.jitter = jitter
         self._clock = clock
+        self._rand = rand
         self._paces: dict[str, _Pace] = {}
 
     def __len__(self) -> int:
@@ -75,7 +84,12 @@ class RefreshPacer:
         gap = min(self.idle_interval, 2 * previous.gap) if idle and previous else self.interval
         if idle and previous is None:
             gap = min(self.idle_interval, 2 * self.interval)
-        wait = gap if next_in is None else min(self.idle_interval, max(self.interval, next_in))
+        if next_in is not None:
+            wait = min(self.idle_interval, max(self.interval, next_in))
+        elif gap > self.interval:
+            wait = max(self.interval, gap * (1 - self.jitter * self._rand()))
+        else:
+            wait = gap
         self._paces[uid] = _Pace(version, gap, self._clock() + wait)
 
     def forget(self, uid: str) -> None:

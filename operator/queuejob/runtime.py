@@ -57,7 +57,7 @@ class Runtime:
             backoff=ItemExponentialFailureRateLimiter(
                 settings.backoff_base, settings.backoff_cap, jitter=settings.backoff_jitter
             ),
-            pacer=RefreshPacer(settings.status_interval, settings.status_idle_interval),
+            pacer=RefreshPacer(settings.status_interval, settings.status_idle_interval, jitter=0.2),
         )
 
     def forget_object(self, uid: str) -> None:

@@ -112,3 +112,18 @@ def test_bounds_are_checked() -> None:
         RefreshPacer(5, 4)
     with pytest.raises(ValueError):
         RefreshPacer(0, 4)
+
+
+def test_jitter_spreads_backed_off_refreshes_but_never_below_the_interval() -> None:
+    clock = Clock()
+    draws = iter([0.0, 0.5, 0.99])
+    pacer = RefreshPacer(5, 60, clock=clock, jitter=0.2, rand=lambda: next(draws))
+    for uid in ("a", "b", "c"):
+        pacer.ran(uid, "1", idle=True)  # gap 10; waits 10, 9 and 8.02 s
+        assert pacer.gap(uid) == 10
+    clock.now += 8.02 - 2.5  # due within half a tick
+    assert [pacer.due(u, "1") for u in "abc"] == [False, False, True]
+    clock.now += 1
+    assert [pacer.due(u, "1") for u in "abc"] == [False, True, True]
+    with pytest.raises(ValueError):
+        RefreshPacer(5, 60, jitter=1.0)
