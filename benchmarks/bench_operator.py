@@ -24,7 +24,17 @@ benchmark's own) or by the floor's reconciler (user agent ``queuejob-floor``) wh
 ``requestReceivedTimestamp`` lies in the measured window, each audit ID once. The benchmark's
 own creates and its watch are not counted in either run. For the operator run the peak RSS of
 its process tree is sampled every 50 ms from /proc (``VmHWM``, the kernel's high-water mark, is
-read too).
+read too), and the operator's own metrics are read at the end of the window: handler runs per
+handler and their mean wait for a concurrency slot (``queuejob_handler_*``).
+
+``--steady SECONDS`` adds a steady-state measurement to the operator run, after every QueueJob
+is Running: first ``--finish N`` of them are finished by the benchmark acting as their worker
+(every item leased and completed straight in Redis, then the Job scaled to parallelism 0, as
+workers exit when the queue is done) and the benchmark waits until the operator shows them
+Succeeded with no active worker; the others stay Running and idle (their pods never start).
+After ``--settle`` seconds, for SECONDS, it counts handler runs/s (operator metrics), API
+requests/s (audit log) and Redis commands/s (``INFO stats`` of the Redis server, which only the
+operator uses then).
 """
 
 from __future__ import annotations
@@ -41,11 +51,13 @@ import statistics
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client, watch
+from prometheus_client.parser import text_string_to_metric_families
 
 from localkube import components
 from localkube.cluster import LocalCluster
@@ -176,6 +188,36 @@ class RunningWatch:
 
 
 @dataclass
+class HandlerFigures:
+    """One handler's runs and its summed wait for a slot / work time (operator metrics)."""
+
+    runs: float = 0.0
+    wait_sum: float = 0.0
+    work_sum: float = 0.0
+
+
+def scrape_handlers(port: int) -> dict[str, HandlerFigures]:
+    """Per handler (``name`` label ``handler:<id>``): runs granted a slot so far, summed slot wait
+    and summed work time (the ``workqueue_*`` histograms of ``queuejob.metrics``)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    out: dict[str, HandlerFigures] = collections.defaultdict(HandlerFigures)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            label = sample.labels.get("name", "")
+            if not label.startswith("handler:"):
+                continue
+            handler = label.removeprefix("handler:")
+            if sample.name == "workqueue_queue_duration_seconds_count":
+                out[handler].runs = sample.value
+            elif sample.name == "workqueue_queue_duration_seconds_sum":
+                out[handler].wait_sum = sample.value
+            elif sample.name == "workqueue_work_duration_seconds_sum":
+                out[handler].work_sum = sample.value
+    return dict(out)
+
+
+@dataclass
 class RunResult:
     label: str
     count: int
@@ -186,6 +228,8 @@ class RunResult:
     requests: collections.Counter[str] = field(default_factory=collections.Counter)
     peak_rss: int = 0
     hwm_rss: int = 0
+    handlers: dict[str, HandlerFigures] = field(default_factory=dict)
+    steady: list[str] = field(default_factory=list)
 
     @property
     def seconds(self) -> float:
@@ -468,8 +512,15 @@ def run_operator(args: argparse.Namespace, work: pathlib.Path) -> RunResult:
             created_at = create_all(setup, ns, names, args.items, args.concurrency)
             ended = wait_running(rw, names, label, args.timeout, operator.check)
             rw.stop()
+            handlers = scrape_handlers(operator.metrics_port)
+            steady: list[str] = []
+            if args.steady > 0:
+                steady = measure_steady(
+                    args, setup, ns, names, redis_server, operator, audit_log, label
+                )
         result = RunResult(label, args.count, began, created_at, dict(rw.running_at), ended)
         result.peak_rss, result.hwm_rss = rss.peak, rss.hwm
+        result.handlers, result.steady = handlers, steady
         result.requests = count_requests(
             audit_log,
             began,
@@ -477,6 +528,112 @@ def run_operator(args: argparse.Namespace, work: pathlib.Path) -> RunResult:
             is_operator_request,
         )
     return result
+
+
+# ------------------------------------------------------------------------------------- steady
+def finish_queuejobs(
+    api: client.ApiClient, ns: str, names: Sequence[str], redis_server: RedisServer
+) -> None:
+    """Act as the workers of ``names``: complete every item in Redis, then scale the Job to 0."""
+    objects = client.CustomObjectsApi(api)
+    batch = client.BatchV1Api(api)
+    redis_client = redis_server.client()
+    for name in names:
+        body: Any = objects.get_namespaced_custom_object(
+            naming.GROUP, naming.VERSION, ns, naming.PLURAL, name
+        )
+        queue = LeaseQueue(redis_client, body["status"]["queue"])
+        while leases := queue.lease("bench-worker", n=100):
+            queue.complete_many(leases)
+        batch.patch_namespaced_job(naming.job_name(name), ns, {"spec": {"parallelism": 0}})
+
+
+def wait_finished(
+    api: client.ApiClient, ns: str, names: Sequence[str], label: str, timeout: float
+) -> None:
+    """Wait until every one of ``names`` is Succeeded with no active worker left."""
+    objects = client.CustomObjectsApi(api)
+    wanted = set(names)
+    deadline = time.monotonic() + timeout
+    while True:
+        listing: Any = objects.list_namespaced_custom_object(
+            naming.GROUP, naming.VERSION, ns, naming.PLURAL
+        )
+        done = sum(
+            1
+            for obj in listing["items"]
+            if obj["metadata"]["name"] in wanted
+            and (obj.get("status") or {}).get("phase") == "Succeeded"
+            and not (obj.get("status") or {}).get("activeWorkers")
+        )
+        log(f"  [{label}] {done}/{len(wanted)} finished QueueJobs Succeeded, no worker left")
+        if done == len(wanted):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"[{label}] only {done}/{len(wanted)} finished in {timeout}s")
+        time.sleep(2)
+
+
+def redis_commands(redis_server: RedisServer) -> tuple[int, int]:
+    """Commands the Redis server has processed so far (``INFO stats``: this counts the commands
+    run inside Lua scripts too) and script calls (EVALSHA + EVAL, ``INFO commandstats``)."""
+    c = redis_server.client()
+    stats: Any = c.info("stats")
+    commandstats: Any = c.info("commandstats")
+    scripts = sum(
+        int(commandstats.get(k, {}).get("calls", 0)) for k in ("cmdstat_evalsha", "cmdstat_eval")
+    )
+    return int(stats["total_commands_processed"]), scripts
+
+
+def measure_steady(
+    args: argparse.Namespace,
+    api: client.ApiClient,
+    ns: str,
+    names: Sequence[str],
+    redis_server: RedisServer,
+    operator: OperatorProcess,
+    audit_log: pathlib.Path,
+    label: str,
+) -> list[str]:
+    """Finish ``--finish`` QueueJobs, then measure the status cost for ``--steady`` seconds."""
+    finished = list(names[: args.finish])
+    if finished:
+        log(f"  [{label}] finishing {len(finished)} QueueJobs (items completed, Job scaled to 0)")
+        finish_queuejobs(api, ns, finished, redis_server)
+        wait_finished(api, ns, finished, label, args.timeout)
+    idle = len(names) - len(finished)
+    if args.settle:
+        log(f"  [{label}] settling for {args.settle}s")
+        time.sleep(args.settle)
+    log(f"  [{label}] steady state: {idle} idle Running + {len(finished)} finished, {args.steady}s")
+    before = scrape_handlers(operator.metrics_port)
+    commands_before = redis_commands(redis_server)
+    began = time.time()
+    time.sleep(args.steady)
+    ended = time.time()
+    commands_after = redis_commands(redis_server)
+    after = scrape_handlers(operator.metrics_port)
+    operator.check()
+    time.sleep(0.5)  # let the audit log catch up
+    requests = count_requests(audit_log, began, ended, is_operator_request)
+    seconds = ended - began
+    runs = {h: after[h].runs - before.get(h, HandlerFigures()).runs for h in after}
+    lines = [
+        f"steady state over {seconds:.0f}s with {idle} idle Running and {len(finished)} finished "
+        f"QueueJobs (status_interval {settings.OperatorSettings().status_interval}s):",
+        f"  handler runs/s {sum(runs.values()) / seconds:7.2f}  ("
+        + ", ".join(f"{h} {n / seconds:.2f}" for h, n in sorted(runs.items()) if n)
+        + ")",
+        f"  API requests/s {sum(requests.values()) / seconds:7.2f}  ("
+        + ", ".join(f"{k} {n / seconds:.2f}" for k, n in requests.most_common())
+        + ")",
+        # minus the two INFO calls of the second reading
+        f"  Redis commands/s {(commands_after[0] - commands_before[0] - 2) / seconds:7.2f} "
+        f"(incl. those inside Lua scripts); script calls/s "
+        f"{(commands_after[1] - commands_before[1]) / seconds:.2f}",
+    ]
+    return lines
 
 
 # ------------------------------------------------------------------------------------- report
@@ -492,6 +649,15 @@ def describe(result: RunResult) -> list[str]:
     ]
     for key, n in sorted(result.requests.items(), key=lambda kv: -kv[1]):
         lines.append(f"{'':>12}{n / result.count:6.2f}/QJ  {key}")
+    if result.handlers:
+        lines.append(f"{'':>8}  handler runs (operator metrics, until the last Running):")
+    for handler, figures in sorted(result.handlers.items(), key=lambda kv: -kv[1].runs):
+        if figures.runs:
+            wait, work = figures.wait_sum / figures.runs, figures.work_sum / figures.runs
+            lines.append(
+                f"{'':>12}{figures.runs / result.count:6.2f}/QJ  {handler}: mean wait for a slot "
+                f"{wait:.3f}s, mean work {work:.3f}s"
+            )
     return lines
 
 
@@ -512,6 +678,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=pathlib.Path,
         default=pathlib.Path(__file__).resolve().parents[1] / ".build" / "bench-operator",
         help="where the operator log and the audit logs are kept [.build/bench-operator]",
+    )
+    parser.add_argument(
+        "--steady",
+        type=float,
+        default=0,
+        help="after all Running, measure the operator's steady-state status cost for this many "
+        "seconds (0: off) [0]",
+    )
+    parser.add_argument(
+        "--finish",
+        type=int,
+        default=0,
+        help="with --steady: QueueJobs the benchmark finishes first (the rest stay idle) [0]",
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=0,
+        help="with --steady: seconds to wait before measuring (lets idle refreshes back off) [0]",
     )
     args = parser.parse_args(argv)
 
@@ -542,6 +727,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"operator peak RSS (process tree, sampled every 50 ms): "
         f"{operator.peak_rss / 2**20:.1f} MiB (VmHWM {operator.hwm_rss / 2**20:.1f} MiB)"
     )
+    for line in operator.steady:
+        log(line)
     return 0
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import threading
 from typing import Any, Literal, cast
@@ -25,14 +26,23 @@ from kubernetes.client.exceptions import ApiException
 
 _lock = threading.Lock()
 _api: kubernetes.client.ApiClient | None = None
+_apis: dict[str, Any] = {}
 
 
 def api_client(pool_size: int = 8) -> kubernetes.client.ApiClient:
-    """A shared API client: in-cluster config in a pod, else the kubeconfig (``KUBECONFIG``)."""
+    """A shared API client: in-cluster config in a pod, else the kubeconfig (``KUBECONFIG``).
+
+    The first call also builds the shared ``BatchV1Api`` and ``CoreV1Api``: the client imports
+    their modules lazily, and building them costs seconds of CPU (one wrapper per API method),
+    which the operator pays at startup (``handlers.startup``) rather than on the first
+    QueueJobs (py-spy, see README "Measured scale").
+    """
     global _api
     with _lock:
         if _api is None:
             _api = new_api_client(pool_size)
+            _apis["batch"] = kubernetes.client.BatchV1Api(_api)
+            _apis["core"] = kubernetes.client.CoreV1Api(_api)
         return _api
 
 
@@ -51,16 +61,22 @@ def new_api_client(pool_size: int = 8) -> kubernetes.client.ApiClient:
 
 
 def _batch() -> kubernetes.client.BatchV1Api:
-    return kubernetes.client.BatchV1Api(api_client())
+    api_client()
+    return cast(kubernetes.client.BatchV1Api, _apis["batch"])
 
 
 def _core() -> kubernetes.client.CoreV1Api:
-    return kubernetes.client.CoreV1Api(api_client())
+    api_client()
+    return cast(kubernetes.client.CoreV1Api, _apis["core"])
 
 
-def _plain(obj: object) -> dict[str, Any]:
-    """A client model object as the plain JSON-style dict the API server sent."""
-    return cast(dict[str, Any], api_client().sanitize_for_serialization(obj))  # type: ignore[no-untyped-call]
+def _json(response: Any) -> dict[str, Any]:
+    """The JSON body of a raw response (a call made with ``_preload_content=False``).
+
+    Skips the client's model classes: building a ``V1Job`` and turning it back into a dict took
+    most of the operator's CPU per QueueJob (py-spy, see README "Measured scale").
+    """
+    return cast(dict[str, Any], json.loads(response.data))
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -77,12 +93,12 @@ async def ensure_job(body: dict[str, Any]) -> dict[str, Any]:
     def call() -> dict[str, Any]:
         api = _batch()
         try:
-            created = api.create_namespaced_job(ns, body)  # type: ignore[arg-type]
+            created = api.create_namespaced_job(ns, body, _preload_content=False)  # type: ignore[arg-type]
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            created = api.read_namespaced_job(name, ns)
-        return _plain(created)
+            created = api.read_namespaced_job(name, ns, _preload_content=False)
+        return _json(created)
 
     return await asyncio.to_thread(call)
 
@@ -92,12 +108,12 @@ async def read_job(namespace: str, name: str) -> dict[str, Any] | None:
 
     def call() -> dict[str, Any] | None:
         try:
-            job = _batch().read_namespaced_job(name, namespace)
+            job = _batch().read_namespaced_job(name, namespace, _preload_content=False)
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
-        return _plain(job)
+        return _json(job)
 
     return await asyncio.to_thread(call)
 
@@ -107,7 +123,7 @@ async def patch_job(namespace: str, name: str, patch: dict[str, Any]) -> bool:
 
     def call() -> bool:
         try:
-            _batch().patch_namespaced_job(name, namespace, patch)
+            _batch().patch_namespaced_job(name, namespace, patch, _preload_content=False)
         except ApiException as exc:
             if exc.status == 404:
                 return False
@@ -124,11 +140,11 @@ async def ensure_secret(body: dict[str, Any]) -> None:
     def call() -> None:
         api = _core()
         try:
-            api.create_namespaced_secret(ns, body)  # type: ignore[arg-type]
+            api.create_namespaced_secret(ns, body, _preload_content=False)  # type: ignore[arg-type]
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            api.patch_namespaced_secret(name, ns, {"data": body["data"]})
+            api.patch_namespaced_secret(name, ns, {"data": body["data"]}, _preload_content=False)
 
     await asyncio.to_thread(call)
 

@@ -8,6 +8,8 @@
    that kopf's own serialization holds (it would record 2 if kopf overlapped them);
 2. waits for a slot of the operator-wide :class:`~workqueue.concurrency.ConcurrencyLimiter`
    (max concurrent handlers and optional QPS), measured as workqueue depth / queue duration;
+   timers ask for a background slot, so a freed slot goes to a waiting change handler first
+   (creates are not queued behind the periodic status refresh of every other QueueJob);
 3. runs, measured as work duration, unfinished work and longest running processor;
 4. maps failures: :class:`~queuejob.errors.ConfigError` -> condition ``ConfigError``, phase
    Failed, a Warning Event and ``kopf.PermanentError`` (no retries); any other exception ->
@@ -80,7 +82,7 @@ def guarded(handler_id: str, kind: Kind = "change") -> Callable[[Handler], Handl
                 runtime.object_running[uid] += 1
                 metrics.object_concurrency.observe(runtime.object_running[uid])
                 try:
-                    async with runtime.limiter.slot(key):
+                    async with runtime.limiter.slot(key, background=kind == "timer"):
                         waiting = False
                         metrics.depth.labels(label).dec()
                         metrics.queue_duration.labels(label).observe(time.monotonic() - enqueued)

@@ -1,8 +1,8 @@
 """The operator's process-wide state, built once at startup and shared by all handlers.
 
 kopf hands it to every handler as ``memo.runtime`` (see ``handlers/startup.py``). It holds the
-settings, the metrics, the operator-wide concurrency/QPS limiter, the handler backoff limiter and
-the per-object bookkeeping used to observe kopf's per-object serialization.
+settings, the metrics, the operator-wide concurrency/QPS limiter, the handler backoff limiter, the
+status-refresh pacer and the per-object bookkeeping used to observe kopf's per-object serialization.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import dataclasses
 from collections import defaultdict
 
 from queuejob.metrics import Metrics
+from queuejob.pacing import RefreshPacer
 from queuejob.settings import OperatorSettings
 from workqueue.concurrency import ConcurrencyLimiter
 from workqueue.limiters import ItemExponentialFailureRateLimiter
@@ -25,6 +26,8 @@ class Runtime:
     metrics: Metrics
     limiter: ConcurrencyLimiter
     backoff: ItemExponentialFailureRateLimiter
+    #: when each QueueJob's next status refresh is due (idle ones back off)
+    pacer: RefreshPacer
     #: change handlers entered (before the object lock) per QueueJob uid: kopf's serialization
     object_changing: defaultdict[str, int] = dataclasses.field(
         default_factory=lambda: defaultdict(int)
@@ -54,6 +57,7 @@ class Runtime:
             backoff=ItemExponentialFailureRateLimiter(
                 settings.backoff_base, settings.backoff_cap, jitter=settings.backoff_jitter
             ),
+            pacer=RefreshPacer(settings.status_interval, settings.status_idle_interval, jitter=0.2),
         )
 
     def forget_object(self, uid: str) -> None:

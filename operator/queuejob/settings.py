@@ -90,7 +90,7 @@ SETTINGS: tuple[Setting, ...] = (
         "job_backoff_limit",
         "QUEUEJOB_JOB_BACKOFF_LIMIT",
         "--job-backoff-limit",
-        "10",
+        "6",
         "backoffLimitPerIndex of worker Jobs (pod failures tolerated per worker index; items "
         "have their own retries).",
     ),
@@ -170,6 +170,14 @@ SETTINGS: tuple[Setting, ...] = (
         "--status-interval",
         "5",
         "Seconds between status refreshes (reap, counts, phase) of each QueueJob.",
+    ),
+    Setting(
+        "status_idle_interval",
+        "QUEUEJOB_STATUS_IDLE_INTERVAL",
+        "--status-idle-interval",
+        "60",
+        "Longest gap between status refreshes of an idle QueueJob (doubling from the status "
+        "interval while nothing changes and no lease is out); = status interval: no backoff.",
     ),
     Setting(
         "config_recheck_interval",
@@ -277,6 +285,7 @@ class OperatorSettings:
     kopf_error_delays: tuple[float, ...] = (1, 1, 2, 3, 5, 8, 13, 21, 34, 55)
     kopf_max_workers: int = 8
     status_interval: float = 5.0
+    status_idle_interval: float = 60.0
     config_recheck_interval: float = 30.0
     liveness_endpoint: str = "http://0.0.0.0:8081/healthz"
     metrics_address: str = "0.0.0.0"
@@ -315,6 +324,7 @@ _FLOATS = frozenset(
         "backoff_cap",
         "backoff_jitter",
         "status_interval",
+        "status_idle_interval",
         "config_recheck_interval",
         "leader_election_renew_deadline",
         "leader_election_retry_period",
@@ -389,6 +399,8 @@ def _validate(settings: OperatorSettings) -> OperatorSettings:
         raise SettingsError("QUEUEJOB_BACKOFF_JITTER: must be within 0..1")
     if settings.status_interval <= 0:
         raise SettingsError("QUEUEJOB_STATUS_INTERVAL: must be > 0")
+    if settings.status_idle_interval < settings.status_interval:
+        raise SettingsError("QUEUEJOB_STATUS_IDLE_INTERVAL: must be >= QUEUEJOB_STATUS_INTERVAL")
     if settings.config_recheck_interval <= 0:
         raise SettingsError("QUEUEJOB_CONFIG_RECHECK_INTERVAL: must be > 0")
     if settings.kopf_max_workers < 1:

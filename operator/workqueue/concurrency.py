@@ -13,7 +13,11 @@ shared by every handler of every resource in the process. Use it from async kopf
 or decorate a handler with ``@LIMITER.guard``.
 
 Guarantees: at most ``max_concurrent`` slots are held at any time (``in_flight``;
-``max_in_flight`` is the high-water mark); waiters get slots in FIFO order; with ``qps``, slot
+``max_in_flight`` is the high-water mark); waiters get slots in FIFO order within their
+priority, and a freed slot goes to a waiter of ``slot(background=False)`` (change handlers)
+before any waiter of ``slot(background=True)`` (timers), so background work never delays a
+change handler by more than the time it takes a running slot to free up (background waiters
+wait as long as foreground ones keep coming: that is the point); with ``qps``, slot
 starts are spaced by a token bucket (at most ``burst + qps * t`` starts in any ``t`` seconds);
 a cancelled waiter takes nothing. The limiter is not bound to an event loop (each waiter's
 future belongs to the loop that awaits it), so one module-level instance serves kopf's loop.
@@ -58,6 +62,7 @@ class ConcurrencyLimiter:
         self._max_in_flight = 0
         self._started = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._background: deque[asyncio.Future[None]] = deque()
         self._keys: Counter[Hashable] = Counter()
 
     @property
@@ -72,8 +77,17 @@ class ConcurrencyLimiter:
 
     @property
     def waiting(self) -> int:
-        """Callers waiting for a slot."""
-        return sum(1 for fut in self._waiters if not fut.done())
+        """Callers waiting for a slot (foreground and background)."""
+        return self._count(self._waiters) + self._count(self._background)
+
+    @property
+    def waiting_background(self) -> int:
+        """Callers of ``slot(background=True)`` waiting for a slot."""
+        return self._count(self._background)
+
+    @staticmethod
+    def _count(waiters: deque[asyncio.Future[None]]) -> int:
+        return sum(1 for fut in waiters if not fut.done())
 
     @property
     def started(self) -> int:
@@ -85,13 +99,17 @@ class ConcurrencyLimiter:
         return list(self._keys.elements())
 
     @asynccontextmanager
-    async def slot(self, key: Hashable = None) -> AsyncIterator[None]:
-        """Hold one slot for the block (waits for the rate limit first, then for a slot)."""
+    async def slot(self, key: Hashable = None, *, background: bool = False) -> AsyncIterator[None]:
+        """Hold one slot for the block (waits for the rate limit first, then for a slot).
+
+        ``background=True`` (periodic work such as timers) yields every freed slot to the
+        foreground waiters first.
+        """
         if self.bucket is not None:
             delay = self.bucket.reserve()
             if delay > 0:
                 await asyncio.sleep(delay)
-        await self._acquire()
+        await self._acquire(background)
         self._keys[key] += 1
         try:
             yield
@@ -114,12 +132,14 @@ class ConcurrencyLimiter:
 
         return wrapper
 
-    async def _acquire(self) -> None:
-        if self._in_flight < self.max_concurrent and not self.waiting:
+    async def _acquire(self, background: bool) -> None:
+        # A free slot is taken at once unless someone of at least this priority waits for one.
+        ahead = self.waiting if background else self._count(self._waiters)
+        if self._in_flight < self.max_concurrent and not ahead:
             self._grant()
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
+        (self._background if background else self._waiters).append(fut)
         try:
             await fut
         except asyncio.CancelledError:
@@ -134,13 +154,14 @@ class ConcurrencyLimiter:
         self._max_in_flight = max(self._max_in_flight, self._in_flight)
 
     def _release(self) -> None:
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                # Hand the slot over directly: in_flight stays the same.
-                self._started += 1
-                fut.set_result(None)
-                return
+        for waiters in (self._waiters, self._background):  # foreground first
+            while waiters:
+                fut = waiters.popleft()
+                if not fut.done():
+                    # Hand the slot over directly: in_flight stays the same.
+                    self._started += 1
+                    fut.set_result(None)
+                    return
         self._in_flight -= 1
 
     def __repr__(self) -> str:

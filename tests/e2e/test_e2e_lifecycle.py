@@ -128,6 +128,9 @@ def test_lifecycle_50_items(cluster: Cluster, operator: OperatorHandle, namespac
     )
     messages = " | ".join(e.get("message", "") for e in events["items"])
     assert "-> Running" in messages and "Running -> Succeeded" in messages, messages
+    # Seeded and started in one handler run: straight to Running, no Event for a Pending phase
+    # that was never written.
+    assert "Phase None -> Running" in messages and "-> Pending" not in messages, messages
 
     # Delete: the finalizer removes the Redis keys; Job, pods and Secret go by GC.
     assert queue.keys_in_use()

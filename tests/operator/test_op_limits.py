@@ -258,3 +258,37 @@ def test_leadership_is_checked_before_each_handler_runs() -> None:
     with pytest.raises(Lost):
         asyncio.run(call(stale))
     assert calls == ["check"]
+
+
+def test_waiting_change_handlers_get_a_slot_before_waiting_timers() -> None:
+    runtime = _runtime(max_concurrent_handlers=1)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    @guarded("op-hold")
+    async def hold(**_: Any) -> None:
+        await release.wait()
+
+    @guarded("op-tick", kind="timer")
+    async def tick(name: str, **_: Any) -> None:
+        order.append(f"timer {name}")
+
+    @guarded("op-change")
+    async def change(name: str, **_: Any) -> None:
+        order.append(f"change {name}")
+
+    async def run() -> None:
+        held = asyncio.create_task(hold(**_kwargs(runtime, "a")))
+        await asyncio.sleep(0)
+        # Status timers of two QueueJobs queue first, then a create of a third one.
+        calls = [asyncio.create_task(tick(**_kwargs(runtime, n))) for n in ("b", "c")]
+        await asyncio.sleep(0)
+        calls.append(asyncio.create_task(change(**_kwargs(runtime, "d"))))
+        await asyncio.sleep(0)
+        assert runtime.limiter.waiting == 3
+        release.set()
+        await asyncio.gather(held, *calls)
+
+    asyncio.run(run())
+    assert order == ["change d", "timer b", "timer c"]
+    assert _bookkeeping(runtime) == [{}, {}, {}, {}]

@@ -1,4 +1,5 @@
-"""The operator-wide ConcurrencyLimiter: never above max, high-water mark, rate, cancellation."""
+"""The operator-wide ConcurrencyLimiter: never above max, high-water mark, rate, cancellation,
+foreground before background."""
 
 from __future__ import annotations
 
@@ -105,3 +106,37 @@ def test_qps_spaces_starts() -> None:
     assert limiter.started == 3
     with pytest.raises(ValueError, match="max_concurrent"):
         ConcurrencyLimiter(0)
+
+
+def test_a_freed_slot_goes_to_foreground_waiters_before_background_ones() -> None:
+    limiter = ConcurrencyLimiter(max_concurrent=1)
+    order: list[str] = []
+
+    async def take(name: str, background: bool) -> None:
+        async with limiter.slot(name, background=background):
+            order.append(name)
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        release = asyncio.Event()
+
+        async def holder() -> None:
+            async with limiter.slot("holder"):
+                await release.wait()
+
+        held = asyncio.create_task(holder())
+        await asyncio.sleep(0)
+        # Timers queued first, then change handlers: the change handlers still go first.
+        waiters = [asyncio.create_task(take(f"timer-{i}", True)) for i in range(3)]
+        await asyncio.sleep(0)
+        waiters += [asyncio.create_task(take(f"change-{i}", False)) for i in range(2)]
+        await asyncio.sleep(0)
+        assert limiter.waiting == 5
+        assert limiter.waiting_background == 3
+        release.set()
+        await asyncio.gather(held, *waiters)
+
+    asyncio.run(main())
+    assert order == ["change-0", "change-1", "timer-0", "timer-1", "timer-2"]
+    assert limiter.max_in_flight == 1
+    assert limiter.in_flight == 0

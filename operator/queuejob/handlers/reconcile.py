@@ -4,6 +4,8 @@ Seeding adds only items never seeded before (the queue remembers every item), so
 resumed handler never duplicates work. The Job is created after the queue is complete, so
 workers never see a partial queue and exit early. A finished QueueJob is left alone on resume
 (one failed for a missing ConfigMap or Secret is picked up by ``handlers.recheck`` instead).
+A new QueueJob goes to phase Running (or Suspended) directly, with one Event; only if the
+handler fails before does it record phase Pending (with its Event) before the failure.
 """
 
 from __future__ import annotations
@@ -45,29 +47,35 @@ async def reconcile(
     if writer.phase in FINISHED:
         logger.info(f"Already {writer.phase}; nothing to resume")
         return
-    if writer.phase is None:
-        writer.phase_to("Pending", "Created", "seeding the queue")
     try:
-        qspec = parse(spec)
-    except SpecError as exc:
-        raise ConfigError("InvalidSpec", str(exc)) from None
+        try:
+            qspec = parse(spec)
+        except SpecError as exc:
+            raise ConfigError("InvalidSpec", str(exc)) from None
 
-    items, duplicates = await queues.load_items(qspec, namespace)
-    target = await queues.resolve_target(qspec, namespace, runtime.settings)
-    await start_queue(
-        writer,
-        qspec,
-        items,
-        duplicates,
-        target,
-        body=body,
-        meta=meta,
-        namespace=namespace,
-        name=name,
-        uid=uid,
-        runtime=runtime,
-        logger=logger,
-    )
+        items, duplicates = await queues.load_items(qspec, namespace)
+        target = await queues.resolve_target(qspec, namespace, runtime.settings)
+        await start_queue(
+            writer,
+            qspec,
+            items,
+            duplicates,
+            target,
+            body=body,
+            meta=meta,
+            namespace=namespace,
+            name=name,
+            uid=uid,
+            runtime=runtime,
+            logger=logger,
+        )
+    except Exception:
+        # A new QueueJob that did not make it to Running shows (and announces) phase Pending.
+        # One that did goes None -> Running in one status patch: a Pending Event then would
+        # announce a phase nobody could ever read (one API request per QueueJob saved).
+        if writer.phase is None:
+            writer.phase_to("Pending", "Created", "seeding the queue")
+        raise
 
 
 async def start_queue(

@@ -1,6 +1,8 @@
 """On a timer: reap expired leases, refresh the status, finish, expire the Redis keys.
 
-Every ``QUEUEJOB_STATUS_INTERVAL`` seconds per QueueJob (skipped until the queue is seeded):
+Every ``QUEUEJOB_STATUS_INTERVAL`` seconds per QueueJob (skipped until the queue is seeded;
+an idle QueueJob backs off up to ``QUEUEJOB_STATUS_IDLE_INTERVAL``, see ``queuejob.pacing``;
+a finished one with no worker left and no TTL removal pending is not ticked at all):
 
 - reap leases whose holder died (the item goes back to pending, counted as a retry);
 - counts, progress, dead letters, active workers, queue metrics;
@@ -19,6 +21,7 @@ Every ``QUEUEJOB_STATUS_INTERVAL`` seconds per QueueJob (skipped until the queue
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 from collections.abc import Mapping
 from typing import Any
@@ -46,6 +49,15 @@ def queue_removed(seeded: Mapping[str, Any] | None) -> bool:
     return seeded is not None and seeded.get("reason") == "QueueRemoved"
 
 
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What one refresh found, for the pacer: ``idle`` if there was nothing to do; ``next_in``
+    seconds until something is due by the clock (a TTL removal), if any."""
+
+    idle: bool
+    next_in: float | None = None
+
+
 async def _expire(
     writer: StatusWriter,
     qspec: QueueJobSpec,
@@ -54,23 +66,27 @@ async def _expire(
     namespace: str,
     name: str,
     logger: kopf.Logger,
-) -> None:
-    """Delete the queue's keys once ttlSecondsAfterFinished has passed since completion."""
+) -> float | None:
+    """Delete the queue's keys once ttlSecondsAfterFinished has passed since completion.
+
+    Returns the seconds until that removal falls due, or None if none is pending any more.
+    """
     ttl = qspec.ttl_seconds_after_finished
     completed = writer.get("completionTime")
     if ttl is None or not completed:
-        return
+        return None
     if queue_removed(writer.get_condition("Seeded")):
-        return
+        return None
     age = (datetime.datetime.now(datetime.UTC) - _parse_time(completed)).total_seconds()
     if age < ttl:
-        return
+        return ttl - age
     removed = await queues.delete_queue(qspec, namespace, writer.get("queue"), runtime.settings)
     runtime.metrics.forget_queue(f"{namespace}/{name}")
     message = f"{removed} Redis keys removed {ttl}s after completion (ttlSecondsAfterFinished)"
     logger.info(message)
     writer.condition("Seeded", False, "QueueRemoved", message)
     kopf.event(body, type="Normal", reason="QueueRemoved", message=message)
+    return None
 
 
 def job_failure(job: dict[str, Any] | None) -> str | None:
@@ -114,6 +130,17 @@ def needs_refresh(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
     interval=qj_settings.from_env().status_interval,
     when=needs_refresh,
 )
+async def refresh_tick(body: kopf.Body, uid: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    """One tick of kopf's timer: refresh if the pacer says it is due (before any lock or slot)."""
+    runtime: Runtime = memo.runtime
+    version = str(body.get("metadata", {}).get("resourceVersion", ""))
+    if not runtime.pacer.due(uid, version):
+        return
+    outcome = await refresh(body=body, uid=uid, memo=memo, **kwargs)
+    if outcome is not None:
+        runtime.pacer.ran(uid, version, idle=outcome.idle, next_in=outcome.next_in)
+
+
 @guarded("refresh", kind="timer")
 async def refresh(
     body: kopf.Body,
@@ -125,24 +152,24 @@ async def refresh(
     memo: kopf.Memo,
     logger: kopf.Logger,
     **_: Any,
-) -> None:
-    """Reap, count, finish and expire (see the module doc)."""
+) -> Outcome | None:
+    """Reap, count, finish and expire (see the module doc); None if not refreshed at all."""
     runtime: Runtime = memo.runtime
     writer = StatusWriter(body, status, patch, logger, runtime.metrics)
     queue_name = writer.get("queue")
     if not queue_name or writer.has_condition("ConfigError"):
-        return
+        return None
     try:
         qspec = parse(spec)
     except SpecError:
-        return  # reported by the change handlers
+        return None  # reported by the change handlers
     job_name = naming.job_name(name)
     if writer.phase in FINISHED:
         # Workers exit on their own once the queue is done; follow them down to zero.
         job = await kube.read_job(namespace, job_name)
         writer.set("activeWorkers", jobstatus.active_workers(job))
-        await _expire(writer, qspec, runtime, body, namespace, name, logger)
-        return
+        next_in = await _expire(writer, qspec, runtime, body, namespace, name, logger)
+        return Outcome(idle=not patch.status, next_in=next_in)
 
     target = await queues.resolve_target(qspec, namespace, runtime.settings)
     queue = queues.open_queue(target, queue_name, runtime.settings)
@@ -213,3 +240,5 @@ async def refresh(
         writer.phase_to("Suspended", "Suspended", "spec.suspend is true")
     else:
         writer.phase_to("Running", "Running", f"{active} workers active")
+    # Idle: nothing to write, no lease to watch for expiry, and the Job is there.
+    return Outcome(idle=not patch.status and not stats.leased and not reaped and job is not None)
