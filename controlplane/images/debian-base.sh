@@ -30,7 +30,7 @@ if [ -n "$snapshot" ]; then
 fi
 
 here=$(cd "$(dirname "$0")" && pwd)
-inputs=$(printf '%s\n' "$(sha256sum "$here/debian-base.sh")" "$suite" "$snapshot" "$mirror" "${packages[*]}" | sha256sum | cut -c1-16)
+inputs=$(printf '%s\n' "$(sha256sum < "$here/debian-base.sh")" "$suite" "$snapshot" "$mirror" "${packages[*]}" | sha256sum | cut -c1-16)
 if [ "$(docker image inspect -f '{{ index .Config.Labels "org.queuejob.base-inputs" }}' "$tag" 2>/dev/null)" = "$inputs" ]; then
   echo "==> $tag is up to date (inputs $inputs)"
   exit 0
