@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from mf_docker import Images
+from mf_support import load_docs
 
 from fixtures.cluster import Cluster, wait_for
 from fixtures.realnode import RealNodeCluster
@@ -198,3 +199,37 @@ def test_mf_deploy_realnode_killed_workers_lose_and_double_count_nothing(
     assert counts["total"] == len(items)
     assert counts["succeeded"] == len(items), counts  # each item counted exactly once
     assert counts["failed"] == 0 and counts["retries"] >= 1, counts
+
+
+FINE = Path(__file__).resolve().parents[2] / "manifests" / "fine-parallel"
+FRUITS = ("apple", "banana", "cherry", "date", "fig", "grape", "lemon", "melon", "orange")
+
+
+def test_mf_deploy_realnode_docs_task_as_written_nine_of_nine(
+    node: Cluster, ns: str, images: Images
+) -> None:
+    """manifests/fine-parallel unchanged (the docs' 10 s per item, 10 s lease, parallelism 2),
+    except the Redis pod's image: queuejob-redis:dev, as manifests/deploy-local swaps it."""
+    (redis_pod,) = load_docs((FINE / "redis-pod.yaml").read_text())
+    (container,) = redis_pod["spec"]["containers"]
+    assert container["image"].startswith("redis:")
+    container["image"] = images.redis
+    node.kubectl("create", "secret", "generic", "redis-auth", "-n", ns,
+                 f"--from-literal=password={uuid.uuid4().hex}")  # fmt: skip
+    node.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(redis_pod))
+    node.kubectl("apply", "-n", ns, "-f", str(FINE / "redis-service.yaml"))
+    node.kubectl("wait", "--for=condition=Ready", "pod/redis-master", "-n", ns,
+                 "--timeout=120s", timeout=150)  # fmt: skip
+    for manifest, job in (("fill-queue-job.yaml", "fill-queue"), ("job.yaml", "job-wq-2")):
+        node.kubectl("apply", "-n", ns, "-f", str(FINE / manifest))
+        node.kubectl("wait", "--for=condition=Complete", f"job/{job}", "-n", ns,
+                     "--timeout=240s", timeout=270)  # fmt: skip
+
+    status = node.kubectl_json("get", "job", "job-wq-2", "-n", ns)["status"]
+    assert status.get("succeeded", 0) >= 1 and status.get("failed", 0) == 0, status
+    workers = pods(node, ns, "-l", "app=job-wq-2")
+    assert len(workers) >= 2, "parallelism 2 starts two worker containers"
+    logs = "".join(node.kubectl("logs", "-n", ns, p["metadata"]["name"]).stdout for p in workers)
+    done = [fruit for fruit in FRUITS if f"item '{fruit}' done" in logs]
+    assert len(done) == 9, f"{len(done)}/9 done:\n{logs}"
+    assert all(logs.count(f"item '{fruit}' done") == 1 for fruit in FRUITS), logs
