@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from mf_docker import Images
-from mf_support import load_docs
 
 from fixtures.cluster import Cluster, wait_for
 from fixtures.realnode import RealNodeCluster
@@ -210,13 +209,14 @@ def test_mf_deploy_realnode_docs_task_as_written_nine_of_nine(
 ) -> None:
     """manifests/fine-parallel unchanged (the docs' 10 s per item, 10 s lease, parallelism 2),
     except the Redis pod's image: queuejob-redis:dev, as manifests/deploy-local swaps it."""
-    (redis_pod,) = load_docs((FINE / "redis-pod.yaml").read_text())
-    (container,) = redis_pod["spec"]["containers"]
-    assert container["image"].startswith("redis:")
-    container["image"] = images.redis
+    # The README's command for this node: the pod as written, with only its image swapped.
+    swapped = node.kubectl("set", "image", "--local", "-f", str(FINE / "redis-pod.yaml"),
+                           f"*={images.redis}", "-o", "json").stdout  # fmt: skip
+    (container,) = json.loads(swapped)["spec"]["containers"]
+    assert container["image"] == images.redis
     node.kubectl("create", "secret", "generic", "redis-auth", "-n", ns,
                  f"--from-literal=password={uuid.uuid4().hex}")  # fmt: skip
-    node.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(redis_pod))
+    node.kubectl("apply", "-n", ns, "-f", "-", input=swapped)
     node.kubectl("apply", "-n", ns, "-f", str(FINE / "redis-service.yaml"))
     node.kubectl("wait", "--for=condition=Ready", "pod/redis-master", "-n", ns,
                  "--timeout=120s", timeout=150)  # fmt: skip
