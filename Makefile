@@ -199,7 +199,26 @@ kind-down: docker-check $(KIND) ## Delete the kind cluster "queuejob"
 	$(KIND) delete cluster --name $(KIND_CLUSTER)
 	rm -f $(KIND_KUBECONFIG)
 
-deploy: image kind-up $(KUBECTL) ## Load the image into kind, apply the CRDs and manifests/deploy, wait until ready
+# make deploy / undeploy go to "the current cluster": DEPLOY_TARGET=local when this checkout's real
+# node runs (`make cluster-up NODE=kubelet`: its containerd socket exists), else kind. Override with
+# DEPLOY_TARGET=kind|local. local: both images imported into the node's containerd (k8s.io),
+# manifests/deploy-local applied, Secret redis-auth created when absent, both rollouts awaited.
+DEPLOY_TARGET ?= $(if $(wildcard $(BUILD)/cluster/containerd/containerd.sock),local,kind)
+
+deploy: deploy-$(DEPLOY_TARGET) ## Deploy to the current cluster: the local real node if it runs, else kind (DEPLOY_TARGET=kind|local)
+
+undeploy: undeploy-$(DEPLOY_TARGET) ## Delete all QueueJobs, then the deployment (DEPLOY_TARGET as for deploy)
+
+.PHONY: deploy-local undeploy-local deploy-kind undeploy-kind
+deploy-local: image redis-image ## manifests/deploy-local on the real node of `make cluster-up NODE=kubelet`
+	@echo "==> make deploy: target = the local real node ($(BUILD)/cluster)"
+	$(PY) -m localkube deploy --manifests manifests/deploy-local
+
+undeploy-local: ## Remove manifests/deploy-local from the real node (static volumes are retained)
+	$(PY) -m localkube undeploy --manifests manifests/deploy-local
+
+deploy-kind: image kind-up $(KUBECTL) ## Load the image into kind, apply the CRDs and manifests/deploy, wait until ready
+	@echo "==> make deploy: target = kind cluster $(KIND_CLUSTER)"
 	@# Docker's containerd image store can make `kind load docker-image` fail ("content digest
 	@# not found", kind issue #3795): then load a single-platform archive instead.
 	$(KIND) load docker-image $(IMAGE) --name $(KIND_CLUSTER) || { \
@@ -221,14 +240,14 @@ deploy: image kind-up $(KUBECTL) ## Load the image into kind, apply the CRDs and
 	$(KIND_KUBECTL) -n $(DEPLOY_NS) rollout status deployment/queuejob-operator --timeout=300s
 	@echo "==> deployed. Try: KUBECONFIG=$(KIND_KUBECONFIG) $(KUBECTL) apply -f manifests/examples/minimal.yaml"
 
-undeploy: docker-check kind-kubeconfig-check $(KUBECTL) ## Delete all QueueJobs (while the operator still runs), then manifests/deploy and the CRDs
+undeploy-kind: docker-check kind-kubeconfig-check $(KUBECTL) ## kind: delete all QueueJobs (while the operator still runs), then manifests/deploy and the CRDs
 	-$(KIND_KUBECTL) delete queuejobs --all --all-namespaces --timeout=120s
 	$(KIND_KUBECTL) delete -k manifests/deploy --ignore-not-found --timeout=180s
 
 # The `cluster` fixture's kind backend (pytest-kind) re-uses the cluster of kind-up (same name, its
 # kubeconfig fetched from kind), with our kind and kubectl binaries, and never deletes a cluster it
 # did not create; the operator deployed above is found in queuejob-system.
-e2e-kind: deploy ## Run the end-to-end tests against the kind cluster (pytest --cluster=kind)
+e2e-kind: deploy-kind ## Run the end-to-end tests against the kind cluster (pytest --cluster=kind)
 	$(PY) -m pytest --cluster=kind --cluster-name=$(KIND_CLUSTER) --kind-bin=$(KIND) \
 	  --kind-kubectl-bin=$(KUBECTL) tests/e2e $(PYTEST_ARGS)
 

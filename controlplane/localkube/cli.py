@@ -167,11 +167,44 @@ def cmd_down(state_dir: Path) -> int:
     return 0
 
 
+def cmd_deploy(state_dir: Path, manifests: Path, *, remove: bool) -> int:
+    """``make deploy``/``undeploy`` on the running real node of ``state_dir``."""
+    from localkube import containerd, deploy
+
+    layout = containerd.ContainerdLayout(state_dir / "containerd")
+    if not _running(ClusterState.load(state_dir)) or not layout.socket.exists():
+        print(
+            f"localkube: no running real node in {state_dir}: `make cluster-up NODE=kubelet` first",
+            file=sys.stderr,
+        )
+        return 1
+    kubectl = [str(paths.kubectl_binary()), f"--kubeconfig={state_dir / 'kubeconfig'}"]
+    try:
+        if remove:
+            deploy.undeploy(kubectl, manifests)
+            print(f"localkube: {manifests} removed (static volumes are retained)")
+            return 0
+        times = deploy.deploy(
+            kubectl,
+            manifests,
+            lambda archive: containerd.import_image(layout, archive),
+            progress=lambda message: print(f"==> {message}", flush=True),
+        )
+    except RuntimeError as exc:
+        print(f"localkube: {exc}", file=sys.stderr)
+        return 1
+    steps = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in times.steps.items())
+    print(f"==> deployed in {times.total:.1f}s ({steps}). KUBECONFIG={state_dir / 'kubeconfig'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="localkube", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["up", "down", "env", "status", "supervise"])
+    parser.add_argument(
+        "command", choices=["up", "down", "env", "status", "deploy", "undeploy", "supervise"]
+    )
     parser.add_argument(
         "--node",
         choices=NODE_KINDS,
@@ -185,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help=f"state directory (default {paths.default_state_dir()})",
     )
+    parser.add_argument(
+        "--manifests",
+        type=Path,
+        default=None,
+        help="deploy/undeploy: the kustomization (default manifests/deploy-local)",
+    )
     args = parser.parse_args(argv)
     state_dir = (args.state_dir or paths.default_state_dir()).absolute()
     try:
@@ -194,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
             return supervise(state_dir, args.node)
         if args.command == "up":
             return cmd_up(state_dir, args.node)
+        if args.command in ("deploy", "undeploy"):
+            manifests = args.manifests or paths.project_root() / "manifests" / "deploy-local"
+            return cmd_deploy(state_dir, manifests, remove=args.command == "undeploy")
         command = {"down": cmd_down, "env": cmd_env, "status": cmd_status}
         return command[args.command](state_dir)
     except FileNotFoundError as exc:

@@ -31,7 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from localkube import components, hostnet, paths
+from localkube import components, hostnet, paths, storage
 from localkube.apiclient import ApiProbe
 from localkube.certs import ClientIdentity, Pki, generate_pki
 from localkube.kubeconfig import write_kubeconfig
@@ -333,6 +333,10 @@ class LocalCluster:
         node.deploy_dns(configs["admin"])
         self._wait("cluster DNS (CoreDNS) ready", self.components, self._dns_ready)
         self._progress("cluster DNS ready (kube-system/coredns, Service kube-dns)")
+        node.deploy_storage(configs["admin"])
+        self._progress(
+            f"default StorageClass {storage.CLASS_NAME}: {storage.VOLUME_COUNT} hostPath volumes"
+        )
 
     def _dns_ready(self) -> bool:
         deployment = self._probe_json("/apis/apps/v1/namespaces/kube-system/deployments/coredns")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -34,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from localkube import clusterdns, containerd, hostnet, kubelet
+from localkube import clusterdns, containerd, hostnet, kubelet, storage
 from localkube.containerd import ContainerdLayout
 from localkube.process import Component, free_port
 
@@ -176,6 +177,20 @@ class RealNode:
         containerd.import_image(self.layout, archive)
         archive.unlink()
         clusterdns.deploy([str(self.binary), "kubectl", f"--kubeconfig={admin_kubeconfig}"], image)
+
+    def deploy_storage(self, admin_kubeconfig: Path) -> None:
+        """The default StorageClass and static hostPath volumes (see :mod:`localkube.storage`)."""
+        storage.prepare_dirs(self.state_dir)
+        result = subprocess.run(
+            [str(self.binary), "kubectl", f"--kubeconfig={admin_kubeconfig}", "apply", "-f", "-"],
+            input=json.dumps(storage.manifests(self.state_dir)),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"creating the static volumes failed: {result.stderr.strip()}")
 
     def kube_proxy_healthy(self) -> bool:
         """kube-proxy's /healthz answers 200 (it has synced its rules at least once)."""

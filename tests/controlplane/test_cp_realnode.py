@@ -13,14 +13,13 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fixtures.cluster import Cluster, wait_for
 from fixtures.realnode import TEST_IMAGE, RealNodeCluster
-from localkube import hostnet
+from localkube import deploy, hostnet
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -374,7 +373,7 @@ def test_cp_realnode_pods_cannot_send_off_the_machine(node: Cluster, ns: str) ->
 
 
 def test_cp_realnode_runs_the_project_image_restricted(
-    node: Cluster, ns: str, real_node: RealNodeCluster, tmp_path: Path
+    node: Cluster, ns: str, real_node: RealNodeCluster
 ) -> None:
     """queuejob:dev from Docker (`docker save`, as a later `make deploy` to this node will load it)
     runs as a restricted pod. `make test` builds the image first wherever a Docker engine runs."""
@@ -386,9 +385,7 @@ def test_cp_realnode_runs_the_project_image_restricted(
         ).returncode
     ):
         pytest.skip(f"Docker has no {image} (`make image`; make test builds it where Docker runs)")
-    archive = tmp_path / "queuejob.tar"
-    subprocess.run(["docker", "image", "save", "-o", str(archive), image], check=True, timeout=300)
-    real_node.local.import_image(archive)
+    deploy.import_docker_images((image,), real_node.local.import_image)  # as `make deploy`
     node.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
     script = "import os, queuejob, workqueue; print('imports ok as uid', os.getuid())"
     manifest = pod(
