@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,17 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY_NS = "queuejob-system"
 OPERATOR_SA = f"system:serviceaccount:{DEPLOY_NS}:queuejob-operator"
 CRD_NAME = "queuejobs.workqueue.example.com"
+
+
+def http_get(url: str) -> tuple[int, str]:
+    """(HTTP status, body) of a GET; (0, "") when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+    except OSError:
+        return 0, ""
 
 
 def load_docs(text: str) -> list[dict[str, Any]]:

@@ -96,7 +96,11 @@ def test_mf_deploy_realnode_redis_volume_is_a_static_pv_it_writes(
 
 
 def test_mf_deploy_realnode_operator_uses_its_token_and_redis_service_dns(node: Cluster) -> None:
-    (operator,) = pods(node, NS, "-l", "app.kubernetes.io/name=queuejob-operator")
+    operators = pods(node, NS, "-l", "app.kubernetes.io/name=queuejob-operator")
+    assert len(operators) == 2, [p["metadata"]["name"] for p in operators]  # leader + standby
+    lease = node.kubectl_json("get", "lease", "queuejob-operator", "-n", NS)
+    holder = lease["spec"]["holderIdentity"]
+    (operator,) = [p for p in operators if holder.startswith(p["metadata"]["name"] + "_")]
     assert operator["spec"]["serviceAccountName"] == "queuejob-operator"
     projected = [
         source["serviceAccountToken"]
@@ -151,7 +155,7 @@ def test_mf_deploy_realnode_queuejob_succeeds_in_containers(node: Cluster, ns: s
 def test_mf_deploy_realnode_killed_workers_lose_and_double_count_nothing(
     node: Cluster, ns: str, real_node: RealNodeCluster
 ) -> None:
-    items = [f"k-{n}" for n in range(8)]
+    items = [f"k-{n}" for n in range(12)]
     # Each item ignores SIGTERM and takes 2 s: a killed worker's item comes back by lease expiry.
     job = queuejob(
         "kill",
@@ -172,7 +176,26 @@ def test_mf_deploy_realnode_killed_workers_lose_and_double_count_nothing(
         ]
         return running if len(running) >= 2 else None
 
-    first, second = wait_for("two running worker containers", two_running, timeout=120)[:2]
+    def two_working() -> list[dict[str, Any]] | None:
+        # The SIGKILL must hit a worker that holds a lease: one that has finished an item leases
+        # the next at once (items are pending for ~10 s more), one still starting holds none.
+        running = two_running()
+        if not running:
+            return None
+        working = [
+            p
+            for p in running
+            if "done (attempt" in node.kubectl("logs", "-n", ns, p["metadata"]["name"]).stdout
+        ]
+        if not working:
+            return None
+        victim = working[0]
+        other = next(p for p in running if p["metadata"]["name"] != victim["metadata"]["name"])
+        return [other, victim]
+
+    first, second = wait_for(
+        "two running workers, one past its first item", two_working, timeout=120
+    )
     node.kubectl("delete", "pod", "-n", ns, first["metadata"]["name"], "--force",
                  "--grace-period=0")  # fmt: skip
     container_id = second["status"]["containerStatuses"][0]["containerID"]

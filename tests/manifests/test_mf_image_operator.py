@@ -14,8 +14,6 @@ Succeeded with the node's worker pods, and stop cleanly on ``docker stop`` (SIGT
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +21,7 @@ from pathlib import Path
 import pytest
 from mf_docker import Images, docker, security_flags, volume_flags
 from mf_private import AsCluster, Kubectl, private_cluster, service_account_kubeconfig, wait
-from mf_support import container_env, deployment_pod, operator_container, render_deploy
+from mf_support import container_env, deployment_pod, http_get, operator_container, render_deploy
 
 from localkube.process import free_port
 from localkube.redis_server import RedisServer
@@ -37,16 +35,6 @@ NS = "image-live"
 def private() -> Iterator[Kubectl]:
     with private_cluster() as kubectl:
         yield kubectl
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, ""
-    except OSError:
-        return 0, ""
 
 
 def test_operator_image_reconciles_a_queuejob(
@@ -87,9 +75,12 @@ def test_operator_image_reconciles_a_queuejob(
 
     try:
         wait(
-            lambda: _get(f"http://127.0.0.1:{health_port}/healthz")[0] == 200, 120, "/healthz", logs
+            lambda: http_get(f"http://127.0.0.1:{health_port}/healthz")[0] == 200,
+            120,
+            "/healthz",
+            logs,
         )
-        status, metrics = _get(f"http://127.0.0.1:{metrics_port}/metrics")
+        status, metrics = http_get(f"http://127.0.0.1:{metrics_port}/metrics")
         assert status == 200 and "queuejob_handler_concurrency_limit" in metrics, metrics[:2000]
 
         kubectl("create", "namespace", NS)

@@ -17,29 +17,17 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from mf_support import container_env, operator_container, render_deploy
+from mf_support import container_env, http_get, operator_container, render_deploy
 
 from localkube.process import free_port
 from localkube.redis_server import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, ""
-    except OSError:
-        return 0, ""
 
 
 def test_probes_and_metrics_service_match_the_settings(cluster: Any) -> None:
@@ -90,7 +78,7 @@ def test_operator_container_becomes_healthy(
         deadline = time.monotonic() + 90
         status = 0
         while time.monotonic() < deadline and proc.poll() is None:
-            status, _ = _get(f"http://127.0.0.1:{health_port}/healthz")
+            status, _ = http_get(f"http://127.0.0.1:{health_port}/healthz")
             if status == 200:
                 break
             time.sleep(0.5)
@@ -98,13 +86,13 @@ def test_operator_container_becomes_healthy(
         assert "--leader-elect" in args
 
         def leading() -> bool:
-            status, metrics = _get(f"http://127.0.0.1:{metrics_port}/metrics")
+            status, metrics = http_get(f"http://127.0.0.1:{metrics_port}/metrics")
             return status == 200 and "\nqueuejob_leader 1.0" in metrics
 
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not leading():
             time.sleep(0.5)
-        status, metrics = _get(f"http://127.0.0.1:{metrics_port}/metrics")
+        status, metrics = http_get(f"http://127.0.0.1:{metrics_port}/metrics")
         assert status == 200 and "queuejob_handler_concurrency_limit" in metrics
         assert "\nqueuejob_leader 1.0" in metrics, log.read_text()
         lease = cluster.kubectl_json("get", "lease", "queuejob-operator", "-n", namespace)
