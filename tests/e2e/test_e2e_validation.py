@@ -188,6 +188,51 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
         ["spec.itemsFrom.configMapKeyRef.name", "must be a lowercase RFC 1123 name"],
     ),
     (
+        "itemsfrom-empty",
+        queuejob(itemsFrom={}),
+        ["spec.itemsFrom", "needs one of spec.itemsFrom.configMapKeyRef or spec.itemsFrom.range"],
+    ),
+    (
+        "itemsfrom-two-sources",
+        queuejob(itemsFrom={"configMapKeyRef": {"name": "cm", "key": "k"}, "range": {"count": 5}}),
+        ["spec.itemsFrom.range: Forbidden", "mutually exclusive: set exactly one"],
+    ),
+    (
+        "range-count-missing",
+        queuejob(itemsFrom={"range": {}}),
+        ["spec.itemsFrom.range.count: Required value"],
+    ),
+    (
+        "range-count-zero",
+        queuejob(itemsFrom={"range": {"count": 0}}),
+        ["spec.itemsFrom.range.count", "greater than or equal to 1"],
+    ),
+    (
+        "range-count-above-10m",
+        queuejob(itemsFrom={"range": {"count": 10_000_001}}),
+        ["spec.itemsFrom.range.count", "less than or equal to 10000000"],
+    ),
+    (
+        "range-start-negative",
+        queuejob(itemsFrom={"range": {"start": -1, "count": 5}}),
+        ["spec.itemsFrom.range.start", "greater than or equal to 0"],
+    ),
+    (
+        "range-start-above-int32",
+        queuejob(itemsFrom={"range": {"start": 2**31, "count": 5}}),
+        ["spec.itemsFrom.range.start", "less than or equal to 2147483647"],
+    ),
+    (
+        "range-count-not-integer",
+        queuejob(itemsFrom={"range": {"count": "1e6"}}),
+        ["spec.itemsFrom.range.count", "must be of type integer"],
+    ),
+    (
+        "range-and-inline-items",
+        with_spec(itemsFrom={"range": {"count": 5}}),
+        ["spec.itemsFrom: Forbidden", "mutually exclusive"],
+    ),
+    (
         "redis-url-not-redis",
         with_spec(redis={"url": "http://127.0.0.1:6379"}),
         ["spec.redis.url", "must be redis://[user@]host[:port][/db]"],
@@ -352,6 +397,31 @@ def test_example_passes_server_dry_run(crd: Any, namespace: str, example: pathli
     kinds = [d["kind"] for d in yaml.safe_load_all(example.read_text()) if d]
     assert "QueueJob" in kinds
     assert result.stdout.count("(server dry run)") == len(kinds), result.stdout
+
+
+def test_range_defaults_and_bounds_are_accepted(crd: Any, namespace: str) -> None:
+    result = dry_run(crd, namespace, queuejob(name="range-min", itemsFrom={"range": {"count": 1}}))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["spec"]["itemsFrom"] == {"range": {"start": 0, "count": 1}}
+    top = queuejob(name="range-max", itemsFrom={"range": {"start": 2**31 - 1, "count": 10**7}})
+    result = dry_run(crd, namespace, top)
+    assert result.returncode == 0, result.stderr
+
+
+def test_range_is_immutable(crd: Any, namespace: str) -> None:
+    obj = queuejob(name="range-immutable", itemsFrom={"range": {"count": 1000}}, suspend=True)
+    crd.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(obj))
+    for change in ({"count": 1001}, {"start": 1, "count": 1000}):
+        changed = copy.deepcopy(obj)
+        changed["spec"]["itemsFrom"]["range"] = change
+        result = dry_run(crd, namespace, changed)
+        assert result.returncode != 0, change
+        assert "spec.itemsFrom: Forbidden" in result.stderr, result.stderr
+        assert "spec.itemsFrom is immutable" in result.stderr, result.stderr
+    switched = copy.deepcopy(obj)
+    switched["spec"]["itemsFrom"] = {"configMapKeyRef": {"name": "cm", "key": "k"}}
+    result = dry_run(crd, namespace, switched)
+    assert result.returncode != 0 and "spec.itemsFrom is immutable" in result.stderr
 
 
 def test_items_and_redis_are_immutable(crd: Any, namespace: str) -> None:
