@@ -26,7 +26,7 @@ Guarantees:
 - **Idempotent seeding.** Items are unique; every item ever seeded is remembered, so seeding
   again (after a crash) adds nothing twice and never re-adds a succeeded item.
 - **Index ranges.** ``seed_range(start, count)`` seeds the decimal indices server-side in
-  chunks, each chunk atomic with a cursor in Redis, so a million items take about 100 round
+  chunks, each chunk atomic with a cursor in Redis, so a million items take about 500 round
   trips and an interrupted seed resumes where it stopped (see :meth:`LeaseQueue.seed_range`).
 - **Self-healing.** ``lease`` first moves due retries to pending and reaps expired leases
   (bounded work per call), so a crashed worker's items come back without any reaper; ``reap``
@@ -112,9 +112,9 @@ T = TypeVar("T")
 
 #: Items per seed script call (keeps each call short; seeding as a whole stays idempotent).
 SEED_CHUNK = 1000
-#: Indices per ``seed_range`` script call: the script generates them server-side, about 5 ms of
+#: Indices per ``seed_range`` script call: the script generates them server-side, 10-20 ms of
 #: Redis time per call, so other clients wait at most that long behind it.
-RANGE_CHUNK = 10_000
+RANGE_CHUNK = 2000
 #: Most items one lease call may return.
 MAX_LEASE_BATCH = 1000
 #: Longest error text kept for an item.
