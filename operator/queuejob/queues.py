@@ -3,8 +3,9 @@
 - :func:`resolve_target`: the spec's own Redis (password from ``spec.redis.passwordSecretRef``)
   or the operator's; also the URL that workers get (never containing the password).
 - :func:`queue_config`: the ``workqueue.QueueConfig`` stored in Redis for the workers.
-- :func:`load_items`: inline items, the lines of ``spec.itemsFrom``'s ConfigMap key, or the
-  index range ``spec.itemsFrom.range`` (never materialized here: Redis generates its items).
+- :func:`load_items`: inline items, the lines of ``spec.itemsFrom``'s ConfigMap key (or keys,
+  in order, duplicates across them dropped), or the index range ``spec.itemsFrom.range``
+  (never materialized here: Redis generates its items).
 - :func:`delete_queue`: remove a queue's keys (on deletion, or ttlSecondsAfterFinished).
 
 Missing ConfigMaps, Secrets or keys raise :class:`~queuejob.errors.ConfigError` (permanent).
@@ -104,15 +105,29 @@ async def load_items(spec: QueueJobSpec, namespace: str) -> Items:
         return Items(listed=spec.items)
     if spec.items_range is not None:
         return Items(range=spec.items_range)
-    assert spec.items_from is not None
-    ref = spec.items_from
-    field = "spec.itemsFrom.configMapKeyRef"
-    try:
-        text = await kube.read_configmap_key(namespace, ref.name, ref.key)
-    except kube.NotFoundError as exc:
-        raise ConfigError("ConfigMapNotFound", f"{field}: {exc}") from None
-    try:
-        listed, duplicates = parse_lines(text, f"{field} (ConfigMap {ref.name}, key {ref.key})")
-    except SpecError as exc:
-        raise ConfigError("InvalidItems", str(exc)) from None
-    return Items(listed=listed, duplicates=duplicates)
+    if spec.items_from is not None:
+        refs = [("spec.itemsFrom.configMapKeyRef", spec.items_from)]
+    else:
+        assert spec.items_from_many is not None
+        field = "spec.itemsFrom.configMapKeyRefs"
+        refs = [(f"{field}[{i}]", ref) for i, ref in enumerate(spec.items_from_many)]
+    listed: list[str] = []
+    seen: set[str] = set()
+    duplicates = 0
+    for field, ref in refs:
+        try:
+            text = await kube.read_configmap_key(namespace, ref.name, ref.key)
+        except kube.NotFoundError as exc:
+            raise ConfigError("ConfigMapNotFound", f"{field}: {exc}") from None
+        try:
+            items, dropped = parse_lines(text, f"{field} (ConfigMap {ref.name}, key {ref.key})")
+        except SpecError as exc:
+            raise ConfigError("InvalidItems", str(exc)) from None
+        duplicates += dropped
+        for item in items:
+            if item in seen:
+                duplicates += 1
+            else:
+                seen.add(item)
+                listed.append(item)
+    return Items(listed=tuple(listed), duplicates=duplicates)

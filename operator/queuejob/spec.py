@@ -19,6 +19,8 @@ MAX_ITEM_LENGTH = 1024
 #: Bounds of ``spec.itemsFrom.range`` (as in the CRD schema).
 MAX_RANGE_START = 2**31 - 1
 MAX_RANGE_COUNT = 10_000_000
+#: Most keys in ``spec.itemsFrom.configMapKeyRefs``.
+MAX_CONFIGMAP_REFS = 64
 
 
 class SpecError(ValueError):
@@ -96,12 +98,13 @@ class RedisRef:
 
 @dataclasses.dataclass(frozen=True)
 class QueueJobSpec:
-    """A validated QueueJob spec. Exactly one of ``items`` / ``items_from`` / ``items_range``
-    is set."""
+    """A validated QueueJob spec. Exactly one of ``items`` / ``items_from`` /
+    ``items_from_many`` / ``items_range`` is set."""
 
     items: tuple[str, ...] | None
     items_from: ConfigMapKeyRef | None
     items_range: ItemRange | None = None
+    items_from_many: tuple[ConfigMapKeyRef, ...] | None = None
     parallelism: int = 1
     worker: WorkerSpec = WorkerSpec()
     lease_seconds: int = 30
@@ -195,6 +198,17 @@ def parse_lines(text: str, field: str) -> tuple[tuple[str, ...], int]:
     return tuple(items), duplicates
 
 
+def _key_refs(raw: Any, field: str) -> tuple[ConfigMapKeyRef, ...]:
+    """A list of 1..64 distinct ``{name, key}`` ConfigMap references."""
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_CONFIGMAP_REFS:
+        raise SpecError(field, f"must be a list of 1..{MAX_CONFIGMAP_REFS} {{name, key}} objects")
+    refs = tuple(_key_ref(ConfigMapKeyRef, r, f"{field}[{i}]") for i, r in enumerate(raw))
+    for i, ref in enumerate(refs):
+        if ref in refs[:i]:
+            raise SpecError(f"{field}[{i}]", f"duplicate reference {ref.name}/{ref.key}")
+    return refs
+
+
 def _range(raw: Mapping[str, Any]) -> ItemRange:
     if raw.get("count") is None:
         raise SpecError("spec.itemsFrom.range.count", "is required")
@@ -235,20 +249,25 @@ def parse(spec: Mapping[str, Any]) -> QueueJobSpec:
     items: tuple[str, ...] | None = None
     items_from: ConfigMapKeyRef | None = None
     items_range: ItemRange | None = None
+    items_from_many: tuple[ConfigMapKeyRef, ...] | None = None
     if items_raw is not None:
         if not isinstance(items_raw, list):
             raise SpecError("spec.items", "must be a list of strings")
         items = check_items(items_raw, "spec.items")
     else:
         source = _mapping(from_raw, "spec.itemsFrom")
-        ref_raw, range_raw = source.get("configMapKeyRef"), source.get("range")
-        if (ref_raw is None) == (range_raw is None):
+        ref_raw, refs_raw = source.get("configMapKeyRef"), source.get("configMapKeyRefs")
+        range_raw = source.get("range")
+        if [ref_raw, refs_raw, range_raw].count(None) != 2:
             raise SpecError(
                 "spec.itemsFrom",
-                "exactly one of spec.itemsFrom.configMapKeyRef and range is needed",
+                "exactly one of spec.itemsFrom.configMapKeyRef, configMapKeyRefs and range "
+                "is needed",
             )
         if ref_raw is not None:
             items_from = _key_ref(ConfigMapKeyRef, ref_raw, "spec.itemsFrom.configMapKeyRef")
+        elif refs_raw is not None:
+            items_from_many = _key_refs(refs_raw, "spec.itemsFrom.configMapKeyRefs")
         else:
             items_range = _range(_mapping(range_raw, "spec.itemsFrom.range"))
 
@@ -300,6 +319,7 @@ def parse(spec: Mapping[str, Any]) -> QueueJobSpec:
         items=items,
         items_from=items_from,
         items_range=items_range,
+        items_from_many=items_from_many,
         parallelism=_int(spec.get("parallelism"), "spec.parallelism", 1, 0, 100),
         worker=_worker(_mapping(spec.get("worker"), "spec.worker")),
         lease_seconds=_int(spec.get("leaseSeconds"), "spec.leaseSeconds", 30, 1, 3600),

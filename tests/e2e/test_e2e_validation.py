@@ -190,12 +190,52 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "itemsfrom-empty",
         queuejob(itemsFrom={}),
-        ["spec.itemsFrom", "needs one of spec.itemsFrom.configMapKeyRef or spec.itemsFrom.range"],
+        [
+            "spec.itemsFrom",
+            "needs one of spec.itemsFrom.configMapKeyRef, spec.itemsFrom.configMapKeyRefs or "
+            "spec.itemsFrom.range",
+        ],
     ),
     (
         "itemsfrom-two-sources",
         queuejob(itemsFrom={"configMapKeyRef": {"name": "cm", "key": "k"}, "range": {"count": 5}}),
-        ["spec.itemsFrom.range: Forbidden", "mutually exclusive: set exactly one"],
+        ["spec.itemsFrom: Forbidden", "mutually exclusive: set exactly one"],
+    ),
+    (
+        "itemsfrom-list-and-range",
+        queuejob(
+            itemsFrom={"configMapKeyRefs": [{"name": "cm", "key": "k"}], "range": {"count": 5}}
+        ),
+        ["spec.itemsFrom: Forbidden", "mutually exclusive: set exactly one"],
+    ),
+    (
+        "configmaps-empty-list",
+        queuejob(itemsFrom={"configMapKeyRefs": []}),
+        ["spec.itemsFrom.configMapKeyRefs", "should have at least 1 items"],
+    ),
+    (
+        "configmaps-too-many",
+        queuejob(
+            itemsFrom={"configMapKeyRefs": [{"name": f"c{i}", "key": "k"} for i in range(65)]}
+        ),
+        ["spec.itemsFrom.configMapKeyRefs", "must have at most 64 items"],
+    ),
+    (
+        "configmaps-duplicate",
+        queuejob(
+            itemsFrom={"configMapKeyRefs": [{"name": "c", "key": "k"}, {"name": "c", "key": "k"}]}
+        ),
+        ["spec.itemsFrom.configMapKeyRefs[1]: Duplicate value"],
+    ),
+    (
+        "configmaps-name-invalid",
+        queuejob(itemsFrom={"configMapKeyRefs": [{"name": "Bad_Name", "key": "k"}]}),
+        ["spec.itemsFrom.configMapKeyRefs[0].name", "must be a lowercase RFC 1123 name"],
+    ),
+    (
+        "configmaps-key-missing",
+        queuejob(itemsFrom={"configMapKeyRefs": [{"name": "c"}]}),
+        ["spec.itemsFrom.configMapKeyRefs[0].key: Required value"],
     ),
     (
         "range-count-missing",
@@ -399,12 +439,17 @@ def test_example_passes_server_dry_run(crd: Any, namespace: str, example: pathli
     assert result.stdout.count("(server dry run)") == len(kinds), result.stdout
 
 
-def test_range_defaults_and_bounds_are_accepted(crd: Any, namespace: str) -> None:
+def test_range_and_configmap_list_bounds_are_accepted(crd: Any, namespace: str) -> None:
     result = dry_run(crd, namespace, queuejob(name="range-min", itemsFrom={"range": {"count": 1}}))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["spec"]["itemsFrom"] == {"range": {"start": 0, "count": 1}}
     top = queuejob(name="range-max", itemsFrom={"range": {"start": 2**31 - 1, "count": 10**7}})
     result = dry_run(crd, namespace, top)
+    assert result.returncode == 0, result.stderr
+    refs = [{"name": f"items-{i}", "key": "items"} for i in range(64)]
+    result = dry_run(
+        crd, namespace, queuejob(name="maps-max", itemsFrom={"configMapKeyRefs": refs})
+    )
     assert result.returncode == 0, result.stderr
 
 

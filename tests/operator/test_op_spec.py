@@ -90,6 +90,13 @@ def test_rate_limit_below_one_per_second_gets_burst_one_and_explicit_burst_wins(
     assert explicit.rate_limit == RateLimit(10.0, 1)
 
 
+def test_several_configmaps_source() -> None:
+    refs = [{"name": "a", "key": "items"}, {"name": "b", "key": "items"}]
+    spec = parse({"itemsFrom": {"configMapKeyRefs": refs}})
+    assert (spec.items, spec.items_from, spec.items_range) == (None, None, None)
+    assert spec.items_from_many == (ConfigMapKeyRef("a", "items"), ConfigMapKeyRef("b", "items"))
+
+
 def test_index_range_source() -> None:
     spec = parse({"itemsFrom": {"range": {"count": 1_000_000}}})
     assert (spec.items, spec.items_from) == (None, None)
@@ -115,7 +122,28 @@ BAD_SPECS: list[tuple[dict[str, Any], str, str]] = [
     (
         {"itemsFrom": {}},
         "spec.itemsFrom",
-        "exactly one of spec.itemsFrom.configMapKeyRef and range",
+        "exactly one of spec.itemsFrom.configMapKeyRef, configMapKeyRefs",
+    ),
+    ({"itemsFrom": {"configMapKeyRefs": []}}, "spec.itemsFrom.configMapKeyRefs", "1..64"),
+    (
+        {"itemsFrom": {"configMapKeyRefs": [{"name": "c", "key": "k"}] * 65}},
+        "spec.itemsFrom.configMapKeyRefs",
+        "1..64",
+    ),
+    (
+        {"itemsFrom": {"configMapKeyRefs": [{"name": "c"}]}},
+        "spec.itemsFrom.configMapKeyRefs[0].key",
+        "non-empty",
+    ),
+    (
+        {"itemsFrom": {"configMapKeyRefs": [{"name": "c", "key": "k"}, {"name": "c", "key": "k"}]}},
+        "spec.itemsFrom.configMapKeyRefs[1]",
+        "duplicate reference c/k",
+    ),
+    (
+        {"itemsFrom": {"configMapKeyRefs": [{"name": "c", "key": "k"}], "range": {"count": 1}}},
+        "spec.itemsFrom",
+        "exactly one",
     ),
     (
         {"itemsFrom": {"configMapKeyRef": {"name": "c", "key": "k"}, "range": {"count": 1}}},

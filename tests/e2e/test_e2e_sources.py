@@ -1,8 +1,11 @@
-"""An index range (``spec.itemsFrom.range``) end to end on the local cluster.
+"""The scalable item sources end to end on the local cluster.
 
-- 3000 indices from 100 run to Succeeded through real worker pods: every index exactly once;
-- a long seed shows its progress in the condition Seeded (False, reason Seeding); the operator
-  restarted in the middle of it resumes at the cursor: every item in the queue exactly once.
+- ``spec.itemsFrom.range``: 3000 indices from 100 run to Succeeded through real worker pods,
+  every index exactly once; a long seed shows its progress in the condition Seeded (False,
+  reason Seeding), and the operator restarted in the middle of it resumes at the cursor: every
+  item in the queue exactly once;
+- ``spec.itemsFrom.configMapKeyRefs``: a missing ConfigMap is a ConfigError naming its index;
+  once it exists the items of all ConfigMaps run, duplicates across them dropped.
 """
 
 from __future__ import annotations
@@ -86,3 +89,37 @@ def test_seed_interrupted_by_an_operator_restart_resumes_without_duplicates(
     # The resumed run added only what was missing.
     assert f"{count - cursor} of {count} items added" in operator.logs()
     cluster.kubectl("delete", "queuejob", "big", "-n", namespace, "--wait=true")
+
+
+def test_several_configmaps_run_to_succeeded(
+    cluster: Cluster, operator: OperatorHandle, namespace: str
+) -> None:
+    cluster.kubectl(
+        "create", "configmap", "part-a", "-n", namespace, "--from-literal=items=x\ny\nz\n"
+    )
+    operator.apply(
+        queuejob(
+            "maps",
+            namespace,
+            itemsFrom={
+                "configMapKeyRefs": [
+                    {"name": "part-a", "key": "items"},
+                    {"name": "part-b", "key": "items"},
+                ]
+            },
+            worker={"env": [{"name": "QUEUEJOB_DEMO_WORK_SECONDS", "value": "0"}]},
+        )
+    )
+    failed = operator.wait_phase(namespace, "maps", ("Failed",), timeout=120)
+    error = next(c for c in failed["status"]["conditions"] if c["type"] == "ConfigError")
+    assert error["reason"] == "ConfigMapNotFound"
+    assert "spec.itemsFrom.configMapKeyRefs[1]" in error["message"] and "part-b" in error["message"]
+
+    cluster.kubectl(
+        "create", "configmap", "part-b", "-n", namespace, "--from-literal=items=z\nw\n\nv\n"
+    )
+    qj = operator.wait_phase(namespace, "maps", ("Succeeded",), timeout=300)
+    assert qj["status"]["counts"]["total"] == 5
+    seeded = seeded_condition(operator, namespace, "maps")
+    assert "1 duplicate lines ignored" in seeded["message"], seeded
+    assert operator.queue(namespace, "maps").succeeded_items() == {"x", "y", "z", "w", "v"}
