@@ -71,7 +71,15 @@ async def seed(
             progress(min(start + LIST_CHUNK, total), total)
         return added
 
-    task = asyncio.ensure_future(asyncio.to_thread(run))
+    def run_until_stopped() -> int:
+        try:
+            return run()
+        except SeedStopped:
+            # Nobody awaits this any more; end quietly (kopf re-raises the exceptions of tasks
+            # still around at shutdown, which would make a clean stop exit with a traceback).
+            return 0
+
+    task = asyncio.ensure_future(asyncio.to_thread(run_until_stopped))
     # Retrieve the outcome even if nobody awaits it any more (a cancelled handler).
     task.add_done_callback(lambda t: t.cancelled() or t.exception())
     reported: tuple[int, int] | None = None
