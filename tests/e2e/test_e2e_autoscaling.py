@@ -51,7 +51,7 @@ def test_workers_grow_with_a_burst_and_shrink_as_the_queue_drains(
         "itemsPerWorker": 10,
         "scaleDownStabilizationSeconds": 3,
     }
-    first = [f"first-{i}" for i in range(3)]
+    first = [f"first-{i}" for i in range(8)]
     burst = [f"burst-{i}" for i in range(100)]
     operator.apply(
         queuejob(
@@ -64,18 +64,14 @@ def test_workers_grow_with_a_burst_and_shrink_as_the_queue_drains(
             worker={"env": [{"name": "QUEUEJOB_DEMO_WORK_SECONDS", "value": "1.0"}]},
         )
     )
-    queue = operator.queue(namespace, name)
+    queue = operator.queue(namespace, name)  # status.queue is written once the Job exists
     tracer = Tracer(cluster.api, queue, namespace, name, interval=1.0)
     with tracer:
-        before = wait_for(
-            lambda: operator.get_qj(namespace, name).get("status", {}).get("workers") or None,
-            60,
-            "status.workers of the new QueueJob",
-        )
-        # 3 items, 10 per worker: 1 worker (minParallelism 1).
-        assert before["desired"] == 1, before
+        # 8 items, 10 per worker: the Job starts with 1 worker (8 s of work for it).
         assert _job_spec(cluster, namespace, name)["parallelism"] == 1
-        assert queue.seed(burst) == len(burst)  # the burst: 103 items -> 4 workers (the max)
+        tracer.sample()
+        # The burst, while the QueueJob runs: 108 items -> 4 workers (the max).
+        assert queue.seed(burst) == len(burst)
 
         wait_for(
             lambda: _job_spec(cluster, namespace, name)["parallelism"] == 4,
@@ -102,8 +98,9 @@ def test_workers_grow_with_a_burst_and_shrink_as_the_queue_drains(
     samples = [s for s in tracer.samples if s.parallelism is not None]
     peak = max(range(len(samples)), key=lambda i: samples[i].parallelism or 0)
     assert samples[peak].parallelism == 4
-    # Before the burst the queue held 3 items and the Job 1 worker.
+    # Before the burst the queue held the first items and the Job 1 worker.
     assert samples[0].parallelism == 1 and samples[0].depth <= len(first)
+    assert any(s.desired == 4 for s in samples)  # status.workers.desired followed
     # Shrinking as the queue drains: the Job went below 4 workers while items were still left.
     shrunk = [s for s in samples[peak:] if (s.parallelism or 0) < 4 and s.depth > 0]
     assert shrunk, "the Job never scaled down before the queue was empty"
