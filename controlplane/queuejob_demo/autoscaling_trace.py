@@ -62,6 +62,8 @@ class Tracer:
         self._thread = threading.Thread(target=self._run, name="autoscaling-trace", daemon=True)
         self._started = 0.0
         self.samples: list[Sample] = []
+        #: names of every worker pod seen (each scale-up or replacement starts new ones)
+        self.pods_seen: set[str] = set()
         self.errors = 0
 
     def sample(self) -> Sample:
@@ -81,6 +83,7 @@ class Tracer:
         pods = self._core.list_namespaced_pod(
             self._namespace, label_selector=f"{naming.QUEUEJOB_LABEL}={self._name}"
         ).items
+        self.pods_seen.update(str(p.metadata.name) for p in pods if p.metadata)
         running = sum(
             1
             for p in pods
@@ -109,6 +112,10 @@ class Tracer:
             except Exception:  # a blip of the API or Redis: skip this sample
                 self.errors += 1
             self._stop.wait(max(0.0, self._interval - (time.monotonic() - began)))
+
+    def elapsed(self) -> float:
+        """Seconds since the tracer started (the time base of the samples)."""
+        return time.monotonic() - self._started
 
     def start(self) -> Tracer:
         self._started = time.monotonic()
