@@ -19,6 +19,9 @@ from queuejob_demo.autoscaling_trace import Tracer, table
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
+#: Per-item command: items named first-* take 20 s, the others 1 s.
+SLOW_FIRST = 'case "$QUEUEJOB_ITEM" in first-*) sleep 20 ;; *) sleep 1 ;; esac'
+
 
 def _job_spec(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
     job = cluster.kubectl_json("get", "job", naming.job_name(name), "-n", namespace)
@@ -51,7 +54,9 @@ def test_workers_grow_with_a_burst_and_shrink_as_the_queue_drains(
         "itemsPerWorker": 10,
         "scaleDownStabilizationSeconds": 3,
     }
-    first = [f"first-{i}" for i in range(8)]
+    # The first items take 20 s each, so the QueueJob is surely still running (1 worker, 60 s
+    # of work) when the burst arrives, however slow this machine is; burst items take 1 s.
+    first = [f"first-{i}" for i in range(3)]
     burst = [f"burst-{i}" for i in range(100)]
     operator.apply(
         queuejob(
@@ -61,16 +66,16 @@ def test_workers_grow_with_a_burst_and_shrink_as_the_queue_drains(
             parallelism=1,
             autoscaling=policy,
             leaseSeconds=30,
-            worker={"env": [{"name": "QUEUEJOB_DEMO_WORK_SECONDS", "value": "1.0"}]},
+            worker={"command": ["sh", "-c", SLOW_FIRST]},
         )
     )
     queue = operator.queue(namespace, name)  # status.queue is written once the Job exists
     tracer = Tracer(cluster.api, queue, namespace, name, interval=1.0)
     with tracer:
-        # 8 items, 10 per worker: the Job starts with 1 worker (8 s of work for it).
+        # 3 items, 10 per worker: the Job starts with 1 worker.
         assert _job_spec(cluster, namespace, name)["parallelism"] == 1
         tracer.sample()
-        # The burst, while the QueueJob runs: 108 items -> 4 workers (the max).
+        # The burst, while the QueueJob runs: 103 items -> 4 workers (the max).
         assert queue.seed(burst) == len(burst)
 
         wait_for(
