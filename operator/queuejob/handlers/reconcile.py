@@ -123,7 +123,7 @@ async def start_queue(
     writer.condition("Seeded", True, "ItemsSeeded", message)
 
     job = await ensure_workers(
-        body, qspec, queue=queue_name, target=target, settings=runtime.settings
+        body, qspec, queue=queue_name, target=target, settings=runtime.settings, work=len(items)
     )
     if writer.has_condition("ConfigError"):
         resolved = f"configuration is valid again; {message}"
@@ -144,6 +144,6 @@ async def start_queue(
             "Running",
             True,
             "JobCreated",
-            f"Job {job['metadata']['name']} runs {qspec.parallelism} workers",
+            f"Job {job['metadata']['name']} runs {job['spec'].get('parallelism')} workers",
         )
         writer.phase_to("Running", "JobCreated", f"Job {job['metadata']['name']} created")
