@@ -130,7 +130,7 @@ async def start_queue(
     writer.condition("Seeded", True, "ItemsSeeded", message)
 
     job = await ensure_workers(
-        body, qspec, queue=queue_name, target=target, settings=runtime.settings
+        body, qspec, queue=queue_name, target=target, settings=runtime.settings, work=items.count
     )
     if writer.has_condition("ConfigError"):
         resolved = f"configuration is valid again; {message}"
@@ -151,6 +151,6 @@ async def start_queue(
             "Running",
             True,
             "JobCreated",
-            f"Job {job['metadata']['name']} runs {qspec.parallelism} workers",
+            f"Job {job['metadata']['name']} runs {job['spec'].get('parallelism')} workers",
         )
         writer.phase_to("Running", "JobCreated", f"Job {job['metadata']['name']} created")
