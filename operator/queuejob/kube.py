@@ -8,6 +8,7 @@ patch or read of something absent returns ``None`` instead of raising. API calls
 - core/secrets: create, get, patch (get also for ``spec.redis.passwordSecretRef``)
 - core/configmaps: get (``spec.itemsFrom``)
 - coordination.k8s.io/leases: get, create, update (the leader election: ``queuejob.leaselock``)
+- workqueue.example.com/queuejobs/status: patch (the progress of a long seed, mid-handler)
 - plus what kopf does itself: queuejobs list/watch/patch, queuejobs/status patch,
   events create, and (owner references with blockOwnerDeletion) queuejobs/finalizers update.
 """
@@ -23,6 +24,8 @@ from typing import Any, Literal, cast
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
+
+from queuejob import naming
 
 _lock = threading.Lock()
 _api: kubernetes.client.ApiClient | None = None
@@ -43,6 +46,7 @@ def api_client(pool_size: int = 8) -> kubernetes.client.ApiClient:
             _api = new_api_client(pool_size)
             _apis["batch"] = kubernetes.client.BatchV1Api(_api)
             _apis["core"] = kubernetes.client.CoreV1Api(_api)
+            _apis["custom"] = kubernetes.client.CustomObjectsApi(_api)
         return _api
 
 
@@ -147,6 +151,31 @@ async def ensure_secret(body: dict[str, Any]) -> None:
             api.patch_namespaced_secret(name, ns, {"data": body["data"]}, _preload_content=False)
 
     await asyncio.to_thread(call)
+
+
+async def patch_queuejob_status(namespace: str, name: str, status: dict[str, Any]) -> bool:
+    """Merge-patch the QueueJob's ``status`` now (kopf patches only after a handler returns);
+    False if the QueueJob does not exist."""
+
+    def call() -> bool:
+        api_client()
+        try:
+            _apis["custom"].patch_namespaced_custom_object_status(
+                naming.GROUP,
+                naming.VERSION,
+                namespace,
+                naming.PLURAL,
+                name,
+                {"status": status},
+                _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    return await asyncio.to_thread(call)
 
 
 class NotFoundError(LookupError):

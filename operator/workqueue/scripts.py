@@ -17,6 +17,7 @@ from redis.commands.core import Script
 
 NAMES = (
     "seed",
+    "seed_range",
     "configure",
     "lease",
     "complete",
@@ -50,6 +51,7 @@ class QueueScripts:
 
     def __init__(self, client: redis.Redis | RedisCluster) -> None:
         self.seed: Script = client.register_script(source("seed"))
+        self.seed_range: Script = client.register_script(source("seed_range"))
         self.configure: Script = client.register_script(source("configure"))
         self.lease: Script = client.register_script(source("lease"))
         self.complete: Script = client.register_script(source("complete"))
