@@ -231,3 +231,68 @@ def test_old_style_token_has_no_lease_time(queue: LeaseQueue) -> None:
     [info] = queue.all_leases()
     assert (info.worker_id, info.leased_at, info.age(1.0)) == ("old-worker", None, None)
     assert isinstance(lease, Lease)
+
+
+def test_items_added_while_the_last_worker_exits_are_never_stranded(
+    redis_client: redis.Redis,
+) -> None:
+    """The operator's rule, on real Redis: workers exit once they see the queue done (as
+    ``queuejob worker`` does); items are added at that very moment; a supervisor starts a new
+    worker whenever none is alive and the queue is not done (the operator re-creating a
+    Complete Job). Every item is processed, exactly once, whichever side wins each race."""
+    q = LeaseQueue(redis_client, "exit-race")
+    q.configure(QueueConfig(lease_seconds=30, max_attempts=3))
+    done: list[str] = []
+    lock = threading.Lock()
+    exits = 0
+
+    def worker() -> None:
+        nonlocal exits
+        wq = LeaseQueue(redis_client, "exit-race")
+        while True:
+            leases = wq.lease("w", n=1)
+            if not leases:
+                if wq.done():
+                    with lock:
+                        exits += 1
+                    return
+                continue
+            wq.complete(leases[0])
+            with lock:
+                done.append(leases[0].item)
+
+    q.seed(["seed"])
+    alive: list[threading.Thread] = []
+    added = ["seed"]
+
+    def supervise() -> None:
+        """No live worker and work left -> start one (never two at a time)."""
+        nonlocal alive
+        alive = [t for t in alive if t.is_alive()]
+        if not alive and not q.done():
+            t = threading.Thread(target=worker)
+            t.start()
+            alive.append(t)
+
+    def wait_done() -> None:
+        for _ in range(100_000):
+            supervise()
+            if q.done():
+                return
+            threading.Event().wait(0.001)
+        raise AssertionError(f"queue not done: {q.stats()}")
+
+    for round_ in range(100):
+        # Add exactly when the queue is done: the worker is then between done() and its exit.
+        wait_done()
+        item = f"late-{round_}"
+        assert q.add([item]).added == 1
+        added.append(item)
+    wait_done()
+    for t in alive:
+        t.join()
+    supervise()
+    assert not alive or q.done()
+    assert sorted(done) == sorted(added)
+    assert q.stats() == q.stats()._replace(total=101, succeeded=101, pending=0, leased=0)
+    assert exits >= 1

@@ -135,7 +135,9 @@ async def _carry_out_request(
     return True
 
 
-def needs_refresh(spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, **_: Any) -> bool:
+def needs_refresh(
+    spec: kopf.Spec, status: kopf.Status, meta: Mapping[str, Any] | None = None, **_: Any
+) -> bool:
     """kopf ``when`` filter: skip timer runs that would do nothing, before taking a slot.
 
     Nothing to do: not seeded yet, a configuration error, finished with no worker left and no
@@ -143,7 +145,7 @@ def needs_refresh(spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, **_: An
     """
     if not status.get("queue") or conditions.is_true(status.get("conditions"), "ConfigError"):
         return False
-    if operate.pending_request(meta, status) is not None:
+    if meta is not None and operate.pending_request(meta, status) is not None:
         return True
     phase = status.get("phase")
     if phase in FINISHED:
