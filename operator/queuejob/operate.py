@@ -146,14 +146,14 @@ async def carry_out(
     try:
         if request.action == "redrive":
             result = await asyncio.to_thread(queue.redrive, None if request.all else request.items)
-            message = f"{result.redriven} dead letters back to pending"
+            message = f"{_n(result.redriven, 'dead letter')} back to pending"
             if result.skipped:
                 shown = list(result.skipped.items())[:5]
                 message += "; not dead letters: " + ", ".join(f"{i} ({s})" for i, s in shown)
                 if len(result.skipped) > 5:
                     message += f" and {len(result.skipped) - 5} more"
             if result.dead_left:
-                message += f"; {result.dead_left} dead letters left"
+                message += f"; {_n(result.dead_left, 'dead letter')} left"
             return request, message, None
         assert request.config_map is not None
         field = f"request.configMap {request.config_map}"
@@ -166,7 +166,7 @@ async def carry_out(
         except SpecError as exc:
             raise RequestError(str(exc)) from None
         added = await asyncio.to_thread(queue.add, items)
-        message = f"{added.added} items added"
+        message = f"{_n(added.added, 'item')} added"
         if added.present:
             message += f"; {added.present} already in the queue (not added again)"
         return request, message, None
@@ -175,6 +175,10 @@ async def carry_out(
     except QueueError as exc:
         # Redis trouble: not the request's fault; the refresh fails and retries it.
         raise kopf.TemporaryError(f"request {request.id}: {exc}", delay=5) from exc
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def record(

@@ -164,7 +164,7 @@ def test_redrive_failed_queuejob_reruns_and_succeeds(
 
     # Not fixed yet: poison-a runs again (fresh attempts, a new Job) and dies again.
     out = ok(plugin(cluster, "redrive", "redrive", "poison-a", "-n", namespace))
-    assert "1 dead letters back to pending" in out
+    assert "1 dead letter back to pending" in out
     wait_for(
         lambda: events(cluster, namespace, "redrive", "WorkersRestarted"),
         60,
@@ -321,9 +321,9 @@ def test_only_users_allowed_to_patch_the_queuejob_change_its_queue(
         plugin(cluster, "status", "guarded", "-n", namespace, as_user=viewer)
     )
     out = ok(plugin(cluster, "add", "guarded", "new-item", "-n", namespace, as_user=editor))
-    assert "1 items added" in out
+    assert "1 item added" in out
     out = ok(plugin(cluster, "redrive", "guarded", "--all", "-n", namespace, as_user=editor))
-    assert "1 dead letters back to pending" in out
+    assert "1 dead letter back to pending" in out
     qj = operator.wait_phase(namespace, "guarded", ("Failed",), timeout=120)
     assert qj["status"]["counts"]["total"] == 3
     assert operator.queue(namespace, "guarded").succeeded_items() == {"ok-1", "new-item"}
