@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from queuejob.operate import MAX_REDRIVE_ITEMS
 from queuejob_kubectl import render
 from queuejob_kubectl.api import Kube, PluginError, new_request_id
 
@@ -131,6 +132,8 @@ def _run(kube: Kube, args: argparse.Namespace, output: str | None) -> int:
         return _usage("redrive takes ITEM... or --all (one of them)")
     if command == "add" and bool(args.items) == bool(args.from_file):
         return _usage("add takes ITEM... or --from-file PATH (one of them)")
+    if command == "redrive" and len(set(args.items)) > MAX_REDRIVE_ITEMS:
+        return _usage(f"redrive lists at most {MAX_REDRIVE_ITEMS} items per call (or use --all)")
     if command in ("redrive", "add") and args.timeout <= 0:
         return _usage("--timeout must be > 0")
     if command == "logs" and args.tail is not None and args.tail < 0:
