@@ -213,8 +213,9 @@ async def refresh(
 
     def read() -> tuple[int, Any, list[Any], list[Any]]:
         reaped = queue.reap()
-        leases = queue.all_leases(10 * operate.LEASES_SHOWN)
-        return reaped, queue.stats(), queue.dead_letters(DEAD_LETTERS_SHOWN), leases
+        stats = queue.stats()
+        leases = queue.all_leases(10 * operate.LEASES_SHOWN) if stats.leased else []
+        return reaped, stats, queue.dead_letters(DEAD_LETTERS_SHOWN), leases
 
     reaped, stats, dead, leases = await asyncio.to_thread(read)
     if reaped:
