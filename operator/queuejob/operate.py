@@ -208,6 +208,15 @@ def record(
         kopf.event(body, type="Normal", reason=reason, message=message)
 
 
+def refuse(writer: StatusWriter, body: kopf.Body, raw: str, message: str) -> None:
+    """Record the request in ``raw`` as Failed with ``message`` without running it."""
+    try:
+        request: Request | None = parse_request(raw)
+    except RequestError:
+        request = None
+    record(writer, body, raw, request, message, message)
+
+
 def reopen(writer: StatusWriter, message: str) -> None:
     """A finished QueueJob has work again: back to Running, reason Reopened (one phase-change
     Event; the request's own Event says what was done)."""

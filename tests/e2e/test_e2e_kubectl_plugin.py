@@ -115,7 +115,13 @@ def test_status_leases_and_logs(cluster: Cluster, operator: OperatorHandle, name
     assert any(e["reason"] == "JobCreated" for e in data["events"])
 
     operator.wait_phase(namespace, "watched", ("Succeeded",), timeout=180)
-    logs = ok(plugin(cluster, "logs", "watched", "-n", namespace))
+
+    # The phase follows the queue: a worker logs "done" just after its completion counted.
+    def all_logged() -> str | None:
+        logs = ok(plugin(cluster, "logs", "watched", "-n", namespace))
+        return logs if all(f"item '{i}' done" in logs for i in items) else None
+
+    logs = wait_for(all_logged, 60, "every item's 'done' line in the worker logs")
     for item in items:
         line = next(line for line in logs.splitlines() if f"item '{item}' done" in line)
         pod = line.split("]", 1)[0].lstrip("[")
@@ -327,3 +333,21 @@ def test_only_users_allowed_to_patch_the_queuejob_change_its_queue(
     qj = operator.wait_phase(namespace, "guarded", ("Failed",), timeout=120)
     assert qj["status"]["counts"]["total"] == 3
     assert operator.queue(namespace, "guarded").succeeded_items() == {"ok-1", "new-item"}
+
+
+def test_a_request_on_a_queuejob_with_a_config_error_is_refused(
+    cluster: Cluster, operator: OperatorHandle, namespace: str
+) -> None:
+    operator.apply(
+        queuejob(
+            "broken", namespace, itemsFrom={"configMapKeyRef": {"name": "absent", "key": "items"}}
+        )
+    )
+    operator.wait_phase(namespace, "broken", ("Failed",), timeout=60)
+    refused = plugin(cluster, "redrive", "broken", "--all", "-n", namespace, "--timeout=90")
+    assert refused.returncode == 1
+    assert "refused by the operator: the QueueJob has a configuration error" in refused.stderr
+    status = operator.get_qj(namespace, "broken")["status"]
+    assert status["lastRequest"]["result"] == "Failed"
+    assert status["lastRequest"]["action"] == "redrive"
+    assert status["phase"] == "Failed"

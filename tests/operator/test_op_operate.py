@@ -121,3 +121,13 @@ def test_lease_rows_are_bounded_oldest_first() -> None:
         "attempt": 1,
         "since": "1970-01-01T00:16:40Z",
     }
+
+
+def test_a_request_on_a_queuejob_with_a_config_error_is_refused_not_left_waiting() -> None:
+    error = {"type": "ConfigError", "status": "True", "reason": "ConfigMapNotFound"}
+    meta = annotated({"id": "r1", "action": "add", "configMap": "cm"})
+    status = {"phase": "Failed", "conditions": [error]}
+    assert needs_refresh({}, status, meta=meta) is True
+    assert needs_refresh({}, status) is False
+    # Not seeded yet (no queue, no error): the request waits for the queue.
+    assert needs_refresh({}, {"phase": "Pending"}, meta=meta) is False

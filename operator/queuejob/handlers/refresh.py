@@ -122,7 +122,7 @@ async def _carry_out_request(
         return False
     if queue_removed(writer.get_condition("Seeded")):
         message = "the queue was removed after ttlSecondsAfterFinished; nothing to operate on"
-        operate.record(writer, body, raw, None, message, message)
+        operate.refuse(writer, body, raw, message)
         return False
     target = await queues.resolve_target(qspec, namespace, runtime.settings)
     queue = queues.open_queue(target, writer.get("queue"), runtime.settings)
@@ -143,10 +143,11 @@ def needs_refresh(
     Nothing to do: not seeded yet, a configuration error, finished with no worker left and no
     pending TTL removal, or suspended with no worker left and no lease outstanding.
     """
-    if not status.get("queue") or conditions.is_true(status.get("conditions"), "ConfigError"):
-        return False
+    config_error = conditions.is_true(status.get("conditions"), "ConfigError")
     if meta is not None and operate.pending_request(meta, status) is not None:
-        return True
+        return bool(status.get("queue")) or config_error  # carried out, or refused
+    if not status.get("queue") or config_error:
+        return False
     phase = status.get("phase")
     if phase in FINISHED:
         removed = queue_removed(conditions.get_condition(status.get("conditions"), "Seeded"))
@@ -194,6 +195,12 @@ async def refresh(
     writer = StatusWriter(body, status, patch, logger, runtime.metrics)
     queue_name = writer.get("queue")
     if not queue_name or writer.has_condition("ConfigError"):
+        raw = operate.pending_request(body.get("metadata", {}), status)
+        if raw is not None and writer.has_condition("ConfigError"):
+            operate.refuse(
+                writer, body, raw, "the QueueJob has a configuration error: fix it first"
+            )
+            return Outcome(idle=False)
         return None
     try:
         qspec = parse(spec)
