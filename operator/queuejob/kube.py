@@ -210,3 +210,21 @@ async def read_secret_key(namespace: str, name: str, key: str) -> str:
     """The decoded value under ``key`` of Secret ``name``; :class:`NotFoundError` if absent."""
     encoded = await asyncio.to_thread(_read_key, "Secret", namespace, name, key)
     return base64.b64decode(encoded).decode()
+
+
+async def delete_job(namespace: str, name: str, uid: str) -> None:
+    """Delete the Job ``name`` if it still has ``uid`` (background propagation: its pods go
+    after it); a Job already gone or replaced (a new uid) is left alone."""
+
+    def call() -> None:
+        try:
+            options = kubernetes.client.V1DeleteOptions(
+                propagation_policy="Background",
+                preconditions=kubernetes.client.V1Preconditions(uid=uid),
+            )
+            _batch().delete_namespaced_job(name, namespace, body=options)
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                raise
+
+    await asyncio.to_thread(call)

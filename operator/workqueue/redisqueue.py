@@ -28,6 +28,11 @@ Guarantees:
 - **Index ranges.** ``seed_range(start, count)`` seeds the decimal indices server-side in
   chunks, each chunk atomic with a cursor in Redis, so a million items take about 500 round
   trips and an interrupted seed resumes where it stopped (see :meth:`LeaseQueue.seed_range`).
+- **Operating a live queue.** ``add`` appends items never seen before (idempotent, no item
+  twice); ``redrive`` moves dead letters back to pending with their attempts reset, atomically
+  per item (counts stay consistent: ``total`` unchanged, each item moved once); ``leases`` and
+  ``dead_letter_page`` list who holds what (holder, attempt, lease time) and what died (attempts,
+  last error) in bounded pages, read-only.
 - **Self-healing.** ``lease`` first moves due retries to pending and reaps expired leases
   (bounded work per call), so a crashed worker's items come back without any reaper; ``reap``
   does the same on demand and is safe to run concurrently.
@@ -98,12 +103,17 @@ from workqueue.errors import (
 )
 from workqueue.keys import KEY_TYPES, QueueKeys
 from workqueue.models import (
+    AddResult,
     DeadLetter,
+    DeadLetterPage,
     FailResult,
     Handoff,
     InFlight,
     Lease,
+    LeaseInfo,
+    LeasePage,
     QueueStats,
+    RedriveResult,
 )
 from workqueue.routing import RedisClient, SlotRoute, redirect_of
 from workqueue.scripts import QueueScripts
@@ -124,6 +134,10 @@ MAX_POLL_SECONDS = 0.25
 #: Redirections (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) followed by one worker call before it gives
 #: up with :class:`QueueUnavailableError`; the pauses between them add up to about 5 s.
 MAX_REDIRECTS = 30
+#: Largest page of ``leases``/``dead_letter_page`` and largest chunk of ``redrive()`` (all).
+MAX_PAGE = 1000
+#: Most chunks one ``redrive()`` of all dead letters moves before it returns.
+MAX_REDRIVE_ROUNDS = 1000
 
 Clock = Callable[[], float]
 
@@ -143,6 +157,11 @@ def _release_all(conns: list[tuple[redis.ConnectionPool, Connection]]) -> None:
 def _pause(attempt: int) -> float:
     """Seconds to wait before following redirection number ``attempt`` (from 0)."""
     return min(0.002 * 2**attempt, 0.25) if attempt else 0.0
+
+
+def _check_page(limit: int) -> None:
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be in 1..{MAX_PAGE}, got {limit}")
 
 
 def _text(value: Any) -> str:
@@ -434,11 +453,117 @@ class LeaseQueue:
 
     def dead_letters(self, limit: int = 10) -> list[DeadLetter]:
         """The first ``limit`` dead-lettered items (oldest first) with their last error."""
-        raw = self._run("dead_letters", self._scripts.dead_letters, int(limit), ensure=False)
-        return [
+        return self.dead_letter_page(limit).items
+
+    def dead_letter_page(self, limit: int = 100, offset: int = 0) -> DeadLetterPage:
+        """Up to ``limit`` (1..:data:`MAX_PAGE`) dead letters from position ``offset`` (oldest
+        first, by the time they died), with their attempts and last error, and the number of
+        dead letters; read atomically in one call.
+
+        Pages by offset: a dead letter redriven between two calls shifts the later ones, so a
+        listing taken while the queue changes may skip or repeat an item (never invent one).
+        """
+        _check_page(limit)
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
+        raw = self._run(
+            "dead_letters", self._scripts.dead_letters, int(limit), int(offset), ensure=False
+        )
+        items = [
             DeadLetter(_text(raw[i]), _text(raw[i + 1]), int(raw[i + 2]))
-            for i in range(0, len(raw), 3)
+            for i in range(1, len(raw), 3)
         ]
+        return DeadLetterPage(items, int(raw[0]))
+
+    def leases(self, limit: int = 100, cursor: int = 0) -> LeasePage:
+        """One page of the current leases: item, holder (worker id), attempt, lease time and
+        expiry (queue clock). ``limit`` (1..:data:`MAX_PAGE`) is the page size as a hint (Redis'
+        ``HSCAN COUNT``: a page may hold a few more or fewer); pass the returned ``cursor`` to
+        get the next page, until it is ``None``.
+
+        Guarantee (``HSCAN``'s): a lease held from the first page to the last is listed at least
+        once; one taken or given back meanwhile may or may not be; an item may appear twice
+        (e.g. when Redis resizes the hash), so callers that count should de-duplicate by item.
+        Each page is read atomically; nothing is written.
+        """
+        _check_page(limit)
+        raw = self._run("leases", self._scripts.leases, int(cursor), int(limit), ensure=False)
+        nxt = int(raw[0])
+        out = []
+        for i in range(2, len(raw), 4):
+            token = _text(raw[i + 1])
+            head, _, worker = token.partition(":")
+            _, at, stamp = head.partition("@")
+            leased_at = int(stamp.split(".", 1)[0]) / 1e3 if at else None
+            out.append(
+                LeaseInfo(_text(raw[i]), worker, int(raw[i + 2]), leased_at, int(raw[i + 3]) / 1e6)
+            )
+        return LeasePage(out, nxt or None, int(raw[1]) / 1e6)
+
+    def all_leases(self, limit: int = 1000) -> list[LeaseInfo]:
+        """Up to ``limit`` current leases, de-duplicated (pages through :meth:`leases`)."""
+        found: dict[str, LeaseInfo] = {}
+        cursor: int | None = 0
+        while cursor is not None and len(found) < limit:
+            page = self.leases(min(MAX_PAGE, limit), cursor or 0)
+            for lease in page.leases:
+                found.setdefault(lease.item, lease)
+            cursor = page.cursor
+        return list(found.values())[:limit]
+
+    # -- operating a live queue --------------------------------------------------------------
+
+    def add(self, items: Iterable[str]) -> AddResult:
+        """Append items to a live queue (workers may be leasing meanwhile).
+
+        Each item is added at most once, ever: an item the queue already knows (seeded or added
+        before, whether pending, leased, succeeded or dead) is counted in ``present`` and not
+        added again (run a dead letter again with :meth:`redrive`). Validation as
+        :meth:`seed` (nothing is written if an item is bad). Idempotent: repeating a call after
+        a lost reply adds nothing twice. Each chunk of :data:`SEED_CHUNK` items is atomic.
+
+        Adding never races with workers by itself: a worker that found the queue done before the
+        items arrived may already have exited, so whoever runs the workers must start them again
+        when the queue is not done any more (the operator re-creates a finished worker Job).
+        """
+        batch = list(dict.fromkeys(self.validate_items(items)))
+        added = self.seed(batch)
+        return AddResult(added, len(batch) - added)
+
+    def redrive(self, items: Iterable[str] | None = None) -> RedriveResult:
+        """Move dead letters back to pending: ``items`` (each distinct item once), or all dead
+        letters when ``items`` is None.
+
+        Guarantees: each redriven item leaves ``dead`` and enters the tail of ``pending`` in the
+        same atomic step, with its attempts, last error and acknowledgement reset (it gets the
+        full ``max_attempts`` again; ``total`` does not change, ``dead`` goes down and
+        ``pending`` up by exactly the number redriven); an item is redriven at most once per
+        call even if listed twice; a listed item that is not a dead letter is left where it is
+        and reported in ``skipped`` with its state. ``None`` redrives in atomic chunks of
+        :data:`MAX_PAGE` until no dead letter is left (items that die again meanwhile are
+        redriven too, at most :data:`MAX_REDRIVE_ROUNDS` chunks).
+        """
+        if items is None:
+            redriven = 0
+            left = 0
+            for _ in range(MAX_REDRIVE_ROUNDS):
+                raw = self._run("redrive", self._scripts.redrive, "all", MAX_PAGE)
+                redriven += int(raw[0])
+                left = int(raw[1])
+                if not left or not int(raw[0]):
+                    break
+            return RedriveResult(redriven, left, {})
+        listed = self.validate_items(items)
+        redriven, left, skipped = 0, 0, {}
+        for start in range(0, max(len(listed), 1), SEED_CHUNK):
+            chunk = listed[start : start + SEED_CHUNK]
+            if not chunk:
+                break
+            raw = self._run("redrive", self._scripts.redrive, "items", len(chunk), *chunk)
+            redriven += int(raw[0])
+            left = int(raw[1])
+            skipped.update(self._pairs(raw[2:]))
+        return RedriveResult(redriven, left, skipped)
 
     def in_flight(self, limit: int = 100) -> list[InFlight]:
         """Up to ``limit`` current leases, soonest expiry first."""
@@ -492,6 +617,7 @@ class LeaseQueue:
             return [], hint
         expiry = int(reply[1]) / 1e6
         suffix = f":{worker_id}"
+        nonce = f"{nonce}@{int(reply[0]) // 1000}"  # the lease time in ms, as lease_items adds it
         items = reply[3::2]
         if items and isinstance(items[0], bytes):
             items = [item.decode("utf-8") for item in items]

@@ -30,6 +30,8 @@ NAMES = (
     "dead_letters",
     "in_flight",
     "bucket",
+    "redrive",
+    "leases",
 )
 
 
@@ -63,3 +65,5 @@ class QueueScripts:
         self.stats: Script = client.register_script(source("stats"))
         self.dead_letters: Script = client.register_script(source("dead_letters"))
         self.in_flight: Script = client.register_script(source("in_flight"))
+        self.redrive: Script = client.register_script(source("redrive"))
+        self.leases: Script = client.register_script(source("leases"))
