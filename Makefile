@@ -78,7 +78,7 @@ cluster-env: ## Print the shell lines that put this kubectl first on PATH and se
 	@$(PY) -m localkube env
 
 # ---------------------------------------------------------------------------------------------
-# The two README commands
+# The two commands of the README
 
 .PHONY: test demo
 # Two pytest runs: everything but the real-node tests on the node agent, then (root) ONE real node

@@ -35,7 +35,7 @@ def api_client(pool_size: int = 8) -> kubernetes.client.ApiClient:
     The first call also builds the shared ``BatchV1Api`` and ``CoreV1Api``: the client imports
     their modules lazily, and building them costs seconds of CPU (one wrapper per API method),
     which the operator pays at startup (``handlers.startup``) rather than on the first
-    QueueJobs (py-spy, see README "Measured scale").
+    QueueJobs (py-spy, see docs/scale.md).
     """
     global _api
     with _lock:
@@ -74,7 +74,7 @@ def _json(response: Any) -> dict[str, Any]:
     """The JSON body of a raw response (a call made with ``_preload_content=False``).
 
     Skips the client's model classes: building a ``V1Job`` and turning it back into a dict took
-    most of the operator's CPU per QueueJob (py-spy, see README "Measured scale").
+    most of the operator's CPU per QueueJob (py-spy, see docs/scale.md).
     """
     return cast(dict[str, Any], json.loads(response.data))
 
