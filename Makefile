@@ -100,7 +100,7 @@ demo: install ## Run the demo: control plane + Redis + operator + an example Que
 # ---------------------------------------------------------------------------------------------
 # Quality and benchmarks
 
-.PHONY: lint bench-queue bench-cluster bench-operator
+.PHONY: lint bench-queue bench-cluster bench-operator bench-podstart
 lint: install-python ## ruff and mypy
 	$(VENV)/bin/ruff check operator controlplane tests benchmarks
 	$(VENV)/bin/ruff format --check operator controlplane tests benchmarks
@@ -111,6 +111,9 @@ bench-queue: install ## Redis queue throughput: ours (single, batched) vs the do
 
 bench-cluster: install ## Queue on one server and a Redis Cluster: declared vs derived script keys, WAIT 1
 	$(PY) benchmarks/bench_cluster.py
+
+bench-podstart: install ## Pod start latency (create -> Running): the real node (kubelet + containerd, root) vs the node agent
+	$(PY) benchmarks/bench_podstart.py
 
 bench-operator: install ## 200 QueueJobs to Running: operator vs a no-kopf floor; API requests and peak RSS
 	$(PY) benchmarks/bench_operator.py

@@ -137,6 +137,9 @@ def test_mf_deploy_realnode_queuejob_succeeds_in_containers(node: Cluster, ns: s
 
     assert status["phase"] == "Succeeded", status
     assert status["counts"]["succeeded"] == len(items) and status["counts"]["failed"] == 0
+    # The QueueJob is Succeeded once its queue is done; its last worker may still be exiting.
+    node.kubectl("wait", "--for=condition=Complete", f"job/{status['jobName']}", "-n", ns,
+                 "--timeout=120s", timeout=150)  # fmt: skip
     workers = pods(node, ns, "-l", f"batch.kubernetes.io/job-name={status['jobName']}")
     assert workers
     for obj in workers:
