@@ -81,8 +81,18 @@ cluster-env: ## Print the shell lines that put this kubectl first on PATH and se
 # The two commands of the README
 
 .PHONY: test demo
-test: install lint controlplane-check images ## Lint, Go checks, images (Docker), then the whole pytest suite on the local control plane (.ci/run)
-	$(PY) -m pytest $(PYTEST_ARGS)
+# Two pytest runs: everything but the real-node tests on the node agent, then (root) ONE real node
+# (kubelet + containerd) shared by the real-node tests and the e2e suite against the operator
+# deployed in-cluster as `make deploy-local` does (--cluster=local-kubelet). test_e2e_failover
+# builds its own private control plane whatever --cluster says, so the first run covers it.
+# REALNODE_TESTS= (empty) skips the second run.
+REALNODE_TESTS ?= tests/controlplane/test_cp_realnode.py tests/e2e tests/manifests/test_mf_deploy_realnode.py tests/manifests/test_mf_rbac_pod.py
+test: install lint controlplane-check images ## Lint, Go checks, images (Docker), then pytest: the suite on the node agent, then the real-node tests and e2e on one real node (.ci/run)
+	$(PY) -m pytest -m "not realnode" $(PYTEST_ARGS)
+	@if [ -n "$(strip $(REALNODE_TESTS))" ]; then \
+	  echo "==> the real node: $(REALNODE_TESTS) (pytest --cluster=local-kubelet)"; \
+	  $(PY) -m pytest --cluster=local-kubelet --ignore=tests/e2e/test_e2e_failover.py $(REALNODE_TESTS); \
+	fi
 
 demo: install ## Run the demo: control plane + Redis + operator + an example QueueJob, with live progress
 	$(PY) -m queuejob_demo
@@ -90,7 +100,7 @@ demo: install ## Run the demo: control plane + Redis + operator + an example Que
 # ---------------------------------------------------------------------------------------------
 # Quality and benchmarks
 
-.PHONY: lint bench-queue bench-cluster bench-operator bench-million
+.PHONY: lint bench-queue bench-cluster bench-operator bench-million bench-podstart
 lint: install-python ## ruff and mypy
 	$(VENV)/bin/ruff check operator controlplane tests benchmarks
 	$(VENV)/bin/ruff format --check operator controlplane tests benchmarks
@@ -104,6 +114,9 @@ bench-cluster: install ## Queue on one server and a Redis Cluster: declared vs d
 
 bench-million: install ## One queue of 1,000,000 items: seed time, B/item, refresh cost 1M vs 1k, drain 1/8/32 workers, server and cluster
 	$(PY) benchmarks/bench_million.py
+
+bench-podstart: install ## Pod start latency (create -> Running): the real node (kubelet + containerd, root) vs the node agent
+	$(PY) benchmarks/bench_podstart.py
 
 bench-operator: install ## 200 QueueJobs to Running: operator vs a no-kopf floor; API requests and peak RSS
 	$(PY) benchmarks/bench_operator.py

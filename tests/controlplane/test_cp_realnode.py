@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import shutil
-import statistics
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -18,10 +14,10 @@ from typing import Any
 import pytest
 
 from fixtures.cluster import Cluster, wait_for
-from fixtures.realnode import TEST_IMAGE, RealNodeCluster
-from localkube import deploy, hostnet
+from fixtures.realnode import TEST_IMAGE, RealNodeCluster, format_memory
+from localkube import hostnet
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.realnode, pytest.mark.timeout(300)]
 
 
 @pytest.fixture
@@ -161,55 +157,16 @@ def test_cp_realnode_restricted_pod_runs_confined(node: Cluster, ns: str) -> Non
     assert "rootfs-read-only" in logs and "Read-only file system" in logs
 
 
-def _start_latency(cluster: Cluster, namespace: str, image: str, count: int) -> list[float]:
-    """Seconds from `kubectl apply` to phase Running, one pod at a time."""
-    seconds = []
-    for i in range(count):
-        manifest = pod(f"lat-{i}", "sleep 60")
-        manifest["spec"]["containers"][0]["image"] = image
-        manifest["spec"]["terminationGracePeriodSeconds"] = 0
-        began = time.monotonic()
-        apply(cluster, namespace, manifest)
-        wait_for(
-            f"pod lat-{i} Running",
-            lambda i=i: (
-                cluster.kubectl_json("get", "pod", f"lat-{i}", "-n", namespace)["status"].get(
-                    "phase"
-                )
-                == "Running"
-            ),
-            timeout=60,
-            interval=0.05,
-        )
-        seconds.append(time.monotonic() - began)
-    return seconds
-
-
-def test_cp_realnode_start_latency_and_memory(
-    node: Cluster,
-    ns: str,
-    real_node: RealNodeCluster,
-    cluster: Cluster,
-    namespace: str,
-    capsys: pytest.CaptureFixture[str],
+def test_cp_realnode_memory_of_the_node(
+    node: Cluster, real_node: RealNodeCluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Figures for the README: pod create -> Running on both node kinds; node RSS."""
-    real = _start_latency(node, ns, TEST_IMAGE, 5)
-    agent = _start_latency(cluster, namespace, "queuejob:dev", 5)
-    rss = real_node.local.rss()
-    node_rss = {name: rss[name] for name in ("containerd", "kubelet", "kube-proxy")}
+    """Figures for the docs: resident memory of containerd, the kubelet, kube-proxy and CoreDNS
+    (the pod start latency against the node agent: benchmarks/bench_podstart.py)."""
+    memory = real_node.memory()
     with capsys.disabled():
-        print(
-            f"\npod start latency (create -> Running, median of 5): real node "
-            f"{statistics.median(real):.2f}s {[round(s, 2) for s in real]}, node agent "
-            f"{statistics.median(agent):.2f}s {[round(s, 2) for s in agent]}"
-        )
-        print(
-            "real node RSS: "
-            + ", ".join(f"{name} {value / 2**20:.0f} MiB" for name, value in node_rss.items())
-            + f", total {sum(node_rss.values()) / 2**20:.0f} MiB"
-        )
-    assert all(value > 0 for value in node_rss.values()), node_rss
+        print(f"\nreal node memory: {format_memory(memory)}")
+    assert set(memory) == {"containerd", "kubelet", "kube-proxy", "coredns"}, memory
+    assert all(now > 0 for now, _ in memory.values()), memory
 
 
 def test_cp_realnode_statefulset_gets_a_bound_volume(
@@ -373,19 +330,13 @@ def test_cp_realnode_pods_cannot_send_off_the_machine(node: Cluster, ns: str) ->
 
 
 def test_cp_realnode_runs_the_project_image_restricted(
-    node: Cluster, ns: str, real_node: RealNodeCluster
+    ns: str, deployed_real_node: RealNodeCluster
 ) -> None:
-    """queuejob:dev from Docker (`docker save`, as a later `make deploy` to this node will load it)
-    runs as a restricted pod. `make test` builds the image first wherever a Docker engine runs."""
+    """queuejob:dev as ``make deploy-local`` put it into containerd (``docker save``, ``ctr
+    import``; the session's deployment, shared with the deploy-path and e2e tests) runs as a
+    restricted pod without a pull."""
+    node = deployed_real_node.cluster
     image = "queuejob:dev"
-    if (
-        shutil.which("docker") is None
-        or subprocess.run(
-            ["docker", "image", "inspect", image], capture_output=True, check=False
-        ).returncode
-    ):
-        pytest.skip(f"Docker has no {image} (`make image`; make test builds it where Docker runs)")
-    deploy.import_docker_images((image,), real_node.local.import_image)  # as `make deploy`
     node.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
     script = "import os, queuejob, workqueue; print('imports ok as uid', os.getuid())"
     manifest = pod(

@@ -1,6 +1,7 @@
 """``localkube up --node=kubelet`` / ``down`` from the CLI: down leaves nothing on the host, even
 after the supervisor was killed with a pod running (its network namespace, mounts and cgroups
-included). Runs after test_cp_realnode.py (one real node per machine at a time)."""
+included). Runs in make test's first pytest run, where no other real node is up (one real node per
+machine at a time; the second run shares one node among the other real-node tests)."""
 
 from __future__ import annotations
 

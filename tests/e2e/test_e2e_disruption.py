@@ -177,14 +177,6 @@ def test_a_crashing_worker_fails_the_job_and_the_queuejob(
     assert reasons == {"MaxFailedIndexesExceeded"}, job
 
 
-def _read_pid(path: Path) -> int | None:
-    try:
-        text = path.read_text().strip()
-    except FileNotFoundError:
-        return None
-    return int(text) if text else None
-
-
 def _alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -193,38 +185,69 @@ def _alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] != "Z"
 
 
+def _descendants(root: int) -> dict[int, list[str]]:
+    """Every live descendant of host process ``root``: pid -> its argv (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        children.setdefault(int(stat[stat.rindex(")") + 2 :].split()[1]), []).append(
+            int(entry.name)
+        )
+    found: dict[int, list[str]] = {}
+    todo = list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        try:
+            argv = (Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"))[:-1]
+        except OSError:
+            continue
+        found[pid] = [a.decode(errors="replace") for a in argv]
+        todo += children.get(pid, [])
+    return found
+
+
 def test_sigkilled_worker_takes_its_command_and_grandchild_along(
-    cluster: Cluster, operator: OperatorHandle, namespace: str, tmp_path: Path
+    cluster: Cluster, operator: OperatorHandle, namespace: str
 ) -> None:
-    if not cluster.local_processes:
-        pytest.skip("needs worker pods running as local processes (the local backend)")
-    pids = tmp_path / "pids"
-    pids.mkdir(mode=0o777)
-    pids.chmod(0o777)
-    # The command records its pid and its background child's pid, then waits for the child.
-    script = f"echo $$ > {pids}/cmd; sleep 300 & echo $! > {pids}/child; wait"
+    """SIGKILL of the worker's process (a container's main process on the real node, a local
+    process under the node agent): the item's command and its background child die with it."""
+    if not cluster.pods_on_this_host:
+        pytest.skip("needs worker pods whose processes run on this host (local, local-kubelet)")
+    # The command starts a background child, then waits for it.
     operator.apply(
         queuejob(
             "sigkill",
             namespace,
             items=["only"],
             leaseSeconds=3,
-            worker={"command": ["sh", "-c", script]},
+            worker={"command": ["sh", "-c", "sleep 300 & wait"]},
         )
     )
-    cmd, child = wait_for(
-        lambda: (
-            (_read_pid(pids / "cmd"), _read_pid(pids / "child"))
-            if _read_pid(pids / "cmd") and _read_pid(pids / "child")
-            else None
-        ),
+    [pod] = wait_for(
+        lambda: running(worker_pods(cluster, namespace, "sigkill")) or None,
         120,
-        "the item's command and its child to start",
+        "the worker pod Running",
+    )
+    worker_pid = cluster.container_pid(namespace, pod["metadata"]["name"])
+
+    def command_and_child() -> tuple[int, int] | None:
+        below = _descendants(worker_pid)
+        sleeps = [pid for pid, argv in below.items() if argv == ["sleep", "300"]]
+        if len(sleeps) != 1:
+            return None
+        parent = Path(f"/proc/{sleeps[0]}/stat").read_text()
+        cmd = int(parent[parent.rindex(")") + 2 :].split()[1])
+        return (cmd, sleeps[0]) if below.get(cmd, [])[:2] == ["sh", "-c"] else None
+
+    cmd, child = wait_for(
+        command_and_child, 120, "the item's command and its child below the worker's process"
     )
     try:
-        [pod] = running(worker_pods(cluster, namespace, "sigkill"))
-        [container] = pod["status"]["containerStatuses"]
-        worker_pid = int(container["containerID"].removeprefix("localkube://"))
         assert _alive(cmd) and _alive(child)
         os.kill(worker_pid, signal.SIGKILL)
         killed_at = time.monotonic()

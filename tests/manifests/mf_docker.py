@@ -1,9 +1,8 @@
 """Running this project's images under Docker as the manifests run them (the image smoke tests).
 
-- :func:`images` (behind the session fixture ``images`` in conftest.py) starts or installs a
-  Docker engine with controlplane/images/docker-up.sh and builds both images with ``make image
-  redis-image`` (cached layers: quick after the build ``make test`` showed). Where no engine can
-  be started (not root, no Docker) the tests are skipped with docker-up.sh's reason.
+- :func:`images` (behind the session fixture ``images`` in conftest.py; it lives in
+  ``fixtures.images``, which the real-node fixtures use too) starts or installs a Docker engine
+  and builds both images, or skips with the reason where no engine can be started.
 - :func:`security_flags` turns a container's and its pod's ``securityContext`` into the
   ``docker run`` flags that enforce the same: the user, a read-only root filesystem, no
   capabilities, no privilege escalation (Docker's default seccomp profile is RuntimeDefault's).
@@ -12,49 +11,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 from typing import Any
 
 import pytest
-from mf_support import REPO
 
-QUEUEJOB_IMAGE = "queuejob:dev"
-REDIS_IMAGE = "queuejob-redis:dev"
+from fixtures.images import QUEUEJOB_IMAGE, REDIS_IMAGE, Images, images
 
-
-@dataclasses.dataclass(frozen=True)
-class Images:
-    """The built images' tags."""
-
-    queuejob: str
-    redis: str
-
-
-def images() -> Images:
-    """Start the engine (or skip with the reason) and build both images (or fail)."""
-    up = subprocess.run(
-        ["bash", str(REPO / "controlplane/images/docker-up.sh")],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    if up.returncode != 0:
-        pytest.skip(f"no Docker engine can be started here: {up.stderr.strip()}")
-    build = subprocess.run(
-        ["make", "--no-print-directory", "image", "redis-image"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-    assert build.returncode == 0, (
-        f"make image redis-image failed:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}"
-    )
-    return Images(QUEUEJOB_IMAGE, REDIS_IMAGE)
+__all__ = [
+    "QUEUEJOB_IMAGE", "REDIS_IMAGE", "Images", "docker", "images", "inspect", "security_flags",
+    "volume_flags",
+]  # fmt: skip
 
 
 def docker(

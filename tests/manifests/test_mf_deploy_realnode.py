@@ -1,8 +1,10 @@
 """``make deploy`` on the real node: manifests/deploy-local with its real probes, in containers.
 
-One real-node cluster for this module (``real_node``); the deployment is made once by
-:func:`localkube.deploy.deploy`, the code behind ``make deploy`` (DEPLOY_TARGET=local). Needs root
-and Docker's two images (``images``: skipped with the reason where no Docker engine starts).
+The session's real node (``fixtures.realnode``), deployed once per session by
+:func:`localkube.deploy.deploy`, the code behind ``make deploy`` (DEPLOY_TARGET=local); under
+``--cluster=local-kubelet`` the e2e tests ran on this same deployment before (with the test
+settings of ``fixtures.operator`` set on the operator's Deployment). Needs root and Docker's two
+images (skipped with the reason where no Docker engine starts).
 """
 
 from __future__ import annotations
@@ -20,29 +22,20 @@ from mf_docker import Images
 
 from fixtures.cluster import Cluster, wait_for
 from fixtures.realnode import RealNodeCluster
-from localkube import containerd, deploy, paths, storage
+from localkube import containerd, deploy, storage
+from queuejob import naming
+from queuejob import settings as qs
 
-pytestmark = pytest.mark.timeout(420)
+pytestmark = [pytest.mark.realnode, pytest.mark.timeout(420)]
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests" / "deploy-local"
 NS = deploy.NAMESPACE
 
 
-@pytest.fixture(scope="module")
-def node(real_node: RealNodeCluster, images: Images) -> Cluster:
-    """The real node with manifests/deploy-local deployed (timed, printed)."""
-    cluster = real_node.cluster
-    kubectl = [str(paths.kubectl_binary()), f"--kubeconfig={cluster.kubeconfig}"]
-    began = time.monotonic()
-    times = deploy.deploy(
-        kubectl,
-        MANIFESTS,
-        real_node.local.import_image,
-        images=(images.queuejob, images.redis),
-        progress=lambda message: print(f"deploy: {message}", flush=True),
-    )
-    steps = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in times.steps.items())
-    print(f"deploy: done in {time.monotonic() - began:.1f}s ({steps})")
-    return cluster
+@pytest.fixture
+def node(deployed_real_node: RealNodeCluster) -> Cluster:
+    """The session's real node with manifests/deploy-local deployed (``deployed_real_node``)."""
+    deployed_real_node.local.check()
+    return deployed_real_node.cluster
 
 
 @pytest.fixture
@@ -144,6 +137,9 @@ def test_mf_deploy_realnode_queuejob_succeeds_in_containers(node: Cluster, ns: s
 
     assert status["phase"] == "Succeeded", status
     assert status["counts"]["succeeded"] == len(items) and status["counts"]["failed"] == 0
+    # The QueueJob is Succeeded once its queue is done; its last worker may still be exiting.
+    node.kubectl("wait", "--for=condition=Complete", f"job/{status['jobName']}", "-n", ns,
+                 "--timeout=120s", timeout=150)  # fmt: skip
     workers = pods(node, ns, "-l", f"batch.kubernetes.io/job-name={status['jobName']}")
     assert workers
     for obj in workers:
@@ -256,3 +252,74 @@ def test_mf_deploy_realnode_docs_task_as_written_nine_of_nine(
     done = [fruit for fruit in FRUITS if f"item '{fruit}' done" in logs]
     assert len(done) == 9, f"{len(done)}/9 done:\n{logs}"
     assert all(logs.count(f"item '{fruit}' done") == 1 for fruit in FRUITS), logs
+
+
+def _lease_holder_pod(node: Cluster) -> tuple[str, str]:
+    """(holder identity, its pod's name) of the operator's leader-election Lease."""
+    lease = node.kubectl_json("get", "lease", "queuejob-operator", "-n", NS)
+    identity = str(lease["spec"].get("holderIdentity") or "")
+    return identity, identity.rpartition("_")[0]
+
+
+def test_mf_deploy_realnode_leader_pod_force_deleted_standby_takes_over(
+    node: Cluster, ns: str
+) -> None:
+    """Issue 11 on real containers: ``kubectl delete pod --force`` of the Lease holder (2
+    replicas). The standby takes the Lease within the lease duration + two retry periods (+ slack
+    for this shared machine), and QueueJobs created before, during and after the failover all
+    succeed with every item counted once and exactly one Job each (none stuck, none provisioned
+    twice)."""
+    deployment = node.kubectl_json("get", "deployment", "queuejob-operator", "-n", NS)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+    settings = qs.from_env(env)
+    bound = settings.leader_election_lease_duration + 2 * settings.leader_election_retry_period + 5
+    items = {name: [f"{name}-{n}" for n in range(8)] for name in ("before", "during", "after")}
+
+    def create(name: str) -> None:
+        node.kubectl("apply", "-f", "-", input=queuejob(
+            name, ns, items=items[name], parallelism=2,
+            worker={"env": [{"name": "QUEUEJOB_DEMO_WORK_SECONDS", "value": "0.5"}]},
+        ))  # fmt: skip
+
+    create("before")
+    wait_for(
+        "QueueJob 'before' Running",
+        lambda: (
+            node.kubectl_json("get", "queuejob", "before", "-n", ns).get("status", {}).get("phase")
+            == "Running"
+        ),
+        timeout=120,
+    )
+    old_identity, old_pod = _lease_holder_pod(node)
+    assert old_pod, old_identity
+    node.kubectl("delete", "pod", old_pod, "-n", NS, "--force", "--grace-period=0")
+    deleted = time.monotonic()
+    create("during")
+
+    def new_holder() -> str | None:
+        _, pod = _lease_holder_pod(node)
+        if not pod or pod == old_pod:
+            return None
+        found = node.kubectl("get", "pod", pod, "-n", NS, check=False)
+        return pod if found.returncode == 0 else None
+
+    new_pod = wait_for(f"a new Lease holder within {bound:.0f}s", new_holder, timeout=bound)
+    print(f"\nleader pod force-deleted: {new_pod} holds the Lease "
+          f"{time.monotonic() - deleted:.1f}s later (bound {bound:.0f}s)")  # fmt: skip
+    create("after")
+
+    for name, names in items.items():
+        status = wait_phase(node, ns, name)
+        assert status["phase"] == "Succeeded", (name, status)
+        counts = status["counts"]
+        assert counts["total"] == counts["succeeded"] == len(names), (name, counts)
+        assert counts["failed"] == 0, (name, counts)
+    jobs = node.kubectl_json("get", "jobs", "-n", ns)["items"]
+    owners = sorted(j["metadata"]["labels"].get(naming.QUEUEJOB_LABEL, "") for j in jobs)
+    assert owners == sorted(items), f"one Job per QueueJob: {owners}"
+    wait_for(
+        "two operator replicas again",
+        lambda: len(pods(node, NS, "-l", "app.kubernetes.io/name=queuejob-operator")) == 2,
+        timeout=120,
+    )
