@@ -696,9 +696,11 @@ def measure_steady(
     log(f"  [{label}] steady state: {idle} idle Running + {len(finished)} finished, {args.steady}s")
     before = scrape_handlers(operator.metrics_port)
     commands_before = redis_commands(redis_server)
+    cpu_before = cpu_seconds(_tree(operator.pid))
     began = time.time()
     time.sleep(args.steady)
     ended = time.time()
+    cpu = cpu_seconds(_tree(operator.pid)) - cpu_before
     commands_after = redis_commands(redis_server)
     after = scrape_handlers(operator.metrics_port)
     operator.check()
@@ -719,6 +721,7 @@ def measure_steady(
         f"  Redis commands/s {(commands_after[0] - commands_before[0] - 2) / seconds:7.2f} "
         f"(incl. those inside Lua scripts); script calls/s "
         f"{(commands_after[1] - commands_before[1]) / seconds:.2f}",
+        f"  operator CPU {100 * cpu / seconds:.1f}% of a core (kopf's timer ticks included)",
     ]
     if idle:
         per_minute = 60 / seconds / idle
@@ -726,8 +729,8 @@ def measure_steady(
             f"  status cost per idle QueueJob per minute: handler runs "
             f"{sum(runs.values()) * per_minute:.2f}, API requests "
             f"{sum(requests.values()) * per_minute:.2f}, Redis script calls "
-            f"{(commands_after[1] - commands_before[1]) * per_minute:.2f} "
-            f"(finished ones: no timer work; all charged to the idle ones)"
+            f"{(commands_after[1] - commands_before[1]) * per_minute:.2f}, operator CPU "
+            f"{1000 * cpu * per_minute:.1f} ms (all charged to the idle ones)"
         )
     return lines
 

@@ -31,8 +31,27 @@ async def ensure_workers(
     settings: OperatorSettings,
 ) -> dict[str, Any]:
     """Ensure the Secret and the Job of the QueueJob ``body``; returns the Job as a dict."""
+    await ensure_secret(body, target)
+    return await ensure_job(body, spec, queue=queue, target=target, settings=settings)
+
+
+async def ensure_secret(body: kopf.Body, target: RedisTarget) -> None:
+    """Ensure the QueueJob's password Secret (first half of :func:`ensure_workers`)."""
     owner = {"metadata": dict(body["metadata"])}
     await kube.ensure_secret(jobs.build_secret(owner, target.password or ""))
+
+
+async def ensure_job(
+    body: kopf.Body,
+    spec: QueueJobSpec,
+    *,
+    queue: str,
+    target: RedisTarget,
+    settings: OperatorSettings,
+) -> dict[str, Any]:
+    """Ensure the QueueJob's Job, its scale and suspend (second half of :func:`ensure_workers`;
+    the Secret must exist first)."""
+    owner = {"metadata": dict(body["metadata"])}
     manifest = jobs.build_job(
         owner,
         spec,

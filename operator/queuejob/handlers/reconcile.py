@@ -11,7 +11,7 @@ handler fails before does it record phase Pending (with its Event) before the fa
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -19,7 +19,7 @@ from queuejob import naming, queues
 from queuejob.conditions import now
 from queuejob.errors import ConfigError
 from queuejob.limits import guarded
-from queuejob.provision import ensure_workers
+from queuejob.provision import ensure_job, ensure_secret
 from queuejob.runtime import Runtime
 from queuejob.spec import QueueJobSpec, SpecError, parse
 from queuejob.statuswriter import FINISHED, StatusWriter
@@ -108,7 +108,16 @@ async def start_queue(
         queue.configure(config)
         return queue.seed(list(items))
 
-    added = await asyncio.to_thread(seed)
+    # The queue and the Secret do not depend on each other: one round trip instead of two.
+    # Both finish (or fail) before going on; the Job comes after both (workers must never see
+    # a partial queue or miss the Secret).
+    seeded, secret = await asyncio.gather(
+        asyncio.to_thread(seed), ensure_secret(body, target), return_exceptions=True
+    )
+    for outcome in (seeded, secret):
+        if isinstance(outcome, BaseException):
+            raise outcome
+    added = int(cast(int, seeded))
     logger.info(f"Queue {queue_name}: {added} of {len(items)} items added")
     message = f"{len(items)} items in queue {queue_name}"
     if duplicates:
@@ -122,9 +131,7 @@ async def start_queue(
     writer.set("queue", queue_name)
     writer.condition("Seeded", True, "ItemsSeeded", message)
 
-    job = await ensure_workers(
-        body, qspec, queue=queue_name, target=target, settings=runtime.settings
-    )
+    job = await ensure_job(body, qspec, queue=queue_name, target=target, settings=runtime.settings)
     if writer.has_condition("ConfigError"):
         resolved = f"configuration is valid again; {message}"
         writer.condition("ConfigError", False, "Resolved", resolved)
