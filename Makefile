@@ -78,7 +78,7 @@ cluster-env: ## Print the shell lines that put this kubectl first on PATH and se
 	@$(PY) -m localkube env
 
 # ---------------------------------------------------------------------------------------------
-# The two README commands
+# The two commands of the README
 
 .PHONY: test demo
 test: install lint controlplane-check images ## Lint, Go checks, images (Docker), then the whole pytest suite on the local control plane (.ci/run)

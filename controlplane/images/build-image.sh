@@ -54,7 +54,7 @@ MSG
       base=$upstream
     else
       echo "==> $upstream cannot be pulled here: building the base from Debian's archive instead"
-      echo "    (IMAGE_BASE=debian; for the upstream base set REGISTRY_MIRROR or PYTHON_IMAGE, see README)"
+      echo "    (IMAGE_BASE=debian; for the upstream base set REGISTRY_MIRROR or PYTHON_IMAGE, see docs/deploying.md)"
       bash controlplane/images/debian-base.sh "$debian_base" python3 python3-venv
       base=$debian_base
     fi ;;

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 #: All condition types the operator writes.
-TYPES = ("Seeded", "Running", "Complete", "Failed", "Suspended", "ConfigError")
+TYPES = ("Seeded", "Running", "Complete", "Failed", "Suspended", "ConfigError", "Autoscaling")
 
 
 def now() -> str:

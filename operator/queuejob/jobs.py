@@ -41,6 +41,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from queuejob import naming
+from queuejob.spec import MAX_PARALLELISM as _SPEC_MAX_PARALLELISM
 from queuejob.spec import QueueJobSpec
 
 WORKER_UID = 10001
@@ -49,7 +50,7 @@ CONTAINER_NAME = "worker"
 #: Exit code of a worker stopped by SIGTERM after releasing its lease (``queuejob.worker``).
 GRACEFUL_EXIT_CODE = 143
 #: Largest spec.parallelism the CRD admits, hence the largest completions of a worker Job.
-MAX_PARALLELISM = 100
+MAX_PARALLELISM = _SPEC_MAX_PARALLELISM
 
 
 def escape_expansion(value: str) -> str:
@@ -206,13 +207,17 @@ def build_job(
     image_pull_policy: str,
     backoff_limit: int,
     wait_replicas: int = 0,
+    parallelism: int | None = None,
 ) -> dict[str, Any]:
     """The batch/v1 Job running ``queuejob worker`` pods for the QueueJob ``body``.
 
+    ``parallelism`` (default spec.parallelism) is the number of workers to start with; the
+    autoscaler passes its own count for a QueueJob with ``spec.autoscaling``.
     ``backoff_limit`` becomes ``backoffLimitPerIndex``: counted failures tolerated per index.
     ``wait_replicas`` becomes the workers' ``QUEUEJOB_REDIS_WAIT_REPLICAS`` (unset when 0).
     """
     name = body["metadata"]["name"]
+    workers = spec.parallelism if parallelism is None else parallelism
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": spec.worker.image or default_image,
@@ -239,8 +244,8 @@ def build_job(
         "metadata": _owned_metadata(body, naming.job_name(name)),
         "spec": {
             "completionMode": "Indexed",
-            "completions": completions_for(spec.parallelism),
-            "parallelism": spec.parallelism,
+            "completions": completions_for(workers),
+            "parallelism": workers,
             "backoffLimitPerIndex": backoff_limit,
             "maxFailedIndexes": 0,
             "podFailurePolicy": pod_failure_policy(),

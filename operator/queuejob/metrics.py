@@ -174,6 +174,19 @@ class Metrics:
             "election is off); 0 while it is a standby.",
             registry=r,
         )
+        self.workers_desired = Gauge(
+            "queuejob_workers_desired",
+            "Worker pods a QueueJob asks its Job for: spec.parallelism, or the autoscaler's "
+            "choice from queue depth when spec.autoscaling is set.",
+            ["name"],
+            registry=r,
+        )
+        self.workers_current = Gauge(
+            "queuejob_workers_current",
+            "Worker pods of a QueueJob's Job active now (the Job's status.active).",
+            ["name"],
+            registry=r,
+        )
         self._queue_totals: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
 
@@ -223,11 +236,23 @@ class Metrics:
         if retries > last_retries:
             self.retries.labels(name).inc(retries - last_retries)
 
+    def observe_workers(self, name: str, *, desired: int, current: int) -> None:
+        """Publish a QueueJob's desired and current (active) worker counts."""
+        self.workers_desired.labels(name).set(desired)
+        self.workers_current.labels(name).set(current)
+
     def forget_queue(self, name: str) -> None:
         """Drop the label sets of a deleted QueueJob's queue."""
         with self._lock:
             self._queue_totals.pop(name, None)
-        for metric in (self.depth, self.queue_unfinished, self.adds, self.retries):
+        for metric in (
+            self.depth,
+            self.queue_unfinished,
+            self.adds,
+            self.retries,
+            self.workers_desired,
+            self.workers_current,
+        ):
             with contextlib.suppress(KeyError):
                 metric.remove(name)
         for state in ("pending", "delayed", "leased", "succeeded", "dead"):

@@ -5,6 +5,24 @@ Importing it registers every handler with kopf's default registry.
 
 from __future__ import annotations
 
-from queuejob.handlers import cleanup, probes, recheck, reconcile, refresh, scaling, startup
+from queuejob.handlers import (
+    autoscale,
+    cleanup,
+    probes,
+    recheck,
+    reconcile,
+    refresh,
+    scaling,
+    startup,
+)
 
-__all__ = ["cleanup", "probes", "recheck", "reconcile", "refresh", "scaling", "startup"]
+__all__ = [
+    "autoscale",
+    "cleanup",
+    "probes",
+    "recheck",
+    "reconcile",
+    "refresh",
+    "scaling",
+    "startup",
+]

@@ -3,6 +3,9 @@
 :func:`ensure_workers` creates both if absent, adopts them if present, and patches the Job's
 ``parallelism`` (with ``completions``, see :func:`queuejob.jobs.scale_fields`) and ``suspend``
 when they differ from the spec (e.g. after the operator was down while the spec changed).
+With ``spec.autoscaling`` the Job's parallelism belongs to the autoscaler: a new Job starts with
+the count :func:`queuejob.autoscaler.recommend` gives for the caller's ``work`` (pending +
+leased items), and an existing Job's parallelism is left alone (the refresh timer keeps it).
 Calling it any number of times yields the same objects. A Job the API server rejects as invalid
 (e.g. bad ``spec.worker.resources``) is a permanent ConfigError.
 """
@@ -15,7 +18,7 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from queuejob import jobs, jobstatus, kube, naming
+from queuejob import autoscaler, jobs, jobstatus, kube, naming
 from queuejob.errors import ConfigError
 from queuejob.queues import RedisTarget
 from queuejob.settings import OperatorSettings
@@ -29,10 +32,14 @@ async def ensure_workers(
     queue: str,
     target: RedisTarget,
     settings: OperatorSettings,
+    work: int = 0,
 ) -> dict[str, Any]:
-    """Ensure the Secret and the Job of the QueueJob ``body``; returns the Job as a dict."""
+    """Ensure the Secret and the Job of the QueueJob ``body``; returns the Job as a dict.
+
+    ``work``: the items pending or leased, which sizes a new Job under ``spec.autoscaling``.
+    """
     await ensure_secret(body, target)
-    return await ensure_job(body, spec, queue=queue, target=target, settings=settings)
+    return await ensure_job(body, spec, queue=queue, target=target, settings=settings, work=work)
 
 
 async def ensure_secret(body: kopf.Body, target: RedisTarget) -> None:
@@ -48,9 +55,10 @@ async def ensure_job(
     queue: str,
     target: RedisTarget,
     settings: OperatorSettings,
+    work: int = 0,
 ) -> dict[str, Any]:
     """Ensure the QueueJob's Job, its scale and suspend (second half of :func:`ensure_workers`;
-    the Secret must exist first)."""
+    the Secret must exist first). ``work`` as for :func:`ensure_workers`."""
     owner = {"metadata": dict(body["metadata"])}
     manifest = jobs.build_job(
         owner,
@@ -61,6 +69,7 @@ async def ensure_job(
         image_pull_policy=settings.worker_image_pull_policy,
         backoff_limit=settings.job_backoff_limit,
         wait_replicas=settings.worker_wait_replicas,
+        parallelism=autoscaler.workers_for(spec, work),
     )
     try:
         job = await kube.ensure_job(manifest)
@@ -72,7 +81,9 @@ async def ensure_job(
             ) from None
         raise
     current = job.get("spec") or {}
-    drift: dict[str, Any] = jobs.scale_fields(job, spec.parallelism)
+    drift: dict[str, Any] = {}
+    if spec.autoscaling is None:
+        drift = jobs.scale_fields(job, spec.parallelism)
     if (
         bool(current.get("suspend")) != spec.suspend
         and jobstatus.true_condition(job, "Complete", "Failed") is None

@@ -2,7 +2,8 @@
 
 kopf hands it to every handler as ``memo.runtime`` (see ``handlers/startup.py``). It holds the
 settings, the metrics, the operator-wide concurrency/QPS limiter, the handler backoff limiter, the
-status-refresh pacer and the per-object bookkeeping used to observe kopf's per-object serialization.
+status-refresh pacer, the autoscaler's stabilizer and the per-object bookkeeping used to observe
+kopf's per-object serialization.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import dataclasses
 from collections import defaultdict
 
+from queuejob.autoscaler import Stabilizer
 from queuejob.metrics import Metrics
 from queuejob.pacing import RefreshPacer
 from queuejob.settings import OperatorSettings
@@ -44,6 +46,8 @@ class Runtime:
     object_locks: defaultdict[str, asyncio.Lock] = dataclasses.field(
         default_factory=lambda: defaultdict(asyncio.Lock)
     )
+    #: recent worker-count recommendations of autoscaled QueueJobs (downscale stabilization)
+    stabilizer: Stabilizer = dataclasses.field(default_factory=Stabilizer)
 
     @classmethod
     def build(cls, settings: OperatorSettings, metrics: Metrics | None = None) -> Runtime:

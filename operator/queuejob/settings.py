@@ -33,7 +33,7 @@ class Setting:
     help: str
 
 
-#: The settings table (also the source of the README's settings section and of ``--help``).
+#: The settings table (also the source of docs/settings.md's table and of ``--help``).
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "redis_url",

@@ -16,6 +16,11 @@ from typing import Any, TypeVar
 from workqueue.connect import SCHEMES
 
 MAX_ITEM_LENGTH = 1024
+#: Bounds of spec.parallelism and spec.autoscaling's min/maxParallelism (as in the CRD).
+MAX_PARALLELISM = 100
+#: Largest spec.autoscaling.itemsPerWorker and scaleDownStabilizationSeconds (as in the CRD).
+MAX_ITEMS_PER_WORKER = 1_000_000
+MAX_STABILIZATION_SECONDS = 3600
 
 
 class SpecError(ValueError):
@@ -71,6 +76,18 @@ class WorkerSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class Autoscaling:
+    """Worker count from queue depth (see :mod:`queuejob.autoscaler`): between
+    ``min_parallelism`` and ``max_parallelism``, one worker per ``items_per_worker`` pending or
+    leased items; a lower count takes effect only after ``scale_down_stabilization_seconds``."""
+
+    max_parallelism: int
+    min_parallelism: int = 0
+    items_per_worker: int = 10
+    scale_down_stabilization_seconds: int = 30
+
+
+@dataclasses.dataclass(frozen=True)
 class RedisRef:
     """A QueueJob-specific Redis, instead of the operator's."""
 
@@ -93,6 +110,7 @@ class QueueJobSpec:
     suspend: bool = False
     ttl_seconds_after_finished: int | None = None
     redis: RedisRef | None = None
+    autoscaling: Autoscaling | None = None
 
 
 def _mapping(value: Any, field: str) -> Mapping[str, Any]:
@@ -199,6 +217,34 @@ def _worker(raw: Mapping[str, Any]) -> WorkerSpec:
     return WorkerSpec(image=image, command=command, env=tuple(env), resources=resources)
 
 
+def _autoscaling(value: Any) -> Autoscaling | None:
+    """``spec.autoscaling``, or None when unset."""
+    if value is None:
+        return None
+    raw = _mapping(value, "spec.autoscaling")
+    field = "spec.autoscaling"
+    if raw.get("maxParallelism") is None:
+        raise SpecError(f"{field}.maxParallelism", "is required")
+    high = _int(raw.get("maxParallelism"), f"{field}.maxParallelism", 1, 1, MAX_PARALLELISM)
+    low = _int(raw.get("minParallelism"), f"{field}.minParallelism", 0, 0, MAX_PARALLELISM)
+    if low > high:
+        raise SpecError(f"{field}.minParallelism", f"must be <= maxParallelism ({high}), got {low}")
+    return Autoscaling(
+        max_parallelism=high,
+        min_parallelism=low,
+        items_per_worker=_int(
+            raw.get("itemsPerWorker"), f"{field}.itemsPerWorker", 10, 1, MAX_ITEMS_PER_WORKER
+        ),
+        scale_down_stabilization_seconds=_int(
+            raw.get("scaleDownStabilizationSeconds"),
+            f"{field}.scaleDownStabilizationSeconds",
+            30,
+            0,
+            MAX_STABILIZATION_SECONDS,
+        ),
+    )
+
+
 def parse(spec: Mapping[str, Any]) -> QueueJobSpec:
     """Parse and validate a QueueJob's ``spec``; raises :class:`SpecError` naming the field."""
     items_raw = spec.get("items")
@@ -265,7 +311,7 @@ def parse(spec: Mapping[str, Any]) -> QueueJobSpec:
     return QueueJobSpec(
         items=items,
         items_from=items_from,
-        parallelism=_int(spec.get("parallelism"), "spec.parallelism", 1, 0, 100),
+        parallelism=_int(spec.get("parallelism"), "spec.parallelism", 1, 0, MAX_PARALLELISM),
         worker=_worker(_mapping(spec.get("worker"), "spec.worker")),
         lease_seconds=_int(spec.get("leaseSeconds"), "spec.leaseSeconds", 30, 1, 3600),
         max_attempts=_int(retry.get("maxAttempts"), "spec.retry.maxAttempts", 3, 1, 100),
@@ -274,4 +320,5 @@ def parse(spec: Mapping[str, Any]) -> QueueJobSpec:
         suspend=suspend,
         ttl_seconds_after_finished=ttl,
         redis=redis,
+        autoscaling=_autoscaling(spec.get("autoscaling")),
     )

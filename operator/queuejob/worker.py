@@ -18,7 +18,7 @@ Loop: lease one item, process it while a heartbeat thread renews the lease, then
 Redis: ``QUEUEJOB_REDIS_URL`` is ``redis://...`` (one server) or ``redis+cluster://host:port`` (a
 Redis Cluster: the worker follows slot moves and failovers by itself). With
 ``QUEUEJOB_REDIS_WAIT_REPLICAS=N`` every queue call returns only after N replicas have its effect
-(``WAIT``), so a completion the worker logged survives a failover (see the README's Guarantees).
+(``WAIT``), so a completion the worker logged survives a failover (see docs/guarantees.md).
 
 Processing an item: with ``QUEUEJOB_ITEM_COMMAND`` (a JSON list, from ``spec.worker.command``)
 the command runs with the item in ``QUEUEJOB_ITEM``; exit 0 is success, otherwise the last line

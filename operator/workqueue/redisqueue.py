@@ -162,7 +162,7 @@ class LeaseQueue:
         ``wait_replicas`` > 0: every worker call also sends ``WAIT wait_replicas timeout`` in the
         same round trip, and returns only once that many replicas have its effect; when fewer
         confirm within ``wait_timeout`` seconds it raises :class:`QueueUnavailableError` (the
-        call did run on the master). See the README's Guarantees for what this buys.
+        call did run on the master). See docs/guarantees.md for what this buys.
 
         ``declare_keys=False`` passes only the config key to the scripts, which derive the
         others: correct on one server only, kept for benchmarks/bench_declared_keys.py.

@@ -274,6 +274,39 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
         ),
         ["spec.worker.resources.limits", "each limit must be >= its request"],
     ),
+    (
+        "autoscaling-min-above-max",
+        with_spec(autoscaling={"minParallelism": 5, "maxParallelism": 3}),
+        [
+            "spec.autoscaling.minParallelism",
+            "minParallelism must be <= spec.autoscaling.maxParallelism",
+        ],
+    ),
+    (
+        "autoscaling-max-missing",
+        with_spec(autoscaling={"itemsPerWorker": 5}),
+        ["spec.autoscaling.maxParallelism: Required value"],
+    ),
+    (
+        "autoscaling-max-zero",
+        with_spec(autoscaling={"maxParallelism": 0}),
+        ["spec.autoscaling.maxParallelism", "greater than or equal to 1"],
+    ),
+    (
+        "autoscaling-max-above-100",
+        with_spec(autoscaling={"maxParallelism": 101}),
+        ["spec.autoscaling.maxParallelism", "less than or equal to 100"],
+    ),
+    (
+        "autoscaling-items-per-worker-zero",
+        with_spec(autoscaling={"maxParallelism": 3, "itemsPerWorker": 0}),
+        ["spec.autoscaling.itemsPerWorker", "greater than or equal to 1"],
+    ),
+    (
+        "autoscaling-window-above-hour",
+        with_spec(autoscaling={"maxParallelism": 3, "scaleDownStabilizationSeconds": 3601}),
+        ["spec.autoscaling.scaleDownStabilizationSeconds", "less than or equal to 3600"],
+    ),
     ("name-too-long", _long_name(), ["metadata.name: Too long", "more than 52"]),
     ("name-with-dot", queuejob(name="a.b", items=["a"]), ["metadata.name", "should match"]),
     (
@@ -308,6 +341,27 @@ def test_defaults_are_applied(crd: Any, namespace: str) -> None:
         "retry": {"maxAttempts": 3, "backoff": {"baseSeconds": 1, "capSeconds": 60, "jitter": 0.2}},
         "suspend": False,
     }
+
+
+def test_autoscaling_defaults_are_applied(crd: Any, namespace: str) -> None:
+    manifest = queuejob(name="autoscaled", items=["a"], autoscaling={"maxParallelism": 4})
+    result = dry_run(crd, namespace, manifest)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["spec"]["autoscaling"] == {
+        "maxParallelism": 4,
+        "minParallelism": 0,
+        "itemsPerWorker": 10,
+        "scaleDownStabilizationSeconds": 30,
+    }
+    # min == max and the upper bounds are admitted.
+    edge = {
+        "minParallelism": 100,
+        "maxParallelism": 100,
+        "itemsPerWorker": 1000000,
+        "scaleDownStabilizationSeconds": 3600,
+    }
+    result = dry_run(crd, namespace, queuejob(name="edge", items=["a"], autoscaling=edge))
+    assert result.returncode == 0, result.stderr
 
 
 def test_valid_edge_values_are_accepted(crd: Any, namespace: str) -> None:
@@ -410,6 +464,7 @@ def test_printer_columns(crd: Any, namespace: str) -> None:
             "progress": "2/4",
             "counts": {"total": 4, "pending": 1, "leased": 0, "succeeded": 2, "failed": 1},
             "activeWorkers": 2,
+            "workers": {"desired": 3, "current": 2},
             "jobName": "columns-workers",
         }
     }
@@ -428,7 +483,9 @@ def test_printer_columns(crd: Any, namespace: str) -> None:
     # running in this session and rewriting the status cannot make this flaky.
     table = _table(crd, namespace, "columns")
     names = [c["name"] for c in table["columnDefinitions"]]
-    assert names == ["Name", "Phase", "Done", "Failed", "Parallelism", "Active", "Job", "Age"]
+    assert names == [
+        "Name", "Phase", "Done", "Failed", "Parallelism", "Desired", "Active", "Job", "Age"
+    ]  # fmt: skip
     row = table["rows"][0]
     cells = dict(zip(names, row["cells"], strict=True))
     rendered = row["object"]
@@ -439,6 +496,7 @@ def test_printer_columns(crd: Any, namespace: str) -> None:
     assert cells["Done"] == st.get("progress", "")
     assert cells["Failed"] == st.get("counts", {}).get("failed")
     assert cells["Active"] == st.get("activeWorkers")
+    assert cells["Desired"] == st.get("workers", {}).get("desired")
     # kubectl get qj shows the status we wrote (unless an operator rewrote it meanwhile).
     if st.get("progress") == "2/4":
         assert out[1].split()[1:4] == ["Running", "2/4", "1"]

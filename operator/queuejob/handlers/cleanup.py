@@ -33,6 +33,7 @@ async def cleanup(
     """Delete the queue's Redis keys."""
     runtime: Runtime = memo.runtime
     runtime.pacer.forget(uid)
+    runtime.stabilizer.forget(uid)
     queue_name = status.get("queue") or naming.queue_name(namespace, name, uid)
     try:
         removed = await queues.delete_queue(parse(spec), namespace, queue_name, runtime.settings)

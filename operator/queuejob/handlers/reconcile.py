@@ -131,7 +131,9 @@ async def start_queue(
     writer.set("queue", queue_name)
     writer.condition("Seeded", True, "ItemsSeeded", message)
 
-    job = await ensure_job(body, qspec, queue=queue_name, target=target, settings=runtime.settings)
+    job = await ensure_job(
+        body, qspec, queue=queue_name, target=target, settings=runtime.settings, work=len(items)
+    )
     if writer.has_condition("ConfigError"):
         resolved = f"configuration is valid again; {message}"
         writer.condition("ConfigError", False, "Resolved", resolved)
@@ -151,6 +153,6 @@ async def start_queue(
             "Running",
             True,
             "JobCreated",
-            f"Job {job['metadata']['name']} runs {qspec.parallelism} workers",
+            f"Job {job['metadata']['name']} runs {job['spec'].get('parallelism')} workers",
         )
         writer.phase_to("Running", "JobCreated", f"Job {job['metadata']['name']} created")

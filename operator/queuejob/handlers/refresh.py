@@ -14,6 +14,8 @@ a finished one with no worker left and no TTL removal pending is not ticked at a
   a NonIndexed Job of an older operator fails on ``backoffLimit`` (``BackoffLimitExceeded``);
 - a Job deleted by hand is re-created (with the same name) while the queue is unfinished;
 - after finishing, ``activeWorkers`` follows the Job down to zero;
+- ``status.workers`` (desired, current) and, with ``spec.autoscaling``, the Job's parallelism
+  from pending + leased items while Running (``queuejob.handlers.autoscale``);
 - ``ttlSecondsAfterFinished`` after completion, the queue's Redis keys are deleted once and the
   condition Seeded turns False with reason QueueRemoved.
 """
@@ -31,6 +33,7 @@ import kopf
 from queuejob import conditions, jobstatus, kube, naming, queues
 from queuejob import settings as qj_settings
 from queuejob.conditions import now
+from queuejob.handlers import autoscale
 from queuejob.limits import guarded
 from queuejob.provision import ensure_workers
 from queuejob.runtime import Runtime
@@ -149,6 +152,7 @@ async def refresh(
     patch: kopf.Patch,
     namespace: str,
     name: str,
+    uid: str,
     memo: kopf.Memo,
     logger: kopf.Logger,
     **_: Any,
@@ -168,6 +172,10 @@ async def refresh(
         # Workers exit on their own once the queue is done; follow them down to zero.
         job = await kube.read_job(namespace, job_name)
         writer.set("activeWorkers", jobstatus.active_workers(job))
+        await autoscale.sync_workers(
+            writer, qspec, job, work=0, scale=False, body=body, namespace=namespace, name=name,
+            uid=uid, runtime=runtime, logger=logger,
+        )  # fmt: skip
         next_in = await _expire(writer, qspec, runtime, body, namespace, name, logger)
         return Outcome(idle=not patch.status, next_in=next_in)
 
@@ -185,9 +193,27 @@ async def refresh(
     if job is None and not stats.done:
         logger.warning(f"Job {job_name} is missing; re-creating it")
         job = await ensure_workers(
-            body, qspec, queue=queue_name, target=target, settings=runtime.settings
+            body,
+            qspec,
+            queue=queue_name,
+            target=target,
+            settings=runtime.settings,
+            work=stats.pending + stats.delayed + stats.leased,
         )
     active = jobstatus.active_workers(job)
+    scale_down_in = await autoscale.sync_workers(
+        writer,
+        qspec,
+        job,
+        work=stats.pending + stats.delayed + stats.leased,
+        scale=not stats.done and not qspec.suspend and job_failure(job) is None,
+        body=body,
+        namespace=namespace,
+        name=name,
+        uid=uid,
+        runtime=runtime,
+        logger=logger,
+    )
 
     counts = {
         "total": stats.total,
@@ -240,5 +266,7 @@ async def refresh(
         writer.phase_to("Suspended", "Suspended", "spec.suspend is true")
     else:
         writer.phase_to("Running", "Running", f"{active} workers active")
-    # Idle: nothing to write, no lease to watch for expiry, and the Job is there.
-    return Outcome(idle=not patch.status and not stats.leased and not reaped and job is not None)
+    # Idle: nothing to write, no lease to watch for expiry, and the Job is there. An idle
+    # QueueJob whose autoscaler holds a scale-down is refreshed when that falls due.
+    idle = not patch.status and not stats.leased and not reaped and job is not None
+    return Outcome(idle=idle, next_in=scale_down_in if idle else None)

@@ -1,6 +1,7 @@
 """On a change to spec.parallelism or spec.suspend: patch the Job (and the phase for suspend).
 
-parallelism: the Job's ``parallelism`` and, for an Indexed Job, ``completions`` with it.
+parallelism: the Job's ``parallelism`` and, for an Indexed Job, ``completions`` with it; not
+while ``spec.autoscaling`` is set (it wins, see ``handlers.autoscale``): then a Warning Event.
 
 Both are field handlers: kopf calls them with the last handled (``old``) and the current
 (``new``) value, so a burst of updates converges to the latest spec. On creation (``old`` is
@@ -14,6 +15,7 @@ from typing import Any
 import kopf
 
 from queuejob import jobs, kube, naming
+from queuejob.handlers import autoscale
 from queuejob.limits import guarded
 from queuejob.runtime import Runtime
 from queuejob.statuswriter import FINISHED, StatusWriter
@@ -31,6 +33,8 @@ def _on_existing(field: str, handler_id: str) -> kopf.on.ChangingDecorator:
 async def parallelism_changed(
     old: Any,
     new: Any,
+    body: kopf.Body,
+    spec: kopf.Spec,
     meta: kopf.Meta,
     patch: kopf.Patch,
     namespace: str,
@@ -38,12 +42,17 @@ async def parallelism_changed(
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
-    """Set the Job's parallelism (and, Indexed, its completions) to the spec's.
+    """Set the Job's parallelism (and, Indexed, its completions) to the spec's, unless
+    ``spec.autoscaling`` owns it.
 
     See :func:`queuejob.jobs.scale_fields`: for 0 only ``parallelism``, so the Job keeps its
     ``completions`` and does not complete; scaling up sets both again.
     """
     if old is None or new is None:
+        return
+    if spec.get("autoscaling") is not None:
+        autoscale.parallelism_overridden(body, new, logger)
+        patch.status["observedGeneration"] = meta.get("generation")
         return
     job_name = naming.job_name(name)
     job = await kube.read_job(namespace, job_name)

@@ -1,8 +1,10 @@
-"""The README's reference sections match the code they document.
+"""The docs (README.md and docs/*.md) match the code they document.
 
-Every QueueJob spec field of the CRD (with its default), every operator setting (with its
-default) and every metric the operator exports must appear in README.md, and every Makefile
-target the README tells people to run must exist. A new field, setting or metric without
+Every QueueJob spec field of the CRD (with its default and limits) must appear in
+docs/queuejob-reference.md, every operator setting (with its default) in docs/settings.md and
+every metric the operator exports in docs/metrics.md; every Makefile target the docs tell people
+to run must exist; every relative link must reach a file and heading that exist, and every page
+of docs/ must be reachable from the README. A new field, setting or metric without
 documentation fails here.
 """
 
@@ -19,6 +21,11 @@ from queuejob.metrics import Metrics
 from queuejob.settings import SETTINGS
 
 README = (REPO / "README.md").read_text()
+DOCS = REPO / "docs"
+PAGES = {path: path.read_text() for path in [REPO / "README.md", *sorted(DOCS.glob("*.md"))]}
+REFERENCE = (DOCS / "queuejob-reference.md").read_text()
+SETTINGS_PAGE = (DOCS / "settings.md").read_text()
+METRICS_PAGE = (DOCS / "metrics.md").read_text()
 #: Fields documented as a whole (their sub-fields are Kubernetes' own types).
 OPAQUE = {
     "spec.worker.env",
@@ -28,10 +35,10 @@ OPAQUE = {
 }
 
 
-def _rows() -> dict[str, str]:
-    """Markdown table rows keyed by their first cell (without backticks)."""
+def _rows(text: str) -> dict[str, str]:
+    """Markdown table rows of ``text`` keyed by their first cell (without backticks)."""
     rows = {}
-    for line in README.splitlines():
+    for line in text.splitlines():
         if line.startswith("| `"):
             first = line.split("|")[1].strip().strip("`")
             rows[first] = line
@@ -56,20 +63,20 @@ def _spec_fields() -> dict[str, Any]:
 
 
 def test_every_spec_field_is_documented_with_its_default() -> None:
-    rows = _rows()
+    rows = _rows(REFERENCE)
     fields = _spec_fields()
     assert len(fields) >= 15, fields.keys()
     for path, node in fields.items():
-        assert path in rows, f"README's QueueJob reference lacks {path}"
+        assert path in rows, f"docs/queuejob-reference.md lacks {path}"
         if "default" in node and not isinstance(node["default"], dict):
             default = str(node["default"]).lower()
-            assert f"`{default}`" in rows[path].lower(), f"{path}: default {default} not in README"
+            assert f"`{default}`" in rows[path].lower(), f"{path}: default {default} not in docs"
 
 
 def test_every_operator_setting_is_documented_with_its_default() -> None:
-    rows = _rows()
+    rows = _rows(SETTINGS_PAGE)
     for setting in SETTINGS:
-        assert setting.env in rows, f"README's settings table lacks {setting.env}"
+        assert setting.env in rows, f"docs/settings.md's table lacks {setting.env}"
         row = rows[setting.env]
         assert f"`{setting.flag}`" in row
         assert (f"`{setting.default}`" if setting.default else "(empty)") in row, row
@@ -78,19 +85,60 @@ def test_every_operator_setting_is_documented_with_its_default() -> None:
 def test_every_metric_is_documented() -> None:
     names = {family.name for family in Metrics(concurrency_limit=4).registry.collect()}
     assert "workqueue_depth" in names
-    rows = _rows()
+    rows = _rows(METRICS_PAGE)
     missing = sorted(name for name in names if name not in rows)
-    assert not missing, f"README's metrics table lacks {missing}"
+    assert not missing, f"docs/metrics.md's table lacks {missing}"
 
 
-def test_make_targets_named_in_the_readme_exist() -> None:
+def test_make_targets_named_in_the_docs_exist() -> None:
     makefile = (REPO / "Makefile").read_text()
     targets = set(re.findall(r"^([a-zA-Z0-9_-]+):", makefile, re.M))
-    named = set(re.findall(r"`make ([a-z0-9-]+)", README)) | set(
-        re.findall(r"^make ([a-z0-9-]+)", README, re.M)
-    )
+    named: set[str] = set()
+    for text in PAGES.values():
+        named |= set(re.findall(r"`make ([a-z0-9-]+)", text))
+        named |= set(re.findall(r"^make ([a-z0-9-]+)", text, re.M))
     assert {"demo", "test", "deploy", "e2e-kind"} <= named, named
-    assert named <= targets, f"README names missing Makefile targets: {sorted(named - targets)}"
+    assert named <= targets, f"docs name missing Makefile targets: {sorted(named - targets)}"
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a markdown heading's text."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def _anchors(text: str) -> set[str]:
+    anchors, in_code = set(), False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        elif not in_code and line.startswith("#"):
+            anchors.add(_anchor(line.lstrip("#")))
+    return anchors
+
+
+def test_every_relative_link_reaches_a_file_and_heading() -> None:
+    broken = []
+    for page, text in PAGES.items():
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path_part, _, anchor = target.partition("#")
+            dest = (page.parent / path_part).resolve() if path_part else page
+            where = f"{page.relative_to(REPO)} -> {target}"
+            if not dest.exists():
+                broken.append(f"{where}: no such file")
+            elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest.read_text()):
+                broken.append(f"{where}: no such heading")
+    assert not broken, broken
+
+
+def test_every_docs_page_is_linked_from_the_readme() -> None:
+    linked = {m for m in re.findall(r"\]\(docs/([^)#]+\.md)", README)}
+    pages = {path.name for path in DOCS.glob("*.md")}
+    assert len(pages) >= 10, pages
+    assert pages <= linked, f"docs pages the README does not link: {sorted(pages - linked)}"
+    assert len(README) < 12_000, "README.md is the landing page: the reference goes in docs/"
 
 
 def _schema_nodes() -> Iterator[tuple[str, dict[str, Any]]]:
@@ -119,8 +167,8 @@ def test_kubectl_explain_has_a_description_for_every_field() -> None:
 
 
 def test_every_spec_bound_is_documented() -> None:
-    # A limit the API server enforces is stated in the field's README row or its description.
-    rows = _rows()
+    # A limit the API server enforces is stated in the field's reference row or its description.
+    rows = _rows(REFERENCE)
     missing = []
     for path, node in _schema_nodes():
         if not path.startswith("spec."):
@@ -133,8 +181,8 @@ def test_every_spec_bound_is_documented() -> None:
                 number = f"{node[bound]:g}" if isinstance(node[bound], float) else str(node[bound])
                 if number not in text:
                     missing.append(f"{path}: {bound} {number}")
-    assert not missing, f"limits not in the README row or the field's description: {missing}"
-    assert "at most 52 characters" in rows["metadata.name"], "the name limit is not in the README"
+    assert not missing, f"limits not in the reference row or the field's description: {missing}"
+    assert "at most 52 characters" in rows["metadata.name"], "the name limit is not in the docs"
 
 
 def test_first_example_is_minimal_yaml() -> None:
