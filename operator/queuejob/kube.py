@@ -37,10 +37,9 @@ def api_client(pool_size: int = 8) -> kubernetes.client.ApiClient:
 
     Only the ``ApiClient`` (configuration, credentials, connection pool): the calls below build
     their requests themselves (:func:`request`) instead of going through the generated
-    ``BatchV1Api`` and ``CoreV1Api``. Those classes cost 28 MiB of resident memory once built
-    (their modules, a pydantic wrapper per API method and the models they pull in), a fifth of
-    the operator's memory at 1,000 QueueJobs, for the six calls the operator makes (see
-    docs/scale.md).
+    ``BatchV1Api`` and ``CoreV1Api``. Those classes cost 23 MiB of resident memory once built
+    (their modules, a pydantic wrapper per API method and the models they pull in), a quarter
+    of the idle operator's memory, for the six calls the operator makes (see docs/scale.md).
     """
     global _api
     with _lock:

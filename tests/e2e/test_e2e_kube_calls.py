@@ -91,3 +91,34 @@ def test_sequential_calls_reuse_one_connection(cluster: Cluster, namespace: str)
     assert _connections_opened() == 1
     secret = cluster.kubectl_json("get", "secret", "conn-reuse", "-n", namespace)
     assert base64.b64decode(secret["data"]["password"]).decode() == "pw-2"
+
+
+@pytest.mark.usefixtures("fresh_kube")
+def test_reading_keys_of_configmaps_and_secrets(cluster: Cluster, namespace: str) -> None:
+    cluster.kubectl("create", "configmap", "work", "-n", namespace, "--from-literal=items=a\nb")
+    cluster.kubectl("create", "secret", "generic", "auth", "-n", namespace, "--from-literal=pw=s3")
+
+    async def reads() -> list[Any]:
+        results: list[Any] = [
+            await kube.read_configmap_key(namespace, "work", "items"),
+            await kube.read_secret_key(namespace, "auth", "pw"),
+        ]
+        for call, name, key in (
+            (kube.read_configmap_key, "absent", "items"),
+            (kube.read_configmap_key, "work", "nokey"),
+            (kube.read_secret_key, "absent", "pw"),
+        ):
+            try:
+                await call(namespace, name, key)
+            except kube.NotFoundError as exc:
+                results.append(str(exc))
+        return results
+
+    assert asyncio.run(reads()) == [
+        "a\nb",
+        "s3",
+        f"ConfigMap {namespace}/absent not found",
+        f"ConfigMap {namespace}/work has no key 'nokey'",
+        f"Secret {namespace}/absent not found",
+    ]
+    assert _connections_opened() == 1
