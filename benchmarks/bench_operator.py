@@ -24,8 +24,17 @@ benchmark's own) or by the floor's reconciler (user agent ``queuejob-floor``) wh
 ``requestReceivedTimestamp`` lies in the measured window, each audit ID once. The benchmark's
 own creates and its watch are not counted in either run. For the operator run the peak RSS of
 its process tree is sampled every 50 ms from /proc (``VmHWM``, the kernel's high-water mark, is
-read too), and the operator's own metrics are read at the end of the window: handler runs per
-handler and their mean wait for a concurrency slot (``queuejob_handler_*``).
+read too; also its RSS before the first create), and the operator's own metrics are read at the
+end of the window: handler runs per handler and their mean wait for a concurrency slot
+(``queuejob_handler_*``). The floor's RSS is that of the benchmark process in the floor run (its
+reconcilers, creator threads and watch). CPU seconds per QueueJob (/proc/PID/stat) are read for
+the operator, for the floor's reconcilers (the benchmark process's CPU in the floor run minus
+that in the operator run) and for the control plane with Redis. A table then gives every figure
+of the operator against the floor's, with the ratio.
+
+``--profile FILE`` records the operator with py-spy (raw collapsed stacks) from the first create
+to the last Running; ``--operator-env NAME=VALUE`` passes a setting to the operator;
+``--no-floor`` runs the operator alone.
 
 ``--steady SECONDS`` adds a steady-state measurement to the operator run, after every QueueJob
 is Running: first ``--finish N`` of them are finished by the benchmark acting as their worker
@@ -34,7 +43,8 @@ workers exit when the queue is done) and the benchmark waits until the operator 
 Succeeded with no active worker; the others stay Running and idle (their pods never start).
 After ``--settle`` seconds, for SECONDS, it counts handler runs/s (operator metrics), API
 requests/s (audit log) and Redis commands/s (``INFO stats`` of the Redis server, which only the
-operator uses then).
+operator uses then) and the operator's CPU, and divides them by the idle QueueJobs (the
+finished ones have no timer work) into a status cost per idle QueueJob per minute.
 """
 
 from __future__ import annotations
