@@ -90,7 +90,7 @@ demo: install ## Run the demo: control plane + Redis + operator + an example Que
 # ---------------------------------------------------------------------------------------------
 # Quality and benchmarks
 
-.PHONY: lint bench-queue bench-cluster bench-operator
+.PHONY: lint bench-queue bench-cluster bench-operator bench-million
 lint: install-python ## ruff and mypy
 	$(VENV)/bin/ruff check operator controlplane tests benchmarks
 	$(VENV)/bin/ruff format --check operator controlplane tests benchmarks
@@ -101,6 +101,9 @@ bench-queue: install ## Redis queue throughput: ours (single, batched) vs the do
 
 bench-cluster: install ## Queue on one server and a Redis Cluster: declared vs derived script keys, WAIT 1
 	$(PY) benchmarks/bench_cluster.py
+
+bench-million: install ## One queue of 1,000,000 items: seed time, B/item, refresh cost 1M vs 1k, drain 1/8/32 workers, server and cluster
+	$(PY) benchmarks/bench_million.py
 
 bench-operator: install ## 200 QueueJobs to Running: operator vs a no-kopf floor; API requests and peak RSS
 	$(PY) benchmarks/bench_operator.py

@@ -5,13 +5,19 @@
    processes) and a ``redis-server`` with a password, all on 127.0.0.1;
 2. applies the QueueJob CRD and starts the operator (``queuejob operator``);
 3. applies ``manifests/examples/retries-and-poison.yaml``: items that fail once, one poison item;
-4. shows live progress from the QueueJob's status until it finishes;
-5. prints a summary (phase, counts, dead letters, duration, the Job's pods) and tears everything
+4. shows live progress from the QueueJob's status until it finishes (phase Failed: the poison
+   item is dead-lettered);
+5. "fixes" the poison item (the QueueJob's worker env now lists it in
+   ``QUEUEJOB_DEMO_FIXED_ITEMS``, as a fixed worker image would handle it) and redrives the
+   dead letters with ``kubectl queuejob redrive --all``: the operator re-creates the Job and the
+   QueueJob ends Succeeded (live progress again, then ``kubectl queuejob status``);
+6. prints a summary (phase, counts, dead letters, duration, the Job's pods) and tears everything
    down, also on Ctrl-C, SIGTERM or SIGHUP. ``--keep`` leaves it all running until Ctrl-C.
+   ``--no-redrive`` stops after step 4.
 
-Exit status: 0 when the QueueJob finished in the phase the example documents (or any finished
-phase for a custom ``--manifest``), 1 otherwise, 128 + the signal number when interrupted (130 on
-Ctrl-C, 143 on SIGTERM).
+Exit status: 0 when the QueueJob finished in the phase the example documents (Failed, then
+Succeeded after the redrive; any finished phase for a custom ``--manifest``), 1 otherwise,
+128 + the signal number when interrupted (130 on Ctrl-C, 143 on SIGTERM).
 """
 
 from __future__ import annotations
@@ -35,8 +41,10 @@ from queuejob_demo import view as demo_view
 from queuejob_demo.stack import OperatorProcess
 
 DEFAULT_MANIFEST = demo_kube.EXAMPLES_DIR / "retries-and-poison.yaml"
-#: The phase the default example ends in: its poison item is dead-lettered.
+#: The phase the default example reaches first: its poison item is dead-lettered.
 DEFAULT_EXPECTED_PHASE = "Failed"
+#: The phase it ends in once the poison item is fixed and redriven.
+REDRIVEN_EXPECTED_PHASE = "Succeeded"
 
 
 def say(message: str) -> None:
@@ -73,6 +81,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "its pods must be able to reach 127.0.0.1 (localkube's node agent)",
     )
     parser.add_argument("--keep", action="store_true", help="leave everything running until Ctrl-C")
+    parser.add_argument(
+        "--no-redrive",
+        dest="redrive",
+        action="store_false",
+        help="stop at the Failed state (no fix and redrive of the poison item)",
+    )
     parser.add_argument(
         "--timeout", type=float, default=240.0, help="give up after this many seconds [240]"
     )
@@ -228,6 +242,12 @@ def run(args: argparse.Namespace) -> int:
         if expected is not None:
             verdict = "as expected" if ok else f"UNEXPECTED (expected {expected})"
             print(f"Phase {phase}: {verdict} - the poison item is dead-lettered, the rest succeed.")
+        if ok and expected is not None and args.redrive:
+            qj = fix_and_redrive(api, kubeconfig, args.namespace, name, qj, operator, args.timeout)
+            phase = demo_view.phase(qj)
+            ok = phase == REDRIVEN_EXPECTED_PHASE
+            verdict = "as expected" if ok else f"UNEXPECTED (expected {REDRIVEN_EXPECTED_PHASE})"
+            print(f"Phase {phase}: {verdict} - the fixed item passed after the redrive.")
 
         if args.keep:
             say(
@@ -244,6 +264,53 @@ def run(args: argparse.Namespace) -> int:
         say(f"tearing down (demo ran {time.monotonic() - began:.0f}s)")
     say("done")
     return 0 if ok else 1
+
+
+def fix_and_redrive(
+    api: Any,
+    kubeconfig: pathlib.Path,
+    namespace: str,
+    name: str,
+    qj: dict[str, Any],
+    operator: OperatorProcess,
+    timeout: float,
+) -> dict[str, Any]:
+    """Fix the dead-lettered items (the worker env lists them as fixed), redrive them with
+    ``kubectl queuejob redrive --all`` and show progress until the QueueJob finishes again."""
+    dead = [str(d["item"]) for d in qj.get("status", {}).get("deadLetters") or []]
+    print()
+    show_plugin(kubeconfig, "dead-letters", name, "-n", namespace)
+    env = list(((qj.get("spec") or {}).get("worker") or {}).get("env") or [])
+    env = [e for e in env if e.get("name") != "QUEUEJOB_DEMO_FIXED_ITEMS"]
+    env.append({"name": "QUEUEJOB_DEMO_FIXED_ITEMS", "value": ",".join(dead)})
+    say(
+        f"fixing {', '.join(dead)}: the QueueJob's worker env now has QUEUEJOB_DEMO_FIXED_ITEMS "
+        "(as a fixed worker image would handle it)"
+    )
+    demo_kube.patch_queuejob(api, namespace, name, {"spec": {"worker": {"env": env}}})
+    say("redriving the dead letters back to pending; the operator re-creates the worker Job")
+    if show_plugin(kubeconfig, "redrive", name, "--all", "-n", namespace) != 0:
+        raise RuntimeError("kubectl queuejob redrive failed")
+    say(f"QueueJob {name}: live progress after the redrive")
+    qj, _ = watch(api, namespace, name, operator, timeout)
+    print()
+    show_plugin(kubeconfig, "status", name, "-n", namespace)
+    return qj
+
+
+def show_plugin(kubeconfig: pathlib.Path, *args: str) -> int:
+    """Run and print ``kubectl queuejob ARGS`` (the plugin, as ``kubectl-queuejob``)."""
+    print(f"$ kubectl queuejob {' '.join(args)}", flush=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "queuejob_kubectl", f"--kubeconfig={kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    print((result.stdout + result.stderr).rstrip())
+    print(flush=True)
+    return result.returncode
 
 
 def show_kubectl(kubeconfig: pathlib.Path, *args: str) -> None:

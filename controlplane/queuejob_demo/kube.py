@@ -144,6 +144,19 @@ def get_queuejob(api: client.ApiClient, namespace: str, name: str) -> dict[str, 
     return obj
 
 
+def patch_queuejob(api: client.ApiClient, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    """Merge-patch the QueueJob ``namespace/name``."""
+    client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        naming.GROUP,
+        naming.VERSION,
+        namespace,
+        naming.PLURAL,
+        name,
+        patch,
+        _content_type="application/merge-patch+json",
+    )
+
+
 def job_pods(api: client.ApiClient, namespace: str, queuejob: str) -> list[client.V1Pod]:
     """The worker pods of a QueueJob (selected by the operator's label), oldest first."""
     pods = client.CoreV1Api(api).list_namespaced_pod(

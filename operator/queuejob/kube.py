@@ -9,6 +9,7 @@ patch or read of something absent returns ``None`` instead of raising. API calls
 - core/secrets: create, get, patch (get also for ``spec.redis.passwordSecretRef``)
 - core/configmaps: get (``spec.itemsFrom``)
 - coordination.k8s.io/leases: get, create, update (the leader election: ``queuejob.leaselock``)
+- workqueue.example.com/queuejobs/status: patch (the progress of a long seed, mid-handler)
 - plus what kopf does itself: queuejobs list/watch/patch, queuejobs/status patch,
   events create, and (owner references with blockOwnerDeletion) queuejobs/finalizers update.
 """
@@ -24,6 +25,8 @@ from typing import Any, Literal, cast
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
+
+from queuejob import naming
 
 _lock = threading.Lock()
 _api: kubernetes.client.ApiClient | None = None
@@ -63,7 +66,7 @@ def new_api_client(pool_size: int = 8) -> kubernetes.client.ApiClient:
 
 
 def request(
-    method: Literal["GET", "POST", "PATCH"],
+    method: Literal["GET", "POST", "PATCH", "DELETE"],
     path: str,
     body: dict[str, Any] | None = None,
     *,
@@ -111,6 +114,8 @@ JOB = JOBS + "/{name}"
 SECRETS = "/api/v1/namespaces/{namespace}/secrets"
 SECRET = SECRETS + "/{name}"
 CONFIGMAP = "/api/v1/namespaces/{namespace}/configmaps/{name}"
+QUEUEJOBS = f"/apis/{naming.GROUP}/{naming.VERSION}/namespaces/{{namespace}}/{naming.PLURAL}"
+QUEUEJOB_STATUS = QUEUEJOBS + "/{name}/status"
 
 
 async def ensure_job(body: dict[str, Any]) -> dict[str, Any]:
@@ -173,6 +178,29 @@ async def ensure_secret(body: dict[str, Any]) -> None:
     await asyncio.to_thread(call)
 
 
+async def patch_queuejob_status(namespace: str, name: str, status: dict[str, Any]) -> bool:
+    """Merge-patch the QueueJob's ``status`` now (kopf patches only after a handler returns);
+    False if the QueueJob does not exist."""
+
+    def call() -> bool:
+        try:
+            request(
+                "PATCH",
+                QUEUEJOB_STATUS,
+                {"status": status},
+                content_type="application/merge-patch+json",
+                namespace=namespace,
+                name=name,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    return await asyncio.to_thread(call)
+
+
 class NotFoundError(LookupError):
     """A referenced ConfigMap, Secret or key does not exist; the message names it."""
 
@@ -205,3 +233,23 @@ async def read_secret_key(namespace: str, name: str, key: str) -> str:
     """The decoded value under ``key`` of Secret ``name``; :class:`NotFoundError` if absent."""
     encoded = await asyncio.to_thread(_read_key, "Secret", namespace, name, key)
     return base64.b64decode(encoded).decode()
+
+
+async def delete_job(namespace: str, name: str, uid: str) -> None:
+    """Delete the Job ``name`` if it still has ``uid`` (background propagation: its pods go
+    after it); a Job already gone or replaced (a new uid) is left alone."""
+    options = {
+        "apiVersion": "v1",
+        "kind": "DeleteOptions",
+        "propagationPolicy": "Background",
+        "preconditions": {"uid": uid},
+    }
+
+    def call() -> None:
+        try:
+            request("DELETE", JOB, options, namespace=namespace, name=name)
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                raise
+
+    await asyncio.to_thread(call)

@@ -3,7 +3,9 @@
 - :func:`resolve_target`: the spec's own Redis (password from ``spec.redis.passwordSecretRef``)
   or the operator's; also the URL that workers get (never containing the password).
 - :func:`queue_config`: the ``workqueue.QueueConfig`` stored in Redis for the workers.
-- :func:`load_items`: inline items, or the lines of ``spec.itemsFrom``'s ConfigMap key.
+- :func:`load_items`: inline items, the lines of ``spec.itemsFrom``'s ConfigMap key (or keys,
+  in order, duplicates across them dropped), or the index range ``spec.itemsFrom.range``
+  (never materialized here: Redis generates its items).
 - :func:`delete_queue`: remove a queue's keys (on deletion, or ttlSecondsAfterFinished).
 
 Missing ConfigMaps, Secrets or keys raise :class:`~queuejob.errors.ConfigError` (permanent).
@@ -18,7 +20,7 @@ from urllib.parse import urlsplit
 from queuejob import kube, redisconn
 from queuejob.errors import ConfigError
 from queuejob.settings import OperatorSettings, strip_password
-from queuejob.spec import QueueJobSpec, SpecError, parse_lines
+from queuejob.spec import ItemRange, QueueJobSpec, SpecError, parse_lines
 from workqueue.config import QueueConfig
 from workqueue.redisqueue import LeaseQueue
 
@@ -81,18 +83,51 @@ def queue_config(spec: QueueJobSpec) -> QueueConfig:
     )
 
 
-async def load_items(spec: QueueJobSpec, namespace: str) -> tuple[tuple[str, ...], int]:
-    """The items to seed and the number of duplicate lines dropped (always 0 for inline items)."""
+@dataclasses.dataclass(frozen=True)
+class Items:
+    """What to seed: a list of items (``listed``) or an index range (``range``), and the number
+    of duplicate ConfigMap lines dropped."""
+
+    listed: tuple[str, ...] = ()
+    range: ItemRange | None = None
+    duplicates: int = 0
+
+    @property
+    def count(self) -> int:
+        """The number of items."""
+        return self.range.count if self.range is not None else len(self.listed)
+
+
+async def load_items(spec: QueueJobSpec, namespace: str) -> Items:
+    """The items to seed: inline, from the ConfigMap key (duplicate lines dropped, counted), or
+    the index range."""
     if spec.items is not None:
-        return spec.items, 0
-    assert spec.items_from is not None
-    ref = spec.items_from
-    field = "spec.itemsFrom.configMapKeyRef"
-    try:
-        text = await kube.read_configmap_key(namespace, ref.name, ref.key)
-    except kube.NotFoundError as exc:
-        raise ConfigError("ConfigMapNotFound", f"{field}: {exc}") from None
-    try:
-        return parse_lines(text, f"{field} (ConfigMap {ref.name}, key {ref.key})")
-    except SpecError as exc:
-        raise ConfigError("InvalidItems", str(exc)) from None
+        return Items(listed=spec.items)
+    if spec.items_range is not None:
+        return Items(range=spec.items_range)
+    if spec.items_from is not None:
+        refs = [("spec.itemsFrom.configMapKeyRef", spec.items_from)]
+    else:
+        assert spec.items_from_many is not None
+        field = "spec.itemsFrom.configMapKeyRefs"
+        refs = [(f"{field}[{i}]", ref) for i, ref in enumerate(spec.items_from_many)]
+    listed: list[str] = []
+    seen: set[str] = set()
+    duplicates = 0
+    for field, ref in refs:
+        try:
+            text = await kube.read_configmap_key(namespace, ref.name, ref.key)
+        except kube.NotFoundError as exc:
+            raise ConfigError("ConfigMapNotFound", f"{field}: {exc}") from None
+        try:
+            items, dropped = parse_lines(text, f"{field} (ConfigMap {ref.name}, key {ref.key})")
+        except SpecError as exc:
+            raise ConfigError("InvalidItems", str(exc)) from None
+        duplicates += dropped
+        for item in items:
+            if item in seen:
+                duplicates += 1
+            else:
+                seen.add(item)
+                listed.append(item)
+    return Items(listed=tuple(listed), duplicates=duplicates)

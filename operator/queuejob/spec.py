@@ -16,6 +16,11 @@ from typing import Any, TypeVar
 from workqueue.connect import SCHEMES
 
 MAX_ITEM_LENGTH = 1024
+#: Bounds of ``spec.itemsFrom.range`` (as in the CRD schema).
+MAX_RANGE_START = 2**31 - 1
+MAX_RANGE_COUNT = 10_000_000
+#: Most keys in ``spec.itemsFrom.configMapKeyRefs``.
+MAX_CONFIGMAP_REFS = 64
 #: Bounds of spec.parallelism and spec.autoscaling's min/maxParallelism (as in the CRD).
 MAX_PARALLELISM = 100
 #: Largest spec.autoscaling.itemsPerWorker and scaleDownStabilizationSeconds (as in the CRD).
@@ -46,6 +51,19 @@ class ConfigMapKeyRef(KeyRef):
 
 class SecretKeyRef(KeyRef):
     """A key of a Secret in the QueueJob's namespace."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ItemRange:
+    """``itemsFrom.range``: the items are the decimal integers ``start .. start+count-1``."""
+
+    start: int
+    count: int
+
+    @property
+    def stop(self) -> int:
+        """One past the last index."""
+        return self.start + self.count
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,10 +115,13 @@ class RedisRef:
 
 @dataclasses.dataclass(frozen=True)
 class QueueJobSpec:
-    """A validated QueueJob spec. Exactly one of ``items`` / ``items_from`` is set."""
+    """A validated QueueJob spec. Exactly one of ``items`` / ``items_from`` /
+    ``items_from_many`` / ``items_range`` is set."""
 
     items: tuple[str, ...] | None
     items_from: ConfigMapKeyRef | None
+    items_range: ItemRange | None = None
+    items_from_many: tuple[ConfigMapKeyRef, ...] | None = None
     parallelism: int = 1
     worker: WorkerSpec = WorkerSpec()
     lease_seconds: int = 30
@@ -195,6 +216,26 @@ def parse_lines(text: str, field: str) -> tuple[tuple[str, ...], int]:
     return tuple(items), duplicates
 
 
+def _key_refs(raw: Any, field: str) -> tuple[ConfigMapKeyRef, ...]:
+    """A list of 1..64 distinct ``{name, key}`` ConfigMap references."""
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_CONFIGMAP_REFS:
+        raise SpecError(field, f"must be a list of 1..{MAX_CONFIGMAP_REFS} {{name, key}} objects")
+    refs = tuple(_key_ref(ConfigMapKeyRef, r, f"{field}[{i}]") for i, r in enumerate(raw))
+    for i, ref in enumerate(refs):
+        if ref in refs[:i]:
+            raise SpecError(f"{field}[{i}]", f"duplicate reference {ref.name}/{ref.key}")
+    return refs
+
+
+def _range(raw: Mapping[str, Any]) -> ItemRange:
+    if raw.get("count") is None:
+        raise SpecError("spec.itemsFrom.range.count", "is required")
+    return ItemRange(
+        start=_int(raw.get("start"), "spec.itemsFrom.range.start", 0, 0, MAX_RANGE_START),
+        count=_int(raw.get("count"), "spec.itemsFrom.range.count", 1, 1, MAX_RANGE_COUNT),
+    )
+
+
 def _worker(raw: Mapping[str, Any]) -> WorkerSpec:
     image = raw.get("image")
     if image is not None:
@@ -253,16 +294,28 @@ def parse(spec: Mapping[str, Any]) -> QueueJobSpec:
         raise SpecError("spec.items", "exactly one of spec.items and spec.itemsFrom must be set")
     items: tuple[str, ...] | None = None
     items_from: ConfigMapKeyRef | None = None
+    items_range: ItemRange | None = None
+    items_from_many: tuple[ConfigMapKeyRef, ...] | None = None
     if items_raw is not None:
         if not isinstance(items_raw, list):
             raise SpecError("spec.items", "must be a list of strings")
         items = check_items(items_raw, "spec.items")
     else:
-        items_from = _key_ref(
-            ConfigMapKeyRef,
-            _mapping(from_raw, "spec.itemsFrom").get("configMapKeyRef"),
-            "spec.itemsFrom.configMapKeyRef",
-        )
+        source = _mapping(from_raw, "spec.itemsFrom")
+        ref_raw, refs_raw = source.get("configMapKeyRef"), source.get("configMapKeyRefs")
+        range_raw = source.get("range")
+        if [ref_raw, refs_raw, range_raw].count(None) != 2:
+            raise SpecError(
+                "spec.itemsFrom",
+                "exactly one of spec.itemsFrom.configMapKeyRef, configMapKeyRefs and range "
+                "is needed",
+            )
+        if ref_raw is not None:
+            items_from = _key_ref(ConfigMapKeyRef, ref_raw, "spec.itemsFrom.configMapKeyRef")
+        elif refs_raw is not None:
+            items_from_many = _key_refs(refs_raw, "spec.itemsFrom.configMapKeyRefs")
+        else:
+            items_range = _range(_mapping(range_raw, "spec.itemsFrom.range"))
 
     retry = _mapping(spec.get("retry"), "spec.retry")
     backoff_raw = _mapping(retry.get("backoff"), "spec.retry.backoff")
@@ -311,6 +364,8 @@ def parse(spec: Mapping[str, Any]) -> QueueJobSpec:
     return QueueJobSpec(
         items=items,
         items_from=items_from,
+        items_range=items_range,
+        items_from_many=items_from_many,
         parallelism=_int(spec.get("parallelism"), "spec.parallelism", 1, 0, MAX_PARALLELISM),
         worker=_worker(_mapping(spec.get("worker"), "spec.worker")),
         lease_seconds=_int(spec.get("leaseSeconds"), "spec.leaseSeconds", 30, 1, 3600),

@@ -24,7 +24,8 @@ Processing an item: with ``QUEUEJOB_ITEM_COMMAND`` (a JSON list, from ``spec.wor
 the command runs with the item in ``QUEUEJOB_ITEM``; exit 0 is success, otherwise the last line
 of its stderr is the error. Without it, the built-in demo work sleeps
 ``QUEUEJOB_DEMO_WORK_SECONDS`` (default 0.1); items starting with ``fail-once`` fail on their
-first attempt, items starting with ``poison`` always fail.
+first attempt, items starting with ``poison`` always fail, except those listed (comma-separated)
+in ``QUEUEJOB_DEMO_FIXED_ITEMS``: the demo's "fix" before a redrive.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class WorkerConfig:
     demo_work_seconds: float
     redis_timeout: float = 5.0
     wait_replicas: int = 0
+    demo_fixed_items: frozenset[str] = frozenset()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerConfig:
@@ -118,6 +120,9 @@ class WorkerConfig:
             demo_work_seconds=number("QUEUEJOB_DEMO_WORK_SECONDS", "0.1"),
             redis_timeout=number("QUEUEJOB_REDIS_TIMEOUT", "5"),
             wait_replicas=int(number("QUEUEJOB_REDIS_WAIT_REPLICAS", "0")),
+            demo_fixed_items=frozenset(
+                i.strip() for i in env.get("QUEUEJOB_DEMO_FIXED_ITEMS", "").split(",") if i.strip()
+            ),
         )
 
 
@@ -202,7 +207,7 @@ class Worker:
         """Do the work for one item; raises :class:`ItemFailed` on failure."""
         if self.config.command is None:
             self._item_lost.wait(self.config.demo_work_seconds)
-            if lease.item.startswith("poison"):
+            if lease.item.startswith("poison") and lease.item not in self.config.demo_fixed_items:
                 raise ItemFailed(f"poison item {lease.item!r} always fails")
             if lease.item.startswith("fail-once") and lease.attempt == 1:
                 raise ItemFailed(f"item {lease.item!r} fails on its first attempt")

@@ -19,18 +19,34 @@ from workqueue.errors import (
     QueueUnavailableError,
     StaleLeaseError,
 )
-from workqueue.models import DeadLetter, FailResult, Handoff, InFlight, Lease, QueueStats
+from workqueue.models import (
+    AddResult,
+    DeadLetter,
+    DeadLetterPage,
+    FailResult,
+    Handoff,
+    InFlight,
+    Lease,
+    LeaseInfo,
+    LeasePage,
+    QueueStats,
+    RedriveResult,
+)
 from workqueue.ratelimit import SharedTokenBucket
 from workqueue.redisqueue import LeaseQueue
 
 __all__ = [
+    "AddResult",
     "ConcurrencyLimiter",
     "DeadLetter",
+    "DeadLetterPage",
     "FailResult",
     "Handoff",
     "InFlight",
     "ItemError",
     "Lease",
+    "LeaseInfo",
+    "LeasePage",
     "LeaseQueue",
     "QueueAuthError",
     "QueueConfig",
@@ -39,6 +55,7 @@ __all__ = [
     "QueueStats",
     "QueueTypeError",
     "QueueUnavailableError",
+    "RedriveResult",
     "SharedTokenBucket",
     "StaleLeaseError",
 ]

@@ -67,3 +67,52 @@ class Handoff(NamedTuple):
 
     leases: list[Lease]
     stale: dict[str, str]
+
+
+class LeaseInfo(NamedTuple):
+    """A current lease as listed by ``leases()``: who holds the item, since when (queue clock;
+    ``None`` for a lease taken by an older client, whose tokens carry no lease time), until when
+    (``expires_at``, moved on by every renewal)."""
+
+    item: str
+    worker_id: str
+    attempt: int
+    leased_at: float | None
+    expires_at: float
+
+    def age(self, now: float) -> float | None:
+        """Seconds the item has been held at ``now`` (queue clock), if the lease time is known."""
+        return None if self.leased_at is None else max(0.0, now - self.leased_at)
+
+
+class LeasePage(NamedTuple):
+    """One page of ``leases()``: the leases, the cursor of the next page (``None`` when the
+    listing is complete) and the queue's clock when the page was read."""
+
+    leases: list[LeaseInfo]
+    cursor: int | None
+    now: float
+
+
+class DeadLetterPage(NamedTuple):
+    """One page of ``dead_letter_page()``: up to ``limit`` dead letters and how many there are."""
+
+    items: list[DeadLetter]
+    total: int
+
+
+class RedriveResult(NamedTuple):
+    """Outcome of ``redrive``: items moved back to pending, dead letters left, and the listed
+    items that were not dead letters (item -> where they are: pending, leased, succeeded...)."""
+
+    redriven: int
+    dead_left: int
+    skipped: dict[str, str]
+
+
+class AddResult(NamedTuple):
+    """Outcome of ``add``: items appended to pending, and items already known to the queue
+    (seeded or added before, in any state), which were not added again."""
+
+    added: int
+    present: int

@@ -17,6 +17,7 @@ from redis.commands.core import Script
 
 NAMES = (
     "seed",
+    "seed_range",
     "configure",
     "lease",
     "complete",
@@ -29,6 +30,8 @@ NAMES = (
     "dead_letters",
     "in_flight",
     "bucket",
+    "redrive",
+    "leases",
 )
 
 
@@ -50,6 +53,7 @@ class QueueScripts:
 
     def __init__(self, client: redis.Redis | RedisCluster) -> None:
         self.seed: Script = client.register_script(source("seed"))
+        self.seed_range: Script = client.register_script(source("seed_range"))
         self.configure: Script = client.register_script(source("configure"))
         self.lease: Script = client.register_script(source("lease"))
         self.complete: Script = client.register_script(source("complete"))
@@ -61,3 +65,5 @@ class QueueScripts:
         self.stats: Script = client.register_script(source("stats"))
         self.dead_letters: Script = client.register_script(source("dead_letters"))
         self.in_flight: Script = client.register_script(source("in_flight"))
+        self.redrive: Script = client.register_script(source("redrive"))
+        self.leases: Script = client.register_script(source("leases"))

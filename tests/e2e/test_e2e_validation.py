@@ -188,6 +188,91 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
         ["spec.itemsFrom.configMapKeyRef.name", "must be a lowercase RFC 1123 name"],
     ),
     (
+        "itemsfrom-empty",
+        queuejob(itemsFrom={}),
+        [
+            "spec.itemsFrom",
+            "needs one of spec.itemsFrom.configMapKeyRef, spec.itemsFrom.configMapKeyRefs or "
+            "spec.itemsFrom.range",
+        ],
+    ),
+    (
+        "itemsfrom-two-sources",
+        queuejob(itemsFrom={"configMapKeyRef": {"name": "cm", "key": "k"}, "range": {"count": 5}}),
+        ["spec.itemsFrom: Forbidden", "mutually exclusive: set exactly one"],
+    ),
+    (
+        "itemsfrom-list-and-range",
+        queuejob(
+            itemsFrom={"configMapKeyRefs": [{"name": "cm", "key": "k"}], "range": {"count": 5}}
+        ),
+        ["spec.itemsFrom: Forbidden", "mutually exclusive: set exactly one"],
+    ),
+    (
+        "configmaps-empty-list",
+        queuejob(itemsFrom={"configMapKeyRefs": []}),
+        ["spec.itemsFrom.configMapKeyRefs", "should have at least 1 items"],
+    ),
+    (
+        "configmaps-too-many",
+        queuejob(
+            itemsFrom={"configMapKeyRefs": [{"name": f"c{i}", "key": "k"} for i in range(65)]}
+        ),
+        ["spec.itemsFrom.configMapKeyRefs", "must have at most 64 items"],
+    ),
+    (
+        "configmaps-duplicate",
+        queuejob(
+            itemsFrom={"configMapKeyRefs": [{"name": "c", "key": "k"}, {"name": "c", "key": "k"}]}
+        ),
+        ["spec.itemsFrom.configMapKeyRefs[1]: Duplicate value"],
+    ),
+    (
+        "configmaps-name-invalid",
+        queuejob(itemsFrom={"configMapKeyRefs": [{"name": "Bad_Name", "key": "k"}]}),
+        ["spec.itemsFrom.configMapKeyRefs[0].name", "must be a lowercase RFC 1123 name"],
+    ),
+    (
+        "configmaps-key-missing",
+        queuejob(itemsFrom={"configMapKeyRefs": [{"name": "c"}]}),
+        ["spec.itemsFrom.configMapKeyRefs[0].key: Required value"],
+    ),
+    (
+        "range-count-missing",
+        queuejob(itemsFrom={"range": {}}),
+        ["spec.itemsFrom.range.count: Required value"],
+    ),
+    (
+        "range-count-zero",
+        queuejob(itemsFrom={"range": {"count": 0}}),
+        ["spec.itemsFrom.range.count", "greater than or equal to 1"],
+    ),
+    (
+        "range-count-above-10m",
+        queuejob(itemsFrom={"range": {"count": 10_000_001}}),
+        ["spec.itemsFrom.range.count", "less than or equal to 10000000"],
+    ),
+    (
+        "range-start-negative",
+        queuejob(itemsFrom={"range": {"start": -1, "count": 5}}),
+        ["spec.itemsFrom.range.start", "greater than or equal to 0"],
+    ),
+    (
+        "range-start-above-int32",
+        queuejob(itemsFrom={"range": {"start": 2**31, "count": 5}}),
+        ["spec.itemsFrom.range.start", "less than or equal to 2147483647"],
+    ),
+    (
+        "range-count-not-integer",
+        queuejob(itemsFrom={"range": {"count": "1e6"}}),
+        ["spec.itemsFrom.range.count", "must be of type integer"],
+    ),
+    (
+        "range-and-inline-items",
+        with_spec(itemsFrom={"range": {"count": 5}}),
+        ["spec.itemsFrom: Forbidden", "mutually exclusive"],
+    ),
+    (
         "redis-url-not-redis",
         with_spec(redis={"url": "http://127.0.0.1:6379"}),
         ["spec.redis.url", "must be redis://[user@]host[:port][/db]"],
@@ -406,6 +491,36 @@ def test_example_passes_server_dry_run(crd: Any, namespace: str, example: pathli
     kinds = [d["kind"] for d in yaml.safe_load_all(example.read_text()) if d]
     assert "QueueJob" in kinds
     assert result.stdout.count("(server dry run)") == len(kinds), result.stdout
+
+
+def test_range_and_configmap_list_bounds_are_accepted(crd: Any, namespace: str) -> None:
+    result = dry_run(crd, namespace, queuejob(name="range-min", itemsFrom={"range": {"count": 1}}))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["spec"]["itemsFrom"] == {"range": {"start": 0, "count": 1}}
+    top = queuejob(name="range-max", itemsFrom={"range": {"start": 2**31 - 1, "count": 10**7}})
+    result = dry_run(crd, namespace, top)
+    assert result.returncode == 0, result.stderr
+    refs = [{"name": f"items-{i}", "key": "items"} for i in range(64)]
+    result = dry_run(
+        crd, namespace, queuejob(name="maps-max", itemsFrom={"configMapKeyRefs": refs})
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_range_is_immutable(crd: Any, namespace: str) -> None:
+    obj = queuejob(name="range-immutable", itemsFrom={"range": {"count": 1000}}, suspend=True)
+    crd.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(obj))
+    for change in ({"count": 1001}, {"start": 1, "count": 1000}):
+        changed = copy.deepcopy(obj)
+        changed["spec"]["itemsFrom"]["range"] = change
+        result = dry_run(crd, namespace, changed)
+        assert result.returncode != 0, change
+        assert "spec.itemsFrom: Forbidden" in result.stderr, result.stderr
+        assert "spec.itemsFrom is immutable" in result.stderr, result.stderr
+    switched = copy.deepcopy(obj)
+    switched["spec"]["itemsFrom"] = {"configMapKeyRef": {"name": "cm", "key": "k"}}
+    result = dry_run(crd, namespace, switched)
+    assert result.returncode != 0 and "spec.itemsFrom is immutable" in result.stderr
 
 
 def test_items_and_redis_are_immutable(crd: Any, namespace: str) -> None:

@@ -42,6 +42,8 @@ GRANTS: frozenset[tuple[str, str, str]] = frozenset(
         ("batch", "jobs", "create"),
         ("batch", "jobs", "get"),
         ("batch", "jobs", "patch"),
+        # queuejob.kube.delete_job: a finished Job re-created (queuejob.operate).
+        ("batch", "jobs", "delete"),
         # queuejob.kube: ensure_secret, read_secret_key (by name: no list, no watch).
         ("", "secrets", "create"),
         ("", "secrets", "get"),
@@ -99,7 +101,8 @@ DENIED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("delete", "namespaces", ()),
     ("delete", "customresourcedefinitions.apiextensions.k8s.io", ()),
     ("update", "customresourcedefinitions.apiextensions.k8s.io", ()),
-    ("delete", "jobs.batch", ("-n", "default")),
+    ("deletecollection", "jobs.batch", ("-n", "default")),
+    ("list", "jobs.batch", ("-n", "default")),
     ("update", "configmaps", ("-n", "default")),
     ("create", "serviceaccounts", ("-n", "default", "--subresource=token")),
     ("impersonate", "serviceaccounts", ("-n", "default")),

@@ -8,7 +8,8 @@ ServiceAccount queuejob-operator. It must first win the leader-election Lease in
 (create, get, update on the Role's Lease), then take a QueueJob through every API path of the
 operator: items from a
 ConfigMap, created suspended (Job created suspended), resumed (Job patched), Succeeded (status
-patches, Secret for the workers, events), and deleted (finalizer removed after cleanup). On
+patches, Secret for the workers, events), given an item by an add request (ConfigMap read, Job
+deleted and re-created), and deleted (finalizer removed after cleanup). On
 SIGTERM it must release the Lease (an update) and exit 0. The operator's log must not mention a
 forbidden request.
 """
@@ -24,6 +25,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mf_private import AsCluster, Kubectl, private_cluster, service_account_kubeconfig, wait
@@ -147,6 +149,22 @@ def test_operator_runs_on_its_rbac_alone(private: Kubectl, tmp_path: Path) -> No
         assert wait(phase, 180, "phase Succeeded", log.read_text) == "Succeeded"
         status = kubectl.json("get", "queuejob", "live", "-n", NS)["status"]
         assert status["counts"]["succeeded"] == 6, status
+
+        # An add request (what `kubectl queuejob add` writes) on the finished QueueJob: the
+        # operator reads the ConfigMap, reopens the QueueJob, deletes and re-creates its Job.
+        kubectl("create", "configmap", "more", "-n", NS, "--from-literal=items=kiwi\n")
+        request = json.dumps({"id": "live-add-1", "action": "add", "configMap": "more"})
+        kubectl(
+            "annotate", "queuejob", "live", "-n", NS, f"workqueue.example.com/request={request}"
+        )
+
+        def rerun() -> dict[str, Any] | None:
+            status = kubectl.json("get", "queuejob", "live", "-n", NS).get("status", {})
+            done = (status.get("counts") or {}).get("succeeded") == 7
+            return status if done and status.get("phase") == "Succeeded" else None
+
+        status = wait(rerun, 180, "the added item to succeed", log.read_text)
+        assert status["lastRequest"]["result"] == "Succeeded", status["lastRequest"]
 
         kubectl("delete", "queuejob", "live", "-n", NS, "--wait=false")
 

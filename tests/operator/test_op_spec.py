@@ -12,6 +12,7 @@ from queuejob.spec import (
     MAX_ITEM_LENGTH,
     Backoff,
     ConfigMapKeyRef,
+    ItemRange,
     QueueJobSpec,
     RateLimit,
     SecretKeyRef,
@@ -89,6 +90,22 @@ def test_rate_limit_below_one_per_second_gets_burst_one_and_explicit_burst_wins(
     assert explicit.rate_limit == RateLimit(10.0, 1)
 
 
+def test_several_configmaps_source() -> None:
+    refs = [{"name": "a", "key": "items"}, {"name": "b", "key": "items"}]
+    spec = parse({"itemsFrom": {"configMapKeyRefs": refs}})
+    assert (spec.items, spec.items_from, spec.items_range) == (None, None, None)
+    assert spec.items_from_many == (ConfigMapKeyRef("a", "items"), ConfigMapKeyRef("b", "items"))
+
+
+def test_index_range_source() -> None:
+    spec = parse({"itemsFrom": {"range": {"count": 1_000_000}}})
+    assert (spec.items, spec.items_from) == (None, None)
+    assert spec.items_range == ItemRange(start=0, count=1_000_000)
+    assert spec.items_range.stop == 1_000_000
+    top = parse({"itemsFrom": {"range": {"start": 2**31 - 1, "count": 10_000_000}}})
+    assert top.items_range == ItemRange(2**31 - 1, 10_000_000)
+
+
 BAD_SPECS: list[tuple[dict[str, Any], str, str]] = [
     ({}, "spec.items", "exactly one"),
     (
@@ -102,7 +119,52 @@ BAD_SPECS: list[tuple[dict[str, Any], str, str]] = [
     ({"items": ["a", ""]}, "spec.items[1]", "1..1024"),
     ({"items": ["x" * (MAX_ITEM_LENGTH + 1)]}, "spec.items[0]", "1..1024"),
     ({"items": ["a", "b", "a"]}, "spec.items[2]", "duplicate"),
-    ({"itemsFrom": {}}, "spec.itemsFrom.configMapKeyRef.name", "non-empty"),
+    (
+        {"itemsFrom": {}},
+        "spec.itemsFrom",
+        "exactly one of spec.itemsFrom.configMapKeyRef, configMapKeyRefs",
+    ),
+    ({"itemsFrom": {"configMapKeyRefs": []}}, "spec.itemsFrom.configMapKeyRefs", "1..64"),
+    (
+        {"itemsFrom": {"configMapKeyRefs": [{"name": "c", "key": "k"}] * 65}},
+        "spec.itemsFrom.configMapKeyRefs",
+        "1..64",
+    ),
+    (
+        {"itemsFrom": {"configMapKeyRefs": [{"name": "c"}]}},
+        "spec.itemsFrom.configMapKeyRefs[0].key",
+        "non-empty",
+    ),
+    (
+        {"itemsFrom": {"configMapKeyRefs": [{"name": "c", "key": "k"}, {"name": "c", "key": "k"}]}},
+        "spec.itemsFrom.configMapKeyRefs[1]",
+        "duplicate reference c/k",
+    ),
+    (
+        {"itemsFrom": {"configMapKeyRefs": [{"name": "c", "key": "k"}], "range": {"count": 1}}},
+        "spec.itemsFrom",
+        "exactly one",
+    ),
+    (
+        {"itemsFrom": {"configMapKeyRef": {"name": "c", "key": "k"}, "range": {"count": 1}}},
+        "spec.itemsFrom",
+        "exactly one",
+    ),
+    ({"itemsFrom": {"range": {}}}, "spec.itemsFrom.range.count", "required"),
+    ({"itemsFrom": {"range": {"count": 0}}}, "spec.itemsFrom.range.count", "1..10000000"),
+    ({"itemsFrom": {"range": {"count": 10_000_001}}}, "spec.itemsFrom.range.count", "1..10000000"),
+    ({"itemsFrom": {"range": {"count": "5"}}}, "spec.itemsFrom.range.count", "integer"),
+    (
+        {"itemsFrom": {"range": {"count": 5, "start": -1}}},
+        "spec.itemsFrom.range.start",
+        "0..2147483647",
+    ),
+    (
+        {"itemsFrom": {"range": {"count": 5, "start": 2**31}}},
+        "spec.itemsFrom.range.start",
+        "0..2147483647",
+    ),
+    ({"itemsFrom": {"range": 5}}, "spec.itemsFrom.range", "object"),
     ({"itemsFrom": "cm"}, "spec.itemsFrom", "object"),
     (
         {"itemsFrom": {"configMapKeyRef": {"name": "c"}}},

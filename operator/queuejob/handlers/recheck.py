@@ -85,7 +85,7 @@ async def config_recheck(
         logger.debug(f"Config re-check: invalid spec: {exc}")
         return
     try:
-        items, duplicates = await queues.load_items(qspec, namespace)
+        items = await queues.load_items(qspec, namespace)
         target = await queues.resolve_target(qspec, namespace, runtime.settings)
     except ConfigError as exc:
         logger.debug(f"Config re-check: still {exc.reason}: {exc.message}")
@@ -95,7 +95,6 @@ async def config_recheck(
         writer,
         qspec,
         items,
-        duplicates,
         target,
         body=body,
         meta=meta,

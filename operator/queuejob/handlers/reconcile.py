@@ -1,7 +1,9 @@
 """On create or resume: seed the queue idempotently, then create the Job.
 
 Seeding adds only items never seeded before (the queue remembers every item), so a retried or
-resumed handler never duplicates work. The Job is created after the queue is complete, so
+resumed handler never duplicates work; an index range resumes at its cursor, and a long seed
+shows its progress in the condition Seeded (False, reason Seeding) while it runs
+(``queuejob.seeding``). The Job is created after the queue is complete, so
 workers never see a partial queue and exit early. A finished QueueJob is left alone on resume
 (one failed for a missing ConfigMap or Secret is picked up by ``handlers.recheck`` instead).
 A new QueueJob goes to phase Running (or Suspended) directly, with one Event; only if the
@@ -15,7 +17,7 @@ from typing import Any, cast
 
 import kopf
 
-from queuejob import naming, queues
+from queuejob import kube, naming, queues, seeding
 from queuejob.conditions import now
 from queuejob.errors import ConfigError
 from queuejob.limits import guarded
@@ -53,13 +55,12 @@ async def reconcile(
         except SpecError as exc:
             raise ConfigError("InvalidSpec", str(exc)) from None
 
-        items, duplicates = await queues.load_items(qspec, namespace)
+        items = await queues.load_items(qspec, namespace)
         target = await queues.resolve_target(qspec, namespace, runtime.settings)
         await start_queue(
             writer,
             qspec,
             items,
-            duplicates,
             target,
             body=body,
             meta=meta,
@@ -81,8 +82,7 @@ async def reconcile(
 async def start_queue(
     writer: StatusWriter,
     qspec: QueueJobSpec,
-    items: tuple[str, ...],
-    duplicates: int,
+    items: queues.Items,
     target: queues.RedisTarget,
     *,
     body: kopf.Body,
@@ -102,37 +102,47 @@ async def start_queue(
     """
     queue_name = naming.queue_name(namespace, name, uid)
     queue = queues.open_queue(target, queue_name, runtime.settings)
-    config = queues.queue_config(qspec)
 
-    def seed() -> int:
-        queue.configure(config)
-        return queue.seed(list(items))
+    async def report(done: int, count: int) -> None:
+        # A long seed: show its progress now (kopf writes the patch only after the handler).
+        writer.condition(
+            "Seeded",
+            False,
+            "Seeding",
+            f"{done} of {count} items in queue {queue_name} so far; seeding goes on "
+            "(and resumes there after an operator restart)",
+        )
+        await kube.patch_queuejob_status(namespace, name, {"conditions": writer.get("conditions")})
 
     # The queue and the Secret do not depend on each other: one round trip instead of two.
     # Both finish (or fail) before going on; the Job comes after both (workers must never see
     # a partial queue or miss the Secret).
     seeded, secret = await asyncio.gather(
-        asyncio.to_thread(seed), ensure_secret(body, target), return_exceptions=True
+        seeding.seed(queue, queues.queue_config(qspec), items, report, logger=logger),
+        ensure_secret(body, target),
+        return_exceptions=True,
     )
     for outcome in (seeded, secret):
         if isinstance(outcome, BaseException):
             raise outcome
     added = int(cast(int, seeded))
-    logger.info(f"Queue {queue_name}: {added} of {len(items)} items added")
-    message = f"{len(items)} items in queue {queue_name}"
-    if duplicates:
-        message += f"; {duplicates} duplicate lines ignored"
+    logger.info(f"Queue {queue_name}: {added} of {items.count} items added")
+    message = f"{items.count} items in queue {queue_name}"
+    if items.range is not None:
+        message += f" (the indices {items.range.start}..{items.range.stop - 1})"
+    if items.duplicates:
+        message += f"; {items.duplicates} duplicate lines ignored"
         kopf.event(
             body,
             type="Warning",
             reason="DuplicateItems",
-            message=f"{duplicates} duplicate item lines in spec.itemsFrom were ignored",
+            message=f"{items.duplicates} duplicate item lines in spec.itemsFrom were ignored",
         )
     writer.set("queue", queue_name)
     writer.condition("Seeded", True, "ItemsSeeded", message)
 
     job = await ensure_job(
-        body, qspec, queue=queue_name, target=target, settings=runtime.settings, work=len(items)
+        body, qspec, queue=queue_name, target=target, settings=runtime.settings, work=items.count
     )
     if writer.has_condition("ConfigError"):
         resolved = f"configuration is valid again; {message}"
@@ -145,7 +155,7 @@ async def start_queue(
     if not writer.get("startTime"):
         writer.set("startTime", now())
     writer.set("observedGeneration", meta.get("generation"))
-    writer.set("progress", writer.get("progress") or f"0/{len(items)}")
+    writer.set("progress", writer.get("progress") or f"0/{items.count}")
     if qspec.suspend:
         writer.suspended("spec.suspend is true; no worker pods run")
     else:

@@ -13,6 +13,10 @@ a finished one with no worker left and no TTL removal pending is not ticked at a
   ``backoffLimitPerIndex`` (Job reason ``MaxFailedIndexesExceeded``, ``maxFailedIndexes: 0``);
   a NonIndexed Job of an older operator fails on ``backoffLimit`` (``BackoffLimitExceeded``);
 - a Job deleted by hand is re-created (with the same name) while the queue is unfinished;
+- a request in the annotation ``workqueue.example.com/request`` (redrive, add; see
+  ``queuejob.operate``) is carried out first, once; a finished QueueJob whose queue has work
+  again goes back to Running, and a finished Job is re-created while the queue has work;
+- ``status.leases``: the oldest leases (item, worker, attempt, since), bounded;
 - after finishing, ``activeWorkers`` follows the Job down to zero;
 - ``status.workers`` (desired, current) and, with ``spec.autoscaling``, the Job's parallelism
   from pending + leased items while Running (``queuejob.handlers.autoscale``);
@@ -30,7 +34,7 @@ from typing import Any
 
 import kopf
 
-from queuejob import conditions, jobstatus, kube, naming, queues
+from queuejob import conditions, jobstatus, kube, naming, operate, queues
 from queuejob import settings as qj_settings
 from queuejob.conditions import now
 from queuejob.handlers import autoscale
@@ -106,13 +110,46 @@ def job_failure(job: dict[str, Any] | None) -> str | None:
     return f"{text} (failed indexes: {failed_indexes})" if failed_indexes else text
 
 
-def needs_refresh(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
+async def _carry_out_request(
+    writer: StatusWriter,
+    qspec: QueueJobSpec,
+    runtime: Runtime,
+    body: kopf.Body,
+    namespace: str,
+    logger: kopf.Logger,
+) -> bool:
+    """Carry out a pending request (``queuejob.operate``); True if it reopened a finished
+    QueueJob (its queue has work again)."""
+    raw = operate.pending_request(body.get("metadata", {}), body.get("status", {}))
+    if raw is None:
+        return False
+    if queue_removed(writer.get_condition("Seeded")):
+        message = "the queue was removed after ttlSecondsAfterFinished; nothing to operate on"
+        operate.refuse(writer, body, raw, message)
+        return False
+    target = await queues.resolve_target(qspec, namespace, runtime.settings)
+    queue = queues.open_queue(target, writer.get("queue"), runtime.settings)
+    request, message, error = await operate.carry_out(raw, queue, namespace)
+    logger.info(f"Request {operate.request_id(raw)}: {error or message}")
+    operate.record(writer, body, raw, request, message, error)
+    if writer.phase not in FINISHED or (await asyncio.to_thread(queue.stats)).done:
+        return False
+    operate.reopen(writer, f"the queue has work again: {message}")
+    return True
+
+
+def needs_refresh(
+    spec: kopf.Spec, status: kopf.Status, meta: Mapping[str, Any] | None = None, **_: Any
+) -> bool:
     """kopf ``when`` filter: skip timer runs that would do nothing, before taking a slot.
 
     Nothing to do: not seeded yet, a configuration error, finished with no worker left and no
     pending TTL removal, or suspended with no worker left and no lease outstanding.
     """
-    if not status.get("queue") or conditions.is_true(status.get("conditions"), "ConfigError"):
+    config_error = conditions.is_true(status.get("conditions"), "ConfigError")
+    if meta is not None and operate.pending_request(meta, status) is not None:
+        return bool(status.get("queue")) or config_error  # carried out, or refused
+    if not status.get("queue") or config_error:
         return False
     phase = status.get("phase")
     if phase in FINISHED:
@@ -162,12 +199,19 @@ async def refresh(
     writer = StatusWriter(body, status, patch, logger, runtime.metrics)
     queue_name = writer.get("queue")
     if not queue_name or writer.has_condition("ConfigError"):
+        raw = operate.pending_request(body.get("metadata", {}), status)
+        if raw is not None and writer.has_condition("ConfigError"):
+            operate.refuse(
+                writer, body, raw, "the QueueJob has a configuration error: fix it first"
+            )
+            return Outcome(idle=False)
         return None
     try:
         qspec = parse(spec)
     except SpecError:
         return None  # reported by the change handlers
     job_name = naming.job_name(name)
+    reopened = await _carry_out_request(writer, qspec, runtime, body, namespace, logger)
     if writer.phase in FINISHED:
         # Workers exit on their own once the queue is done; follow them down to zero.
         job = await kube.read_job(namespace, job_name)
@@ -182,11 +226,13 @@ async def refresh(
     target = await queues.resolve_target(qspec, namespace, runtime.settings)
     queue = queues.open_queue(target, queue_name, runtime.settings)
 
-    def read() -> tuple[int, Any, list[Any]]:
+    def read() -> tuple[int, Any, list[Any], list[Any]]:
         reaped = queue.reap()
-        return reaped, queue.stats(), queue.dead_letters(DEAD_LETTERS_SHOWN)
+        stats = queue.stats()
+        leases = queue.all_leases(10 * operate.LEASES_SHOWN) if stats.leased else []
+        return reaped, stats, queue.dead_letters(DEAD_LETTERS_SHOWN), leases
 
-    reaped, stats, dead = await asyncio.to_thread(read)
+    reaped, stats, dead, leases = await asyncio.to_thread(read)
     if reaped:
         logger.info(f"Reaped {reaped} expired leases; their items are pending again")
     job = await kube.read_job(namespace, job_name)
@@ -198,6 +244,18 @@ async def refresh(
             queue=queue_name,
             target=target,
             settings=runtime.settings,
+            work=stats.pending + stats.delayed + stats.leased,
+        )
+    elif operate.restart_due(job, stats.done, reopened):
+        assert job is not None
+        job = await operate.restart_workers(
+            body,
+            qspec,
+            job,
+            queue=queue_name,
+            target=target,
+            settings=runtime.settings,
+            logger=logger,
             work=stats.pending + stats.delayed + stats.leased,
         )
     active = jobstatus.active_workers(job)
@@ -226,6 +284,7 @@ async def refresh(
     writer.set("counts", counts)
     writer.set("progress", f"{stats.succeeded}/{stats.total}")
     writer.set("activeWorkers", active)
+    writer.set("leases", operate.lease_rows(leases))
     writer.set(
         "deadLetters",
         [{"item": d.item, "error": d.error[:1024], "attempts": d.attempts} for d in dead],

@@ -1,7 +1,9 @@
--- dead_letters: ARGV now, limit. Returns {item, error, attempts, ...} oldest first.
+-- dead_letters: ARGV now, limit, offset. Returns {total, item, error, attempts, ...} for up to
+-- `limit` dead letters from position `offset`, oldest first.
 check_types(6, 8, 9)
-local items = redis.call('ZRANGE', K_DEAD, 0, tonumber(ARGV[2]) - 1)
-local reply = {}
+local offset = tonumber(ARGV[3] or '0')
+local items = redis.call('ZRANGE', K_DEAD, offset, offset + tonumber(ARGV[2]) - 1)
+local reply = {redis.call('ZCARD', K_DEAD)}
 for _, item in ipairs(items) do
   reply[#reply + 1] = item
   reply[#reply + 1] = redis.call('HGET', K_ERRORS, item) or ''

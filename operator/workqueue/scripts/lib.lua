@@ -179,7 +179,8 @@ local function complete_pairs(first)
 end
 
 -- Lease up to `n` items to `worker` for `lease_seconds` ('' = configured); the i-th lease's
--- token is nonce .. '.' .. i .. ':' .. worker (the caller makes nonce unique per call).
+-- token is nonce .. '@' .. leased_ms .. '.' .. i .. ':' .. worker (the caller makes nonce unique
+-- per call; leased_ms = floor(now_us / 1000), the lease time that lease listings report).
 -- Reply: {now_us, expiry_us, hint_us, item, attempt, item, attempt, ...}. When nothing was
 -- leased, hint_us says when it is worth asking again (rate limit, next timer), -1 = idle.
 local function lease_items(now, worker, n, lease_arg, nonce)
@@ -207,7 +208,7 @@ local function lease_items(now, worker, n, lease_arg, nonce)
   local ok, err = pcall(function()
     local hold_args, zargs = {}, {}
     local expiry_s = fmt(expiry)
-    local prefix = nonce .. '.'
+    local prefix = nonce .. '@' .. string.format('%d', math.floor(us(now) / 1000)) .. '.'
     local suffix = ':' .. worker
     if #items == 1 then
       reply[5] = redis.call('HINCRBY', K_ATTEMPTS, items[1], 1)

@@ -1,0 +1,148 @@
+"""Output of ``kubectl queuejob``: human tables (kubectl's column style), JSON or YAML."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+BAR_WIDTH = 30
+
+
+def dump(data: Any, output: str) -> str:
+    """``data`` as JSON or YAML text (``-o json|yaml``)."""
+    if output == "json":
+        return json.dumps(data, indent=2, sort_keys=False) + "\n"
+    return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Left-aligned columns separated by three spaces, as ``kubectl get`` prints them."""
+    cells = [[str(h) for h in headers]] + [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    text = "<none>" if value is None or value == "" else str(value)
+    text = text.replace("\n", " ")
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def parse_time(text: str | None) -> datetime.datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S").replace(
+            tzinfo=datetime.UTC
+        )
+    except ValueError:
+        return None
+
+
+def age(text: str | None, now: datetime.datetime | None = None) -> str:
+    """kubectl-style age of an RFC 3339 time (``45s``, ``3m12s``, ``2h5m``, ``4d``)."""
+    when = parse_time(text)
+    if when is None:
+        return "<unknown>"
+    seconds = max(0, int(((now or datetime.datetime.now(datetime.UTC)) - when).total_seconds()))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60}s" if seconds < 600 else f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{(seconds % 3600) // 60}m"
+    return f"{seconds // 86400}d"
+
+
+def progress_bar(succeeded: int, failed: int, total: int, width: int = BAR_WIDTH) -> str:
+    """``[#####xx.....]`` succeeded (#), dead-lettered (x), the rest (.), like the demo's."""
+    if total <= 0:
+        return "[" + "." * width + "]"
+    ok = round(width * succeeded / total)
+    bad = min(width - ok, round(width * failed / total))
+    return "[" + "#" * ok + "x" * bad + "." * (width - ok - bad) + "]"
+
+
+def summary(qj: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The data of ``status`` (also its ``-o json|yaml`` form)."""
+    meta, status = qj["metadata"], qj.get("status") or {}
+    return {
+        "name": meta["name"],
+        "namespace": meta["namespace"],
+        "phase": status.get("phase"),
+        "progress": status.get("progress"),
+        "counts": status.get("counts") or {},
+        "activeWorkers": status.get("activeWorkers", 0),
+        "jobName": status.get("jobName"),
+        "conditions": status.get("conditions") or [],
+        "lastRequest": status.get("lastRequest"),
+        "events": [
+            {
+                "type": e.get("type"),
+                "reason": e.get("reason"),
+                "message": e.get("message"),
+                "count": e.get("count") or 1,
+                "lastTimestamp": e.get("lastTimestamp") or e.get("eventTime"),
+            }
+            for e in events
+        ],
+    }
+
+
+def status_text(data: Mapping[str, Any]) -> str:
+    """The human form of :func:`summary`."""
+    counts = data["counts"]
+    total = int(counts.get("total") or 0)
+    succeeded = int(counts.get("succeeded") or 0)
+    failed = int(counts.get("failed") or 0)
+    pct = f"{100 * succeeded // total}%" if total else "-"
+    out = [
+        f"QueueJob {data['namespace']}/{data['name']}   phase: {data['phase'] or '<none>'}   "
+        f"Job: {data['jobName'] or '<none>'} ({data['activeWorkers']} active workers)",
+        f"{progress_bar(succeeded, failed, total)} {succeeded}/{total} succeeded ({pct})",
+        "pending {p}   leased {l}   succeeded {s}   failed {f}   retries {r}".format(
+            p=counts.get("pending", 0),
+            l=counts.get("leased", 0),
+            s=succeeded,
+            f=failed,
+            r=counts.get("retries", 0),
+        ),
+        "",
+        "Conditions:",
+    ]
+    conditions = [
+        (
+            c.get("type"),
+            c.get("status"),
+            c.get("reason"),
+            age(c.get("lastTransitionTime")),
+            c.get("message"),
+        )
+        for c in data["conditions"]
+    ]
+    out.append(_indent(table(("TYPE", "STATUS", "REASON", "AGE", "MESSAGE"), conditions)))
+    last = data.get("lastRequest")
+    if last:
+        out.append(
+            f"Last request: {last.get('action')} {last.get('id')}: {last.get('result')} "
+            f"({age(last.get('time'))} ago): {last.get('message')}"
+        )
+        out.append("")
+    out.append("Events:")
+    if data["events"]:
+        rows = [
+            (age(e["lastTimestamp"]), e["type"], e["reason"], e["message"]) for e in data["events"]
+        ]
+        out.append(_indent(table(("AGE", "TYPE", "REASON", "MESSAGE"), rows)))
+    else:
+        out.append("  <none>\n")
+    return "\n".join(out)
+
+
+def _indent(text: str) -> str:
+    return "".join(f"  {line}\n" for line in text.splitlines())
