@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,7 +34,7 @@ def fresh_kube(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
     monkeypatch.setattr(kube, "_api", None)
     yield
     if kube._api is not None:
-        kube._api.close()
+        kube._api.close()  # type: ignore[no-untyped-call]
 
 
 def _connections_opened() -> int:
@@ -121,4 +122,27 @@ def test_reading_keys_of_configmaps_and_secrets(cluster: Cluster, namespace: str
         f"ConfigMap {namespace}/work has no key 'nokey'",
         f"Secret {namespace}/absent not found",
     ]
+    assert _connections_opened() == 1
+
+
+@pytest.mark.usefixtures("fresh_kube")
+def test_delete_job_only_with_its_uid(cluster: Cluster, namespace: str) -> None:
+    async def calls() -> list[Any]:
+        job = await kube.ensure_job(_job(namespace))
+        await kube.delete_job(namespace, "conn-reuse", "00000000-0000-0000-0000-000000000000")
+        kept = await kube.read_job(namespace, "conn-reuse")  # another uid: left alone
+        await kube.delete_job(namespace, "conn-reuse", job["metadata"]["uid"])
+        await kube.delete_job(namespace, "conn-reuse", job["metadata"]["uid"])  # gone: no error
+        return [kept is not None and kept["metadata"]["uid"] == job["metadata"]["uid"]]
+
+    assert asyncio.run(calls()) == [True]
+
+    def gone() -> bool:
+        listed = cluster.kubectl("get", "job", "conn-reuse", "-n", namespace, check=False)
+        return listed.returncode != 0 and "NotFound" in listed.stderr
+
+    deadline = time.monotonic() + 60
+    while not gone():
+        assert time.monotonic() < deadline, "the Job was not deleted"
+        time.sleep(0.5)
     assert _connections_opened() == 1
