@@ -24,8 +24,17 @@ benchmark's own) or by the floor's reconciler (user agent ``queuejob-floor``) wh
 ``requestReceivedTimestamp`` lies in the measured window, each audit ID once. The benchmark's
 own creates and its watch are not counted in either run. For the operator run the peak RSS of
 its process tree is sampled every 50 ms from /proc (``VmHWM``, the kernel's high-water mark, is
-read too), and the operator's own metrics are read at the end of the window: handler runs per
-handler and their mean wait for a concurrency slot (``queuejob_handler_*``).
+read too; also its RSS before the first create), and the operator's own metrics are read at the
+end of the window: handler runs per handler and their mean wait for a concurrency slot
+(``queuejob_handler_*``). The floor's RSS is that of the benchmark process in the floor run (its
+reconcilers, creator threads and watch). CPU seconds per QueueJob (/proc/PID/stat) are read for
+the operator, for the floor's reconcilers (the benchmark process's CPU in the floor run minus
+that in the operator run) and for the control plane with Redis. A table then gives every figure
+of the operator against the floor's, with the ratio.
+
+``--profile FILE`` records the operator with py-spy (raw collapsed stacks) from the first create
+to the last Running; ``--operator-env NAME=VALUE`` passes a setting to the operator;
+``--no-floor`` runs the operator alone.
 
 ``--steady SECONDS`` adds a steady-state measurement to the operator run, after every QueueJob
 is Running: first ``--finish N`` of them are finished by the benchmark acting as their worker
@@ -34,7 +43,8 @@ workers exit when the queue is done) and the benchmark waits until the operator 
 Succeeded with no active worker; the others stay Running and idle (their pods never start).
 After ``--settle`` seconds, for SECONDS, it counts handler runs/s (operator metrics), API
 requests/s (audit log) and Redis commands/s (``INFO stats`` of the Redis server, which only the
-operator uses then).
+operator uses then) and the operator's CPU, and divides them by the idle QueueJobs (the
+finished ones have no timer work) into a status cost per idle QueueJob per minute.
 """
 
 from __future__ import annotations
@@ -47,7 +57,9 @@ import datetime
 import json
 import os
 import pathlib
+import signal
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -230,6 +242,9 @@ class RunResult:
     hwm_rss: int = 0
     handlers: dict[str, HandlerFigures] = field(default_factory=dict)
     steady: list[str] = field(default_factory=list)
+    rss: RssSampler | None = None
+    rss_running: int = 0
+    cpu: CpuMeter | None = None
 
     @property
     def seconds(self) -> float:
@@ -435,31 +450,101 @@ def _status_kb(pid: int, key: str) -> int:
     return 0
 
 
-class RssSampler:
-    """Samples the RSS of a process tree every ``interval`` seconds; keeps the peak."""
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU seconds the live processes ``pids`` have used so far (/proc/PID/stat)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / ticks
 
-    def __init__(self, pid: int, interval: float = 0.05) -> None:
+
+class RssSampler:
+    """Samples the RSS of a process (``tree``: with its descendants) every ``interval`` seconds;
+    keeps the first sample (``start``), the latest (``current``) and the peak."""
+
+    def __init__(self, pid: int, interval: float = 0.05, *, tree: bool = True) -> None:
         self.pid = pid
         self.interval = interval
+        self.tree = tree
+        self.start = 0
+        self.current = 0
         self.peak = 0
         self.hwm = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._sampled = threading.Event()
 
     def _run(self) -> None:
+        pids, scanned = [self.pid], 0.0
         while not self._stop.is_set():
-            pids = _tree(self.pid)
-            self.peak = max(self.peak, sum(_status_kb(p, "VmRSS") for p in pids))
+            if self.tree and time.monotonic() - scanned >= 1:  # the tree rarely changes
+                pids, scanned = _tree(self.pid), time.monotonic()
+            self.current = sum(_status_kb(p, "VmRSS") for p in pids)
+            self.start = self.start or self.current
+            self.peak = max(self.peak, self.current)
             self.hwm = max(self.hwm, sum(_status_kb(p, "VmHWM") for p in pids))
+            self._sampled.set()
             self._stop.wait(self.interval)
 
     def __enter__(self) -> RssSampler:
         self._thread.start()
+        self._sampled.wait(5)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+class CpuMeter:
+    """CPU seconds used between ``begin()`` and ``end()`` by the operator process tree, the
+    rest of the benchmark's children (control plane and redis-server) and the benchmark process
+    itself (its creator threads, its watch and, in the floor run, the floor's reconcilers)."""
+
+    def __init__(self, operator_pid: int | None = None) -> None:
+        self.operator_pid = operator_pid
+        self.operator = self.control_plane = self.bench = 0.0
+
+    def _read(self) -> tuple[float, float, float]:
+        me = os.getpid()
+        ours = set(_tree(self.operator_pid)) if self.operator_pid else set()
+        others = [p for p in _tree(me) if p != me and p not in ours]
+        times = os.times()
+        return cpu_seconds(sorted(ours)), cpu_seconds(others), times.user + times.system
+
+    def begin(self) -> None:
+        self._began = self._read()
+
+    def end(self) -> None:
+        ended = self._read()
+        self.operator, self.control_plane, self.bench = (
+            e - b for e, b in zip(ended, self._began, strict=True)
+        )
+
+
+# ------------------------------------------------------------------------------------- profile
+@contextlib.contextmanager
+def profiled(pid: int, output: pathlib.Path | None) -> Iterator[None]:
+    """With ``output``: py-spy samples ``pid`` (raw collapsed stacks) until the block ends."""
+    if output is None:
+        yield
+        return
+    spy = subprocess.Popen(
+        [str(pathlib.Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid),
+         "--rate", "50", "--format", "raw", "--output", str(output), "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(30)
+        log(f"  py-spy profile of the operator: {output}")
 
 
 # ------------------------------------------------------------------------------------- runs
@@ -475,13 +560,18 @@ def run_floor(args: argparse.Namespace, work: pathlib.Path) -> RunResult:
         rw.start()
         reconcile = floor_reconcile(floor_api, redis_server, "queuejob:dev")
         log(f"  [{label}] creating {args.count} QueueJobs; the floor reconciles each directly")
-        began = time.time()
-        created_at = create_all(
-            setup, ns, names, args.items, args.concurrency, per_object=reconcile
-        )
-        ended = wait_running(rw, names, label, args.timeout, lambda: None)
+        cpu = CpuMeter()
+        with RssSampler(os.getpid(), tree=False) as rss:
+            cpu.begin()
+            began = time.time()
+            created_at = create_all(
+                setup, ns, names, args.items, args.concurrency, per_object=reconcile
+            )
+            ended = wait_running(rw, names, label, args.timeout, lambda: None)
+            cpu.end()
         rw.stop()
         result = RunResult(label, args.count, began, created_at, dict(rw.running_at), ended)
+        result.rss, result.cpu = rss, cpu
         time.sleep(0.5)  # let the audit log catch up with the last responses
         result.requests = count_requests(
             audit_log, began, ended, lambda e: e.get("userAgent") == FLOOR_AGENT
@@ -502,15 +592,21 @@ def run_operator(args: argparse.Namespace, work: pathlib.Path) -> RunResult:
             redis_password=redis_server.password,
             log_file=work / "operator.log",
             namespaces=(ns,),
+            extra_env=dict(kv.split("=", 1) for kv in args.operator_env),
         )
         with operator, RssSampler(operator.pid) as rss:
             log(f"  [{label}] operator ready (pid {operator.pid}, log {operator.log_file})")
             rw = RunningWatch(setup, ns)
             rw.start()
             log(f"  [{label}] creating {args.count} QueueJobs")
-            began = time.time()
-            created_at = create_all(setup, ns, names, args.items, args.concurrency)
-            ended = wait_running(rw, names, label, args.timeout, operator.check)
+            cpu = CpuMeter(operator.pid)
+            with profiled(operator.pid, args.profile):
+                cpu.begin()
+                began = time.time()
+                created_at = create_all(setup, ns, names, args.items, args.concurrency)
+                ended = wait_running(rw, names, label, args.timeout, operator.check)
+                cpu.end()
+                rss_running = rss.current
             rw.stop()
             handlers = scrape_handlers(operator.metrics_port)
             steady: list[str] = []
@@ -520,6 +616,7 @@ def run_operator(args: argparse.Namespace, work: pathlib.Path) -> RunResult:
                 )
         result = RunResult(label, args.count, began, created_at, dict(rw.running_at), ended)
         result.peak_rss, result.hwm_rss = rss.peak, rss.hwm
+        result.rss, result.cpu, result.rss_running = rss, cpu, rss_running
         result.handlers, result.steady = handlers, steady
         result.requests = count_requests(
             audit_log,
@@ -609,9 +706,11 @@ def measure_steady(
     log(f"  [{label}] steady state: {idle} idle Running + {len(finished)} finished, {args.steady}s")
     before = scrape_handlers(operator.metrics_port)
     commands_before = redis_commands(redis_server)
+    cpu_before = cpu_seconds(_tree(operator.pid))
     began = time.time()
     time.sleep(args.steady)
     ended = time.time()
+    cpu = cpu_seconds(_tree(operator.pid)) - cpu_before
     commands_after = redis_commands(redis_server)
     after = scrape_handlers(operator.metrics_port)
     operator.check()
@@ -632,11 +731,82 @@ def measure_steady(
         f"  Redis commands/s {(commands_after[0] - commands_before[0] - 2) / seconds:7.2f} "
         f"(incl. those inside Lua scripts); script calls/s "
         f"{(commands_after[1] - commands_before[1]) / seconds:.2f}",
+        f"  operator CPU {100 * cpu / seconds:.1f}% of a core (kopf's timer ticks included)",
     ]
+    if idle:
+        per_minute = 60 / seconds / idle
+        lines.append(
+            f"  status cost per idle QueueJob per minute: handler runs "
+            f"{sum(runs.values()) * per_minute:.2f}, API requests "
+            f"{sum(requests.values()) * per_minute:.2f}, Redis script calls "
+            f"{(commands_after[1] - commands_before[1]) * per_minute:.2f}, operator CPU "
+            f"{1000 * cpu * per_minute:.1f} ms (all charged to the idle ones)"
+        )
     return lines
 
 
 # ------------------------------------------------------------------------------------- report
+def _percentile(values: Sequence[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def compare(floor: RunResult, operator: RunResult) -> list[str]:
+    """Operator vs floor, figure by figure, with the ratio."""
+
+    def row(what: str, op: float, fl: float, unit: str, fmt: str = ".2f") -> str:
+        ratio = f"{op / fl:6.2f}x" if fl else "     -"
+        return f"  {what:<34}{op:10{fmt}} {unit:<4}{fl:10{fmt}} {unit:<4}{ratio}"
+
+    lo, lf = operator.latencies(), floor.latencies()
+    lines = [
+        f"  {'':<34}{'operator':>15}{'floor':>15}   ratio",
+        row("time to all Running", operator.seconds, floor.seconds, "s"),
+        row("creation->Running p50", statistics.median(lo), statistics.median(lf), "s"),
+        row("creation->Running p95", _percentile(lo, 0.95), _percentile(lf, 0.95), "s"),
+        row("creation->Running max", lo[-1], lf[-1], "s"),
+        row(
+            "API requests per QueueJob",
+            operator.total_requests / operator.count,
+            floor.total_requests / floor.count,
+            "",
+        ),
+    ]
+    if operator.rss is not None and floor.rss is not None:
+        lines.append(row("peak RSS (MiB)", operator.peak_rss / 2**20, floor.rss.peak / 2**20, ""))
+    if operator.cpu is not None and floor.cpu is not None:
+        lines += [
+            row(
+                "CPU ms per QJ: control plane+redis",
+                1000 * operator.cpu.control_plane / operator.count,
+                1000 * floor.cpu.control_plane / floor.count,
+                "",
+            ),
+            row(
+                "CPU ms per QJ: operator | floor's",
+                1000 * operator.cpu.operator / operator.count,
+                1000 * max(0.0, floor.cpu.bench - operator.cpu.bench) / floor.count,
+                "",
+            ),
+        ]
+    lines += [
+        "  (floor's RSS: the benchmark process in the floor run, i.e. the floor's reconcilers",
+        "   plus the creator threads and the watch; floor's CPU: the benchmark process's CPU",
+        "   in the floor run minus that in the operator run, i.e. the reconcilers alone)",
+    ]
+    return lines
+
+
+def describe_memory(result: RunResult) -> str:
+    rss = result.rss
+    if rss is None:
+        return ""
+    return (
+        f"operator RSS: {rss.start / 2**20:.1f} MiB before the first create, "
+        f"{result.rss_running / 2**20:.1f} MiB at the last Running, peak {rss.peak / 2**20:.1f} "
+        f"MiB (VmHWM {result.hwm_rss / 2**20:.1f} MiB; sampled every 50 ms)"
+    )
+
+
 def describe(result: RunResult) -> list[str]:
     lat = result.latencies()
     p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))]
@@ -698,11 +868,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0,
         help="with --steady: seconds to wait before measuring (lets idle refreshes back off) [0]",
     )
+    parser.add_argument(
+        "--profile",
+        type=pathlib.Path,
+        default=None,
+        help="write a py-spy profile (raw collapsed stacks) of the operator from the first "
+        "create to the last Running to this file (needs py-spy next to the Python) [off]",
+    )
+    parser.add_argument(
+        "--operator-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment of the operator, e.g. QUEUEJOB_MAX_CONCURRENT_HANDLERS=20 "
+        "(repeatable) [none]",
+    )
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the floor run (profiling only) [off]"
+    )
     args = parser.parse_args(argv)
 
     log(f"bench-operator: {args.count} QueueJobs x {args.items} items, creation -> Running")
     work: pathlib.Path = args.log_dir
     work.mkdir(parents=True, exist_ok=True)
+    if args.no_floor:
+        log("operator only (--no-floor)")
+        operator = run_operator(args, work)
+        for line in describe(operator):
+            log(line)
+        log(describe_memory(operator))
+        if operator.cpu is not None:
+            log(f"operator CPU: {1000 * operator.cpu.operator / operator.count:.1f} ms per QJ")
+        for line in operator.steady:
+            log(line)
+        return 0
     log("run 1/2: floor (same API writes, no kopf)")
     floor = run_floor(args, work)
     log("run 2/2: operator (queuejob operator, kopf)")
@@ -716,6 +915,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"ratio operator/floor: time {operator.seconds / floor.seconds:.2f}x, "
         f"API requests {operator.total_requests / max(1, floor.total_requests):.2f}x"
     )
+    log("operator vs floor:")
+    for line in compare(floor, operator):
+        log(line)
     defaults = settings.OperatorSettings()
     log(
         f"operator settings: defaults (max_concurrent_handlers={defaults.max_concurrent_handlers}, "
@@ -723,10 +925,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{defaults.status_interval}s); floor and creators: {args.concurrency} threads"
     )
     log(f"logs (operator, audit) kept in {work}")
-    log(
-        f"operator peak RSS (process tree, sampled every 50 ms): "
-        f"{operator.peak_rss / 2**20:.1f} MiB (VmHWM {operator.hwm_rss / 2**20:.1f} MiB)"
-    )
+    log(describe_memory(operator))
+    log(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for line in operator.steady:
         log(line)
     return 0

@@ -75,6 +75,9 @@ def _seed_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 def run_operator(args: argparse.Namespace) -> int:
     """Apply flags to the environment, then run kopf with our handler module."""
+    from queuejob.arenas import cap_arenas
+
+    cap_arenas()  # before any thread starts (see queuejob.arenas)
     import kopf
 
     try:

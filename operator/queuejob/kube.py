@@ -1,6 +1,7 @@
 """The few Kubernetes API calls the operator makes, as async functions.
 
-They use the official ``kubernetes`` client in worker threads (``asyncio.to_thread``). Every
+They use the official ``kubernetes`` client's ``ApiClient`` (credentials, connection pool) in
+worker threads (``asyncio.to_thread``), with requests built here (:func:`request`). Every
 call is idempotent from the caller's view: "ensure" functions create or adopt what exists, and a
 patch or read of something absent returns ``None`` instead of raising. API calls made (for RBAC):
 
@@ -29,24 +30,24 @@ from queuejob import naming
 
 _lock = threading.Lock()
 _api: kubernetes.client.ApiClient | None = None
-_apis: dict[str, Any] = {}
+
+#: Strategic merge patch, as the generated client sends a dict patch of a built-in object.
+MERGE_PATCH = "application/strategic-merge-patch+json"
 
 
 def api_client(pool_size: int = 8) -> kubernetes.client.ApiClient:
     """A shared API client: in-cluster config in a pod, else the kubeconfig (``KUBECONFIG``).
 
-    The first call also builds the shared ``BatchV1Api`` and ``CoreV1Api``: the client imports
-    their modules lazily, and building them costs seconds of CPU (one wrapper per API method),
-    which the operator pays at startup (``handlers.startup``) rather than on the first
-    QueueJobs (py-spy, see docs/scale.md).
+    Only the ``ApiClient`` (configuration, credentials, connection pool): the calls below build
+    their requests themselves (:func:`request`) instead of going through the generated
+    ``BatchV1Api`` and ``CoreV1Api``. Those classes cost 23 MiB of resident memory once built
+    (their modules, a pydantic wrapper per API method and the models they pull in), a quarter
+    of the idle operator's memory, for the six calls the operator makes (see docs/scale.md).
     """
     global _api
     with _lock:
         if _api is None:
             _api = new_api_client(pool_size)
-            _apis["batch"] = kubernetes.client.BatchV1Api(_api)
-            _apis["core"] = kubernetes.client.CoreV1Api(_api)
-            _apis["custom"] = kubernetes.client.CustomObjectsApi(_api)
         return _api
 
 
@@ -64,23 +65,41 @@ def new_api_client(pool_size: int = 8) -> kubernetes.client.ApiClient:
     return kubernetes.client.ApiClient(config)
 
 
-def _batch() -> kubernetes.client.BatchV1Api:
-    api_client()
-    return cast(kubernetes.client.BatchV1Api, _apis["batch"])
+def request(
+    method: Literal["GET", "POST", "PATCH", "DELETE"],
+    path: str,
+    body: dict[str, Any] | None = None,
+    *,
+    content_type: str = "application/json",
+    **path_params: str,
+) -> dict[str, Any]:
+    """One API request in the calling thread; the response's JSON object.
 
-
-def _core() -> kubernetes.client.CoreV1Api:
-    api_client()
-    return cast(kubernetes.client.CoreV1Api, _apis["core"])
-
-
-def _json(response: Any) -> dict[str, Any]:
-    """The JSON body of a raw response (a call made with ``_preload_content=False``).
-
-    Skips the client's model classes: building a ``V1Job`` and turning it back into a dict took
-    most of the operator's CPU per QueueJob (py-spy, see docs/scale.md).
+    ``path`` is relative to the server, with ``{name}`` placeholders filled from
+    ``path_params`` (URL-quoted). The body is sent as JSON as it is (no client models: building
+    a ``V1Job`` and turning it back into a dict took most of the operator's CPU per QueueJob).
+    The response is read to its end, which hands the connection back to the pool: an unread
+    response keeps its connection out of the pool for good, and the next call opens a new TLS
+    connection (one handshake per call; a fifth of the operator's CPU at 1,000 QueueJobs).
+    Raises ``ApiException`` (with ``status``) for any answer outside 2xx, like the generated
+    API classes.
     """
-    return cast(dict[str, Any], json.loads(response.data))
+    api = api_client()
+    headers = {"Accept": "application/json"}
+    if body is not None:
+        headers["Content-Type"] = content_type
+    verb, url, sent_headers, _, _ = api.param_serialize(
+        method=method,
+        resource_path=path,
+        path_params=path_params,
+        header_params=headers,
+        auth_settings=["BearerToken"],
+    )
+    response: Any = api.call_api(verb, url, header_params=sent_headers, body=body)
+    data = response.read()  # to the end: the connection goes back to the pool
+    if not 200 <= response.status <= 299:
+        raise ApiException.from_response(http_resp=response, body=None, data=None)
+    return cast(dict[str, Any], json.loads(data))
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -90,19 +109,26 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OSError | TimeoutError)
 
 
+JOBS = "/apis/batch/v1/namespaces/{namespace}/jobs"
+JOB = JOBS + "/{name}"
+SECRETS = "/api/v1/namespaces/{namespace}/secrets"
+SECRET = SECRETS + "/{name}"
+CONFIGMAP = "/api/v1/namespaces/{namespace}/configmaps/{name}"
+QUEUEJOBS = f"/apis/{naming.GROUP}/{naming.VERSION}/namespaces/{{namespace}}/{naming.PLURAL}"
+QUEUEJOB_STATUS = QUEUEJOBS + "/{name}/status"
+
+
 async def ensure_job(body: dict[str, Any]) -> dict[str, Any]:
     """Create the Job ``body`` or return the existing one of the same name (never replaces it)."""
     ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
 
     def call() -> dict[str, Any]:
-        api = _batch()
         try:
-            created = api.create_namespaced_job(ns, body, _preload_content=False)  # type: ignore[arg-type]
+            return request("POST", JOBS, body, namespace=ns)
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            created = api.read_namespaced_job(name, ns, _preload_content=False)
-        return _json(created)
+        return request("GET", JOB, namespace=ns, name=name)
 
     return await asyncio.to_thread(call)
 
@@ -112,12 +138,11 @@ async def read_job(namespace: str, name: str) -> dict[str, Any] | None:
 
     def call() -> dict[str, Any] | None:
         try:
-            job = _batch().read_namespaced_job(name, namespace, _preload_content=False)
+            return request("GET", JOB, namespace=namespace, name=name)
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
-        return _json(job)
 
     return await asyncio.to_thread(call)
 
@@ -127,7 +152,7 @@ async def patch_job(namespace: str, name: str, patch: dict[str, Any]) -> bool:
 
     def call() -> bool:
         try:
-            _batch().patch_namespaced_job(name, namespace, patch, _preload_content=False)
+            request("PATCH", JOB, patch, content_type=MERGE_PATCH, namespace=namespace, name=name)
         except ApiException as exc:
             if exc.status == 404:
                 return False
@@ -142,13 +167,13 @@ async def ensure_secret(body: dict[str, Any]) -> None:
     ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
 
     def call() -> None:
-        api = _core()
         try:
-            api.create_namespaced_secret(ns, body, _preload_content=False)  # type: ignore[arg-type]
+            request("POST", SECRETS, body, namespace=ns)
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            api.patch_namespaced_secret(name, ns, {"data": body["data"]}, _preload_content=False)
+            data = {"data": body["data"]}
+            request("PATCH", SECRET, data, content_type=MERGE_PATCH, namespace=ns, name=name)
 
     await asyncio.to_thread(call)
 
@@ -158,16 +183,14 @@ async def patch_queuejob_status(namespace: str, name: str, status: dict[str, Any
     False if the QueueJob does not exist."""
 
     def call() -> bool:
-        api_client()
         try:
-            _apis["custom"].patch_namespaced_custom_object_status(
-                naming.GROUP,
-                naming.VERSION,
-                namespace,
-                naming.PLURAL,
-                name,
+            request(
+                "PATCH",
+                QUEUEJOB_STATUS,
                 {"status": status},
-                _preload_content=False,
+                content_type="application/merge-patch+json",
+                namespace=namespace,
+                name=name,
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -187,15 +210,15 @@ def _read_key(kind: Literal["ConfigMap", "Secret"], namespace: str, name: str, k
 
     Raises :class:`NotFoundError` naming the object (``kind namespace/name``) or the key.
     """
-    core = _core()
-    read = core.read_namespaced_config_map if kind == "ConfigMap" else core.read_namespaced_secret
     try:
-        obj = read(name, namespace)
+        obj = request(
+            "GET", CONFIGMAP if kind == "ConfigMap" else SECRET, namespace=namespace, name=name
+        )
     except ApiException as exc:
         if exc.status == 404:
             raise NotFoundError(f"{kind} {namespace}/{name} not found") from None
         raise
-    data = obj.data or {}
+    data = obj.get("data") or {}
     if key not in data:
         raise NotFoundError(f"{kind} {namespace}/{name} has no key {key!r}")
     return str(data[key])
@@ -215,14 +238,16 @@ async def read_secret_key(namespace: str, name: str, key: str) -> str:
 async def delete_job(namespace: str, name: str, uid: str) -> None:
     """Delete the Job ``name`` if it still has ``uid`` (background propagation: its pods go
     after it); a Job already gone or replaced (a new uid) is left alone."""
+    options = {
+        "apiVersion": "v1",
+        "kind": "DeleteOptions",
+        "propagationPolicy": "Background",
+        "preconditions": {"uid": uid},
+    }
 
     def call() -> None:
         try:
-            options = kubernetes.client.V1DeleteOptions(
-                propagation_policy="Background",
-                preconditions=kubernetes.client.V1Preconditions(uid=uid),
-            )
-            _batch().delete_namespaced_job(name, namespace, body=options)
+            request("DELETE", JOB, options, namespace=namespace, name=name)
         except ApiException as exc:
             if exc.status not in (404, 409):
                 raise

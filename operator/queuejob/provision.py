@@ -38,8 +38,28 @@ async def ensure_workers(
 
     ``work``: the items pending or leased, which sizes a new Job under ``spec.autoscaling``.
     """
+    await ensure_secret(body, target)
+    return await ensure_job(body, spec, queue=queue, target=target, settings=settings, work=work)
+
+
+async def ensure_secret(body: kopf.Body, target: RedisTarget) -> None:
+    """Ensure the QueueJob's password Secret (first half of :func:`ensure_workers`)."""
     owner = {"metadata": dict(body["metadata"])}
     await kube.ensure_secret(jobs.build_secret(owner, target.password or ""))
+
+
+async def ensure_job(
+    body: kopf.Body,
+    spec: QueueJobSpec,
+    *,
+    queue: str,
+    target: RedisTarget,
+    settings: OperatorSettings,
+    work: int = 0,
+) -> dict[str, Any]:
+    """Ensure the QueueJob's Job, its scale and suspend (second half of :func:`ensure_workers`;
+    the Secret must exist first). ``work`` as for :func:`ensure_workers`."""
+    owner = {"metadata": dict(body["metadata"])}
     manifest = jobs.build_job(
         owner,
         spec,

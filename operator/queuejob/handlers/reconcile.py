@@ -12,7 +12,8 @@ handler fails before does it record phase Pending (with its Event) before the fa
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, cast
 
 import kopf
 
@@ -20,7 +21,7 @@ from queuejob import kube, naming, queues, seeding
 from queuejob.conditions import now
 from queuejob.errors import ConfigError
 from queuejob.limits import guarded
-from queuejob.provision import ensure_workers
+from queuejob.provision import ensure_job, ensure_secret
 from queuejob.runtime import Runtime
 from queuejob.spec import QueueJobSpec, SpecError, parse
 from queuejob.statuswriter import FINISHED, StatusWriter
@@ -113,7 +114,18 @@ async def start_queue(
         )
         await kube.patch_queuejob_status(namespace, name, {"conditions": writer.get("conditions")})
 
-    added = await seeding.seed(queue, queues.queue_config(qspec), items, report, logger=logger)
+    # The queue and the Secret do not depend on each other: one round trip instead of two.
+    # Both finish (or fail) before going on; the Job comes after both (workers must never see
+    # a partial queue or miss the Secret).
+    seeded, secret = await asyncio.gather(
+        seeding.seed(queue, queues.queue_config(qspec), items, report, logger=logger),
+        ensure_secret(body, target),
+        return_exceptions=True,
+    )
+    for outcome in (seeded, secret):
+        if isinstance(outcome, BaseException):
+            raise outcome
+    added = int(cast(int, seeded))
     logger.info(f"Queue {queue_name}: {added} of {items.count} items added")
     message = f"{items.count} items in queue {queue_name}"
     if items.range is not None:
@@ -129,7 +141,7 @@ async def start_queue(
     writer.set("queue", queue_name)
     writer.condition("Seeded", True, "ItemsSeeded", message)
 
-    job = await ensure_workers(
+    job = await ensure_job(
         body, qspec, queue=queue_name, target=target, settings=runtime.settings, work=items.count
     )
     if writer.has_condition("ConfigError"):
