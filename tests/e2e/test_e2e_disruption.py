@@ -126,6 +126,7 @@ def test_deleted_workers_are_replaced_and_not_counted_as_failures(
     assert qj["status"]["phase"] == "Succeeded", qj["status"]
     assert qj["status"]["counts"]["succeeded"] == len(items)
     assert operator.queue(namespace, "disrupt").succeeded_items() == set(items)
+
     # Every index had a worker exit 0 once the queue was done: the Job completed. Kubernetes
     # sets SuccessCriteriaMet first and Complete once every pod has terminated (real containers
     # take their time), so wait for Complete.
