@@ -183,7 +183,7 @@ def test_a_crashing_worker_fails_the_job_and_the_queuejob(
 def _alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except OSError:  # gone (FileNotFoundError), or gone while read (ProcessLookupError)
         return False
     return stat[stat.rindex(")") + 2] != "Z"
 

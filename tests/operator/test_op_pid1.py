@@ -30,7 +30,7 @@ SIGTERM_BIT = 1 << (signal.SIGTERM - 1)
 def _children(pid: int) -> list[int]:
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except FileNotFoundError:
+    except OSError:  # gone (FileNotFoundError), or gone while read (ProcessLookupError)
         return []
     return [int(word) for word in text.split()]
 
@@ -38,7 +38,7 @@ def _children(pid: int) -> list[int]:
 def _catches_sigterm(pid: int) -> bool:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
+    except OSError:  # gone (FileNotFoundError), or gone while read (ProcessLookupError)
         return False
     caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
     return bool(int(caught.split()[1], 16) & SIGTERM_BIT)

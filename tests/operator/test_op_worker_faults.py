@@ -48,7 +48,7 @@ def alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except OSError:  # gone (FileNotFoundError), or gone while read (ProcessLookupError)
         return False
     return stat[stat.rindex(")") + 2] != "Z"
 
