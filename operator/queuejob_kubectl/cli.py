@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from queuejob import wording
 from queuejob.operate import MAX_REDRIVE_ITEMS
 from queuejob_kubectl import render
 from queuejob_kubectl.api import Kube, PluginError, new_request_id
@@ -175,7 +176,9 @@ def _leases(kube: Kube, name: str, output: str | None) -> int:
     ]
     _write(render.table(("ITEM", "WORKER", "ATTEMPT", "AGE"), table))
     if leased > len(rows):
-        _write(f"({len(rows)} of {leased} leased items shown, oldest leases first)\n")
+        _write(
+            f"({len(rows)} of {wording.count(leased, 'leased item')} shown, oldest leases first)\n"
+        )
     return EXIT_OK
 
 
@@ -193,8 +196,8 @@ def _dead_letters(kube: Kube, name: str, output: str | None) -> int:
     _write(render.table(("ITEM", "ATTEMPTS", "ERROR"), table))
     if dead > len(rows):
         _write(
-            f"({len(rows)} of {dead} dead letters shown, oldest first; `redrive --all` "
-            "redrives every one)\n"
+            f"({len(rows)} of {wording.count(dead, 'dead letter')} shown, oldest first; "
+            "`redrive --all` redrives every one)\n"
         )
     return EXIT_OK
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from queuejob import wording
+
 BAR_WIDTH = 30
 
 
@@ -103,7 +105,8 @@ def status_text(data: Mapping[str, Any]) -> str:
     pct = f"{100 * succeeded // total}%" if total else "-"
     out = [
         f"QueueJob {data['namespace']}/{data['name']}   phase: {data['phase'] or '<none>'}   "
-        f"Job: {data['jobName'] or '<none>'} ({data['activeWorkers']} active workers)",
+        f"Job: {data['jobName'] or '<none>'} "
+        f"({wording.count(int(data['activeWorkers'] or 0), 'active worker')})",
         f"{progress_bar(succeeded, failed, total)} {succeeded}/{total} succeeded ({pct})",
         "pending {p}   leased {l}   succeeded {s}   failed {f}   retries {r}".format(
             p=counts.get("pending", 0),

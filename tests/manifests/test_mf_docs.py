@@ -191,3 +191,58 @@ def test_first_example_is_minimal_yaml() -> None:
     assert first, "README has no yaml example"
     example = (REPO / "manifests" / "examples" / "minimal.yaml").read_text()
     assert yaml.safe_load(first.group(1)) == yaml.safe_load(example)
+
+
+def _number(value: float | int) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _stated_limits(node: dict[str, Any]) -> list[str]:
+    """The phrases a field's description must hold for ``kubectl explain`` to show the
+    default and the limits the schema enforces: ``default 30``, ``1..3600``, ``> 0``,
+    ``at most 86400``, ``1..1024 characters``, ``at most 64 entries``."""
+    phrases = []
+    if "default" in node and not isinstance(node["default"], dict):
+        value = node["default"]
+        phrases.append(f"default {str(value).lower() if isinstance(value, bool) else value}")
+    low, high = node.get("minimum"), node.get("maximum")
+    if low is not None and node.get("exclusiveMinimum"):
+        phrases.append(f"> {_number(low)}")
+        low = None
+    if low is not None and high is not None:
+        phrases.append(f"{_number(low)}..{_number(high)}")
+    elif high is not None:
+        phrases.append(f"at most {_number(high)}")
+    elif low is not None:
+        phrases.append(f"at least {_number(low)}")
+    for lower, upper, unit in (
+        ("minLength", "maxLength", "characters"),
+        ("minItems", "maxItems", "entries"),
+        ("minProperties", "maxProperties", "entries"),
+    ):
+        if upper in node:
+            least = node.get(lower, 0)
+            phrases.append(
+                f"{least}..{node[upper]} {unit}" if least > 1 else f"at most {node[upper]} {unit}"
+            )
+    return phrases
+
+
+def test_kubectl_explain_states_every_default_and_limit_of_the_spec() -> None:
+    # `kubectl explain queuejob.spec.<field>` prints the description only: the default and the
+    # range must be in it, exactly as the schema has them. A list's element limits (its items
+    # have no description of their own) go in the list's description.
+    wrong = []
+    for path, node in _schema_nodes():
+        if not path.startswith("spec."):
+            continue
+        text = str(node.get("description", ""))
+        for phrase in _stated_limits(node):
+            if phrase not in text:
+                wrong.append(f"{path}: {phrase!r} not in {text!r}")
+        element = node.get("items")
+        if isinstance(element, dict) and "properties" not in element:
+            for phrase in _stated_limits(element):
+                if f"each {phrase}" not in text:
+                    wrong.append(f"{path}[]: 'each {phrase}' not in {text!r}")
+    assert not wrong, "\n".join(wrong)
