@@ -13,7 +13,9 @@ Subcommands::
     dead-letters NAME                dead items: attempts, last error
     redrive NAME (ITEM... | --all)   dead letters back to pending (a finished QueueJob reruns)
     add NAME (ITEM... | --from-file PATH)   new items (duplicates of known items are ignored)
-    logs NAME [--tail N]             every worker pod's log, each line prefixed by [pod]
+    logs NAME [--tail N]             every worker pod's log, each line prefixed by [pod]; after a
+                                     redrive or add re-created the Job, a note that the earlier
+                                     Job's pods (and their logs) are gone
 
 ``redrive`` and ``add`` ask the operator through the API (see ``queuejob.operate``): RBAC
 ``patch`` on ``queuejobs`` authorizes them (``add`` also ``create`` on ``configmaps``); they
@@ -203,11 +205,14 @@ def _dead_letters(kube: Kube, name: str, output: str | None) -> int:
 
 
 def _logs(kube: Kube, name: str, tail: int | None) -> int:
-    kube.queuejob(name)  # a clear "not found" first
+    qj = kube.queuejob(name)  # a clear "not found" first
     pods = kube.worker_pods(name)
+    try:
+        note = render.replaced_workers_note(kube.events(qj, limit=50))
+    except PluginError:
+        note = None  # no right to list Events: the logs alone
     if not pods:
         sys.stderr.write(f"No worker pods for queuejob {name}.\n")
-        return EXIT_OK
     for pod in pods:
         pod_name = pod["metadata"]["name"]
         try:
@@ -216,6 +221,8 @@ def _logs(kube: Kube, name: str, tail: int | None) -> int:
             sys.stderr.write(f"[{pod_name}] no logs: {exc}\n")
             continue
         _write("".join(f"[{pod_name}] {line}\n" for line in text.splitlines()))
+    if note:
+        sys.stderr.write(note)
     return EXIT_OK
 
 
