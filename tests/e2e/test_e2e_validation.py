@@ -434,7 +434,11 @@ def test_kubectl_explain_shows_the_default_and_range(
 ) -> None:
     # The descriptions carry them (tests/manifests/test_mf_docs.py checks every field against
     # the schema); here the API server's published schema and kubectl show them to a user.
-    result = crd.kubectl("explain", f"queuejob.{field}")
+    # The API server publishes a new CRD's OpenAPI schema a moment after it is Established.
+    deadline = time.monotonic() + 60
+    while (result := crd.kubectl("explain", f"queuejob.{field}", check=False)).returncode:
+        assert time.monotonic() < deadline, result.stderr
+        time.sleep(1)
     text = " ".join(result.stdout.split())
     for part in expected:
         assert part in text, f"{part!r} missing from kubectl explain queuejob.{field}:\n{text}"
