@@ -72,7 +72,7 @@ def summary(qj: Mapping[str, Any], pods: Sequence[Mapping[str, str]], duration: 
     lines = [
         f"QueueJob {name}: phase {phase(qj)} after {duration:.1f}s",
         f"  items: {c['total']} total, {c['succeeded']} succeeded, {c['failed']} dead-lettered, "
-        f"{c['retries']} retries",
+        f"{c['retries']} {'retry' if c['retries'] == 1 else 'retries'}",
     ]
     conditions = _condition_lines(qj)
     if conditions:

@@ -4,7 +4,7 @@ glibc gives threads their own malloc arenas (up to 8 per core) so that they do n
 one lock. The operator's threads (the pool that runs Redis and Kubernetes calls, the metrics
 server, the leader election) allocate response buffers, JSON and TLS records there, and memory
 freed in an arena stays mapped in it. With two arenas the operator's peak RSS at 1,000
-QueueJobs was about 10 MiB lower (163 -> 153 MiB in a paired run, see docs/scale.md); its
+QueueJobs was about 10 MiB lower (163 -> 153 MiB in a paired run, see docs/benchmarks.md); its
 threads spend their time waiting on sockets, not contending for the allocator.
 
 :func:`cap_arenas` calls ``mallopt(M_ARENA_MAX, n)`` before the operator starts its threads; an

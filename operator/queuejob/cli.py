@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from queuejob import settings as qj_settings
+from queuejob import wording
 
 
 def _operator_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -213,7 +214,7 @@ def run_seed(args: argparse.Namespace) -> int:
         print(f"queuejob seed: {exc}", file=sys.stderr)
         return 1
     print(
-        f"queue {args.queue}: {added} new of {len(items)} items; "
+        f"queue {args.queue}: {added} new of {wording.count(len(items), 'item')}; "
         f"{stats.pending} pending, {stats.total} total"
     )
     return 0

@@ -14,6 +14,13 @@ from __future__ import annotations
 #: ConfigError reasons fixed by creating or editing another object (ConfigMap, Secret).
 RECHECKED_REASONS = frozenset({"ConfigMapNotFound", "SecretNotFound", "InvalidItems"})
 
+#: What the user must do for each re-checked reason (the end of the message).
+_FIX = {
+    "ConfigMapNotFound": "once the ConfigMap and its key exist",
+    "SecretNotFound": "once the Secret and its key exist",
+    "InvalidItems": "once the ConfigMap holds valid items",
+}
+
 
 class ConfigError(Exception):
     """A configuration problem of one QueueJob; ``reason`` is a CamelCase condition reason."""
@@ -22,3 +29,15 @@ class ConfigError(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+    def user_message(self, recheck_seconds: float) -> str:
+        """The message for the condition and the Event: for a reason the operator re-checks,
+        it also says that the QueueJob starts by itself once the cause is fixed, and how often
+        that is checked (``QUEUEJOB_CONFIG_RECHECK_INTERVAL``)."""
+        fix = _FIX.get(self.reason)
+        if fix is None:
+            return self.message
+        return (
+            f"{self.message}. Checked again every {recheck_seconds:g}s: the QueueJob starts by "
+            f"itself {fix}"
+        )

@@ -42,7 +42,7 @@ def api_client(pool_size: int = 8) -> kubernetes.client.ApiClient:
     their requests themselves (:func:`request`) instead of going through the generated
     ``BatchV1Api`` and ``CoreV1Api``. Those classes cost 23 MiB of resident memory once built
     (their modules, a pydantic wrapper per API method and the models they pull in), a quarter
-    of the idle operator's memory, for the six calls the operator makes (see docs/scale.md).
+    of the idle operator's memory, for the six calls the operator makes (see docs/benchmarks.md).
     """
     global _api
     with _lock:

@@ -47,10 +47,11 @@ def _fail_config(kwargs: dict[str, Any], runtime: Runtime, exc: ConfigError) -> 
     writer = StatusWriter(
         kwargs["body"], kwargs["status"], kwargs["patch"], kwargs["logger"], runtime.metrics
     )
-    writer.condition("ConfigError", True, exc.reason, exc.message)
+    message = exc.user_message(runtime.settings.config_recheck_interval)
+    writer.condition("ConfigError", True, exc.reason, message)
     if writer.phase == "Failed":
-        kopf.event(kwargs["body"], type="Warning", reason="ConfigError", message=exc.message)
-    writer.phase_to("Failed", "ConfigError", exc.message)
+        kopf.event(kwargs["body"], type="Warning", reason="ConfigError", message=message)
+    writer.phase_to("Failed", "ConfigError", message)
 
 
 def guarded(handler_id: str, kind: Kind = "change") -> Callable[[Handler], Handler]:

@@ -39,7 +39,7 @@ from typing import Any
 
 import kopf
 
-from queuejob import jobstatus, kube, naming
+from queuejob import jobstatus, kube, naming, wording
 from queuejob.conditions import now
 from queuejob.provision import ensure_workers
 from queuejob.queues import RedisTarget
@@ -129,7 +129,9 @@ def parse_request(raw: str) -> Request:
     if not isinstance(items, list) or not items or not all(isinstance(i, str) and i for i in items):
         raise RequestError("request.items must be a non-empty list of strings (or all: true)")
     if len(items) > MAX_REDRIVE_ITEMS:
-        raise RequestError(f"request.items lists {len(items)} items, at most {MAX_REDRIVE_ITEMS}")
+        raise RequestError(
+            f"request.items lists {wording.count(len(items), 'item')}, at most {MAX_REDRIVE_ITEMS}"
+        )
     return Request(rid, action, items=tuple(items))
 
 

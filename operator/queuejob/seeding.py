@@ -25,6 +25,7 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable
 
+from queuejob import wording
 from queuejob.queues import Items
 from workqueue.config import QueueConfig
 from workqueue.redisqueue import LeaseQueue
@@ -58,7 +59,7 @@ async def seed(
         nonlocal latest
         latest = (done, count)
         if stop.is_set():
-            raise SeedStopped(f"stopped after {done} of {count} items")
+            raise SeedStopped(f"stopped after {done} of {wording.count(count, 'item')}")
 
     def run() -> int:
         queue.configure(config)

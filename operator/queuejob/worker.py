@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Mapping
 from types import FrameType
 
-from queuejob import redisconn
+from queuejob import redisconn, wording
 from queuejob.itemproc import ItemProcess
 from workqueue.backoff import exponential_delay
 from workqueue.errors import QueueAuthError, QueueUnavailableError, StaleLeaseError
@@ -290,14 +290,15 @@ class Worker:
                 failures = 0
                 if not leases:
                     if self.queue.done():
-                        log.info(f"queue done; processed {self.processed} items; exiting")
+                        done = wording.count(self.processed, "item")
+                        log.info(f"queue done; processed {done}; exiting")
                         return EXIT_DONE
                     period = self.config.lease_seconds or 30.0
                     if time.monotonic() - last_reap > period / 2:
                         last_reap = time.monotonic()
                         reaped = self.queue.reap()
                         if reaped:
-                            log.info(f"reaped {reaped} expired leases")
+                            log.info(f"reaped {wording.count(reaped, 'expired lease')}")
                     continue
                 lease_seconds = self.config.lease_seconds or self.queue.config.lease_seconds
                 self._handle(leases[0], lease_seconds / 3)
@@ -306,7 +307,7 @@ class Worker:
                 failures += 1
                 log.warning(f"Redis problem, retrying in {delay:.1f}s: {exc}")
                 self.stopping.wait(delay)
-        log.info(f"stopped; processed {self.processed} items")
+        log.info(f"stopped; processed {wording.count(self.processed, 'item')}")
         return EXIT_TERMINATED
 
 

@@ -13,7 +13,9 @@ Subcommands::
     dead-letters NAME                dead items: attempts, last error
     redrive NAME (ITEM... | --all)   dead letters back to pending (a finished QueueJob reruns)
     add NAME (ITEM... | --from-file PATH)   new items (duplicates of known items are ignored)
-    logs NAME [--tail N]             every worker pod's log, each line prefixed by [pod]
+    logs NAME [--tail N]             every worker pod's log, each line prefixed by [pod]; after a
+                                     redrive or add re-created the Job, a note that the earlier
+                                     Job's pods (and their logs) are gone
 
 ``redrive`` and ``add`` ask the operator through the API (see ``queuejob.operate``): RBAC
 ``patch`` on ``queuejobs`` authorizes them (``add`` also ``create`` on ``configmaps``); they
@@ -29,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from queuejob import wording
 from queuejob.operate import MAX_REDRIVE_ITEMS
 from queuejob_kubectl import render
 from queuejob_kubectl.api import Kube, PluginError, new_request_id
@@ -175,7 +178,9 @@ def _leases(kube: Kube, name: str, output: str | None) -> int:
     ]
     _write(render.table(("ITEM", "WORKER", "ATTEMPT", "AGE"), table))
     if leased > len(rows):
-        _write(f"({len(rows)} of {leased} leased items shown, oldest leases first)\n")
+        _write(
+            f"({len(rows)} of {wording.count(leased, 'leased item')} shown, oldest leases first)\n"
+        )
     return EXIT_OK
 
 
@@ -193,18 +198,21 @@ def _dead_letters(kube: Kube, name: str, output: str | None) -> int:
     _write(render.table(("ITEM", "ATTEMPTS", "ERROR"), table))
     if dead > len(rows):
         _write(
-            f"({len(rows)} of {dead} dead letters shown, oldest first; `redrive --all` "
-            "redrives every one)\n"
+            f"({len(rows)} of {wording.count(dead, 'dead letter')} shown, oldest first; "
+            "`redrive --all` redrives every one)\n"
         )
     return EXIT_OK
 
 
 def _logs(kube: Kube, name: str, tail: int | None) -> int:
-    kube.queuejob(name)  # a clear "not found" first
+    qj = kube.queuejob(name)  # a clear "not found" first
     pods = kube.worker_pods(name)
+    try:
+        note = render.replaced_workers_note(kube.events(qj, limit=50))
+    except PluginError:
+        note = None  # no right to list Events: the logs alone
     if not pods:
         sys.stderr.write(f"No worker pods for queuejob {name}.\n")
-        return EXIT_OK
     for pod in pods:
         pod_name = pod["metadata"]["name"]
         try:
@@ -213,6 +221,8 @@ def _logs(kube: Kube, name: str, tail: int | None) -> int:
             sys.stderr.write(f"[{pod_name}] no logs: {exc}\n")
             continue
         _write("".join(f"[{pod_name}] {line}\n" for line in text.splitlines()))
+    if note:
+        sys.stderr.write(note)
     return EXIT_OK
 
 

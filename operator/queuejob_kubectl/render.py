@@ -9,7 +9,20 @@ from typing import Any
 
 import yaml
 
+from queuejob import wording
+
 BAR_WIDTH = 30
+
+#: ``status`` of a QueueJob the operator has not written a status to yet: why, and how to check
+#: the operator in both setups (a deployment, and a process on this machine).
+UNSEEN = (
+    "The operator has not seen this QueueJob yet: it has no status. Check that the operator runs:",
+    "  deployed (manifests/deploy):  kubectl -n queuejob-system get pods "
+    "-l app.kubernetes.io/name=queuejob-operator",
+    "                                kubectl -n queuejob-system logs deploy/queuejob-operator",
+    "  on this machine (make dev-up, make demo or `queuejob operator` by hand): that the process "
+    "runs, and its log",
+)
 
 
 def dump(data: Any, output: str) -> str:
@@ -103,7 +116,8 @@ def status_text(data: Mapping[str, Any]) -> str:
     pct = f"{100 * succeeded // total}%" if total else "-"
     out = [
         f"QueueJob {data['namespace']}/{data['name']}   phase: {data['phase'] or '<none>'}   "
-        f"Job: {data['jobName'] or '<none>'} ({data['activeWorkers']} active workers)",
+        f"Job: {data['jobName'] or '<none>'} "
+        f"({wording.count(int(data['activeWorkers'] or 0), 'active worker')})",
         f"{progress_bar(succeeded, failed, total)} {succeeded}/{total} succeeded ({pct})",
         "pending {p}   leased {l}   succeeded {s}   failed {f}   retries {r}".format(
             p=counts.get("pending", 0),
@@ -113,8 +127,10 @@ def status_text(data: Mapping[str, Any]) -> str:
             r=counts.get("retries", 0),
         ),
         "",
-        "Conditions:",
     ]
+    if not (data["phase"] or data["conditions"] or data["counts"]):
+        out += [*UNSEEN, ""]
+    out.append("Conditions:")
     conditions = [
         (
             c.get("type"),
@@ -142,6 +158,28 @@ def status_text(data: Mapping[str, Any]) -> str:
     else:
         out.append("  <none>\n")
     return "\n".join(out)
+
+
+def replaced_workers_note(events: Sequence[Mapping[str, Any]]) -> str | None:
+    """For ``logs``: a note when the operator re-created the worker Job (Event
+    ``WorkersRestarted``, after a redrive or added items gave a finished QueueJob work again).
+
+    The old Job is deleted with its pods (background propagation) before the new one is
+    created, so only the current Job's pods, and their logs, exist. None if no such Event is
+    among ``events`` (Events expire, after an hour by default).
+    """
+    restarts = [e for e in events if e.get("reason") == "WorkersRestarted"]
+    if not restarts:
+        return None
+    last = restarts[-1]
+    times = sum(int(e.get("count") or 1) for e in restarts)
+    when = age(last.get("lastTimestamp") or last.get("eventTime"))
+    return (
+        f"Note: the worker Job was re-created {wording.count(times, 'time')} (the last {when} "
+        "ago: a redrive or added items gave the finished QueueJob work again). The earlier "
+        "Job's pods were deleted with it, and their logs with them: the lines above are from "
+        "the current Job's pods only.\n"
+    )
 
 
 def _indent(text: str) -> str:

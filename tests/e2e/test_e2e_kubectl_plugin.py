@@ -65,7 +65,9 @@ def test_status_leases_and_logs(cluster: Cluster, operator: OperatorHandle, name
             items=items,
             parallelism=2,
             leaseSeconds=30,
-            worker={"env": [{"name": "QUEUEJOB_DEMO_WORK_SECONDS", "value": "10"}]},
+            # 30 s an item: the status, leases and kubectl calls below all see it running,
+            # also when each plugin call takes seconds on a loaded machine.
+            worker={"env": [{"name": "QUEUEJOB_DEMO_WORK_SECONDS", "value": "30"}]},
         )
     )
 
@@ -178,6 +180,11 @@ def test_redrive_failed_queuejob_reruns_and_succeeds(
     )
     second_job = job_uid(cluster, namespace, "redrive")
     assert second_job != first_job
+    # The first Job's pods went with it: logs says so instead of silently showing fewer pods.
+    logs = plugin(cluster, "logs", "redrive", "-n", namespace)
+    assert logs.returncode == 0, logs.stderr
+    assert "the worker Job was re-created 1 time" in logs.stderr, logs.stderr
+    assert "current Job's pods only" in logs.stderr
     qj = operator.wait_phase(namespace, "redrive", ("Failed",), timeout=150)
     assert qj["status"]["counts"]["failed"] == 2
     assert qj["status"]["counts"]["total"] == 5  # each item counted once

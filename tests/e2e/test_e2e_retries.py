@@ -66,6 +66,9 @@ def test_missing_configmap_is_a_permanent_config_error(
     assert conditions["ConfigError"]["reason"] == "ConfigMapNotFound"
     assert "spec.itemsFrom.configMapKeyRef" in conditions["ConfigError"]["message"]
     assert "absent" in conditions["ConfigError"]["message"]
+    assert (
+        "the QueueJob starts by itself once the ConfigMap" in conditions["ConfigError"]["message"]
+    )
 
     def config_events() -> list[dict[str, object]]:
         events = cluster.kubectl_json(

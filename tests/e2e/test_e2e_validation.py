@@ -392,7 +392,11 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
         with_spec(autoscaling={"maxParallelism": 3, "scaleDownStabilizationSeconds": 3601}),
         ["spec.autoscaling.scaleDownStabilizationSeconds", "less than or equal to 3600"],
     ),
-    ("name-too-long", _long_name(), ["metadata.name: Too long", "more than 52"]),
+    (
+        "name-too-long",
+        _long_name(),
+        ["metadata.name", "at most 52 characters", "<name>-workers-<index>", "63 characters"],
+    ),
     ("name-with-dot", queuejob(name="a.b", items=["a"]), ["metadata.name", "should match"]),
     (
         "unknown-field",
@@ -413,6 +417,31 @@ def test_invalid_queuejob_is_rejected_naming_the_field(
     assert result.returncode != 0, f"accepted although invalid: {result.stdout}"
     for part in expected:
         assert part in result.stderr, f"{part!r} missing from the error:\n{result.stderr}"
+
+
+@pytest.mark.parametrize(
+    ("field", "expected"),
+    [
+        ("spec.leaseSeconds", ["1..3600", "default 30"]),
+        ("spec.retry.maxAttempts", ["1..100", "default 3"]),
+        ("spec.retry.backoff.jitter", ["0..1", "default 0.2"]),
+        ("spec.autoscaling.itemsPerWorker", ["1..1000000", "default 10"]),
+        ("spec.items", ["at most 10000 entries", "each at most 1024 characters"]),
+    ],
+)
+def test_kubectl_explain_shows_the_default_and_range(
+    crd: Any, field: str, expected: list[str]
+) -> None:
+    # The descriptions carry them (tests/manifests/test_mf_docs.py checks every field against
+    # the schema); here the API server's published schema and kubectl show them to a user.
+    # The API server publishes a new CRD's OpenAPI schema a moment after it is Established.
+    deadline = time.monotonic() + 60
+    while (result := crd.kubectl("explain", f"queuejob.{field}", check=False)).returncode:
+        assert time.monotonic() < deadline, result.stderr
+        time.sleep(1)
+    text = " ".join(result.stdout.split())
+    for part in expected:
+        assert part in text, f"{part!r} missing from kubectl explain queuejob.{field}:\n{text}"
 
 
 def test_defaults_are_applied(crd: Any, namespace: str) -> None:

@@ -110,3 +110,34 @@ def test_rendering() -> None:
     text = render.table(("A", "LONGER"), [("xyz", None), ("1", "two")])
     assert text.splitlines() == ["A     LONGER", "xyz   <none>", "1     two"]
     assert render.dump({"a": [1]}, "yaml") == "a:\n- 1\n"
+
+
+def test_status_of_a_queuejob_the_operator_has_not_seen() -> None:
+    # No operator running: the object has no status at all. The output says so and how to
+    # check the operator, deployed or local, instead of a bare "phase: <none>".
+    qj = {"metadata": {"name": "early", "namespace": "ns"}, "spec": {"items": ["a"]}}
+    text = render.status_text(render.summary(qj, []))
+    assert "phase: <none>" in text
+    assert "The operator has not seen this QueueJob yet" in text
+    assert "kubectl -n queuejob-system logs deploy/queuejob-operator" in text
+    assert "make dev-up" in text
+    # Once the operator wrote a status, no such note.
+    seen = {**qj, "status": {"phase": "Pending", "conditions": [], "counts": {"total": 1}}}
+    assert "has not seen" not in render.status_text(render.summary(seen, []))
+
+
+def test_logs_note_after_the_job_was_re_created() -> None:
+    restarted = {
+        "reason": "WorkersRestarted",
+        "count": 1,
+        "lastTimestamp": "2026-01-01T11:59:00Z",
+        "message": "Job r-workers re-created: the queue has work again",
+    }
+    other = {"reason": "Redriven", "count": 1, "lastTimestamp": "2026-01-01T11:58:59Z"}
+    assert render.replaced_workers_note([other]) is None
+    note = render.replaced_workers_note([other, restarted])
+    assert note is not None
+    assert "re-created 1 time " in note
+    assert "earlier Job's pods were deleted" in note and "current Job's pods only" in note
+    twice = render.replaced_workers_note([restarted, {**restarted, "count": 2}])
+    assert twice is not None and "re-created 3 times" in twice

@@ -151,12 +151,34 @@ def test_config_error_is_permanent_and_recorded_on_the_queuejob() -> None:
     assert condition["status"] == "True"
     assert condition["reason"] == "ConfigMapNotFound"
     assert "ConfigMap ns/cm not found" in condition["message"]
+    # The user learns that nothing needs re-applying: it is retried when the ConfigMap appears.
+    every = f"{runtime.settings.config_recheck_interval:g}s"
+    assert (
+        f"Checked again every {every}: the QueueJob starts by itself once the ConfigMap"
+        in (condition["message"])
+    )
     # One Warning, not two with the same message: the phase change to Failed is the Event.
     assert [(e.type, e.reason) for e in events] == [("Warning", "ConfigError")]
-    assert "ConfigMap ns/cm not found" in events[0].message
+    assert events[0].message.endswith(condition["message"])
     # permanent: no retry bookkeeping, no retry counted
     assert runtime.backoff.num_requeues("ns/qj:op-config") == 0
     assert not _sample(runtime, "workqueue_retries_total", "handler:op-config")
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        ("ConfigMapNotFound", "Checked again every 7.5s: the QueueJob starts by itself once the"),
+        ("SecretNotFound", "starts by itself once the Secret and its key exist"),
+        ("InvalidItems", "starts by itself once the ConfigMap holds valid items"),
+    ],
+)
+def test_fixable_config_errors_say_they_are_retried(reason: str, expected: str) -> None:
+    assert expected in ConfigError(reason, "x: y").user_message(7.5)
+
+
+def test_config_errors_that_need_a_spec_change_say_nothing_of_a_retry() -> None:
+    assert ConfigError("InvalidSpec", "spec.x: bad").user_message(30) == "spec.x: bad"
 
 
 def test_handlers_of_one_object_never_overlap_and_the_operator_limit_holds() -> None:

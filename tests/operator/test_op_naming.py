@@ -87,10 +87,14 @@ def test_crd_admits_exactly_the_names_and_parallelism_the_job_shape_allows() -> 
     crd = yaml.safe_load((ROOT / "crds" / "queuejobs.workqueue.example.com.yaml").read_text())
     [version] = crd["spec"]["versions"]
     schema = version["schema"]["openAPIV3Schema"]
-    # The name's own schema (errors name metadata.name): a DNS label, no '.', bounded length.
+    # The name's own schema: a DNS label, no '.'; its length by a CEL rule whose message says
+    # why the limit is what it is (a maxLength error could not).
     name = schema["properties"]["metadata"]["properties"]["name"]
-    assert name["maxLength"] == naming.MAX_QUEUEJOB_NAME
     assert name["pattern"] == _DNS_LABEL.pattern
+    [rule] = [r for r in schema["x-kubernetes-validations"] if "metadata.name" in r["rule"]]
+    assert rule["rule"] == f"size(self.metadata.name) <= {naming.MAX_QUEUEJOB_NAME}"
+    assert rule["fieldPath"] == ".metadata.name"
+    assert f"at most {naming.MAX_QUEUEJOB_NAME} characters" in rule["message"]
     parallelism = schema["properties"]["spec"]["properties"]["parallelism"]
     assert parallelism["maximum"] == jobs.MAX_PARALLELISM
     longest = f"{naming.job_name('a' * naming.MAX_QUEUEJOB_NAME)}-{jobs.MAX_PARALLELISM - 1}"

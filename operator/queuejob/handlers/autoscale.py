@@ -32,7 +32,7 @@ from typing import Any
 
 import kopf
 
-from queuejob import jobs, jobstatus, kube, naming
+from queuejob import jobs, jobstatus, kube, naming, wording
 from queuejob.autoscaler import Decision
 from queuejob.limits import guarded
 from queuejob.runtime import Runtime
@@ -49,9 +49,11 @@ def job_parallelism(job: dict[str, Any] | None, default: int) -> int:
 def condition_message(policy: Autoscaling, desired: int, spec_parallelism: int) -> str:
     """The Autoscaling condition's message (changes only when ``desired`` or the spec does)."""
     return (
-        f"{desired} workers from queue depth: one per {policy.items_per_worker} pending or "
-        f"leased items, within {policy.min_parallelism}..{policy.max_parallelism}, scaling down "
-        f"after {policy.scale_down_stabilization_seconds}s; spec.parallelism ({spec_parallelism}) "
+        f"{wording.count(desired, 'worker')} from queue depth: one per "
+        f"{policy.items_per_worker} pending or leased "
+        f"{wording.noun(policy.items_per_worker, 'item')}, "
+        f"within {policy.min_parallelism}..{policy.max_parallelism}, scaling down after"
+        f" {policy.scale_down_stabilization_seconds}s; spec.parallelism ({spec_parallelism}) "
         "is overridden while spec.autoscaling is set"
     )
 
@@ -117,8 +119,8 @@ async def _scale(
         return  # the Job is gone; the next refresh re-creates it
     up = decision.desired > have
     message = (
-        f"Job {job_name} parallelism {have} -> {decision.desired}: {work} items pending or "
-        f"leased (recommended {decision.recommended})"
+        f"Job {job_name} parallelism {have} -> {decision.desired}: "
+        f"{wording.count(work, 'item')} pending or leased (recommended {decision.recommended})"
     )
     logger.info(message)
     kopf.event(body, type="Normal", reason="ScaledUp" if up else "ScaledDown", message=message)

@@ -89,7 +89,8 @@ async def config_recheck(
         target = await queues.resolve_target(qspec, namespace, runtime.settings)
     except ConfigError as exc:
         logger.debug(f"Config re-check: still {exc.reason}: {exc.message}")
-        writer.condition("ConfigError", True, exc.reason, exc.message)
+        message = exc.user_message(runtime.settings.config_recheck_interval)
+        writer.condition("ConfigError", True, exc.reason, message)
         return
     await start_queue(
         writer,

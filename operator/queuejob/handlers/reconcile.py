@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import kopf
 
-from queuejob import kube, naming, queues, seeding
+from queuejob import kube, naming, queues, seeding, wording
 from queuejob.conditions import now
 from queuejob.errors import ConfigError
 from queuejob.limits import guarded
@@ -109,8 +109,8 @@ async def start_queue(
             "Seeded",
             False,
             "Seeding",
-            f"{done} of {count} items in queue {queue_name} so far; seeding goes on "
-            "(and resumes there after an operator restart)",
+            f"{done} of {wording.count(count, 'item')} in queue {queue_name} so far; "
+            "seeding goes on (and resumes there after an operator restart)",
         )
         await kube.patch_queuejob_status(namespace, name, {"conditions": writer.get("conditions")})
 
@@ -126,8 +126,8 @@ async def start_queue(
         if isinstance(outcome, BaseException):
             raise outcome
     added = int(cast(int, seeded))
-    logger.info(f"Queue {queue_name}: {added} of {items.count} items added")
-    message = f"{items.count} items in queue {queue_name}"
+    logger.info(f"Queue {queue_name}: {added} of {wording.count(items.count, 'item')} added")
+    message = f"{wording.count(items.count, 'item')} in queue {queue_name}"
     if items.range is not None:
         message += f" (the indices {items.range.start}..{items.range.stop - 1})"
     if items.duplicates:
@@ -163,6 +163,7 @@ async def start_queue(
             "Running",
             True,
             "JobCreated",
-            f"Job {job['metadata']['name']} runs {job['spec'].get('parallelism')} workers",
+            f"Job {job['metadata']['name']} runs "
+            f"{wording.count(int(job['spec'].get('parallelism') or 0), 'worker')}",
         )
         writer.phase_to("Running", "JobCreated", f"Job {job['metadata']['name']} created")

@@ -34,7 +34,7 @@ from typing import Any
 
 import kopf
 
-from queuejob import conditions, jobstatus, kube, naming, operate, queues
+from queuejob import conditions, jobstatus, kube, naming, operate, queues, wording
 from queuejob import settings as qj_settings
 from queuejob.conditions import now
 from queuejob.handlers import autoscale
@@ -234,7 +234,10 @@ async def refresh(
 
     reaped, stats, dead, leases = await asyncio.to_thread(read)
     if reaped:
-        logger.info(f"Reaped {reaped} expired leases; their items are pending again")
+        logger.info(
+            f"Reaped {wording.count(reaped, 'expired lease')}; "
+            f"{wording.noun(reaped, 'its item is', 'their items are')} pending again"
+        )
     job = await kube.read_job(namespace, job_name)
     if job is None and not stats.done:
         logger.warning(f"Job {job_name} is missing; re-creating it")
@@ -304,18 +307,25 @@ async def refresh(
         writer.set("completionTime", now())
         writer.condition("Running", False, "QueueDone", "every item succeeded or was dead-lettered")
         if stats.dead:
-            message = f"{stats.dead} of {stats.total} items dead-lettered after retries"
+            message = (
+                f"{stats.dead} of {wording.count(stats.total, 'item')} dead-lettered after retries"
+            )
             writer.condition("Failed", True, "ItemsDeadLettered", message)
             writer.phase_to("Failed", "ItemsDeadLettered", message)
         else:
-            message = f"all {stats.total} items succeeded"
+            message = (
+                "the item succeeded"
+                if stats.total == 1
+                else f"all {wording.count(stats.total, 'item')} succeeded"
+            )
             writer.condition("Complete", True, "AllItemsSucceeded", message)
             writer.phase_to("Succeeded", "AllItemsSucceeded", message)
     elif (failure := job_failure(job)) is not None:
         # The Job gave up (a worker slot failed too often): no worker comes back for the rest.
         message = (
-            f"Job {job_name} failed with {stats.pending + stats.delayed + stats.leased} "
-            f"items unfinished: {failure}"
+            f"Job {job_name} failed with "
+            f"{wording.count(stats.pending + stats.delayed + stats.leased, 'item')} "
+            f"unfinished: {failure}"
         )
         writer.set("completionTime", now())
         writer.condition("Running", False, "WorkersFailed", message)
@@ -324,7 +334,7 @@ async def refresh(
     elif qspec.suspend:
         writer.phase_to("Suspended", "Suspended", "spec.suspend is true")
     else:
-        writer.phase_to("Running", "Running", f"{active} workers active")
+        writer.phase_to("Running", "Running", f"{wording.count(active, 'worker')} active")
     # Idle: nothing to write, no lease to watch for expiry, and the Job is there. An idle
     # QueueJob whose autoscaler holds a scale-down is refreshed when that falls due.
     idle = not patch.status and not stats.leased and not reaped and job is not None
