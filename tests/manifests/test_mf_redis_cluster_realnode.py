@@ -224,7 +224,7 @@ def test_mf_redis_cluster_master_pod_deleted_mid_drain(
         now = status()
         return now if now.get("counts", {}).get("succeeded", 0) >= ITEMS // 4 else None
 
-    before = wait_for("a quarter of the items done", quarter, timeout=900)
+    before = wait_for("a quarter of the items done", quarter, timeout=900, interval=2)
     slot = int(redis_cli(node, NODES[0], "cluster", "keyslot", f"{{{before['queue']}}}").strip())
     nodes = cluster_nodes(node, NODES[0])
     (master,) = [n for n in nodes if "master" in n["flags"] and owns(n["slots"], slot)]
@@ -262,7 +262,7 @@ def test_mf_redis_cluster_master_pod_deleted_mid_drain(
         now = status()
         return now if now.get("phase") in ("Succeeded", "Failed") else None
 
-    final = wait_for("the QueueJob finished", finished, timeout=1800)
+    final = wait_for("the QueueJob finished", finished, timeout=1800, interval=2)
     ended = time.time()
 
     def rejoined() -> dict[str, Any] | None:
@@ -274,7 +274,9 @@ def test_mf_redis_cluster_master_pod_deleted_mid_drain(
             now[0] if now and "slave" in now[0]["flags"] and "fail" not in now[0]["flags"] else None
         )
 
-    back = wait_for("the deleted master back as a replica (same node id)", rejoined, timeout=300)
+    back = wait_for(
+        "the deleted master back as a replica (same node id)", rejoined, timeout=300, interval=2
+    )
     new_ip = pod_ips(node)[victim]
 
     # Every run the workers logged, from their logs (the Job's pods stay after it completes).
