@@ -145,6 +145,9 @@ def test_mf_redis_cluster_formed_three_masters_three_replicas(rcluster: Cluster)
     labels = node.kubectl_json("get", "namespace", NS)["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"  # the pods passed it
     info = cluster_info(node, NODES[0])
+    listing = node.kubectl("get", "pods", "-n", NS, "-o", "wide", "-l",
+                           "app.kubernetes.io/name=redis-cluster").stdout  # fmt: skip
+    print(f"\n{listing}{redis_cli(node, NODES[0], 'cluster', 'info')}")
     assert info["cluster_state"] == "ok", info
     assert info["cluster_slots_assigned"] == "16384" and info["cluster_size"] == "3", info
     assert info["cluster_known_nodes"] == "6", info
