@@ -86,7 +86,7 @@ cluster-env: ## Print the shell lines that put this kubectl first on PATH and se
 # deployed in-cluster as `make deploy-local` does (--cluster=local-kubelet). test_e2e_failover
 # builds its own private control plane whatever --cluster says, so the first run covers it.
 # REALNODE_TESTS= (empty) skips the second run.
-REALNODE_TESTS ?= tests/controlplane/test_cp_realnode.py tests/e2e tests/manifests/test_mf_deploy_realnode.py tests/manifests/test_mf_rbac_pod.py
+REALNODE_TESTS ?= tests/controlplane/test_cp_realnode.py tests/e2e tests/manifests/test_mf_deploy_realnode.py tests/manifests/test_mf_rbac_pod.py tests/manifests/test_mf_redis_cluster_realnode.py
 test: install lint controlplane-check images ## Lint, Go checks, images (Docker), then pytest: the suite on the node agent, then the real-node tests and e2e on one real node (.ci/run)
 	$(PY) -m pytest -m "not realnode" $(PYTEST_ARGS)
 	@if [ -n "$(strip $(REALNODE_TESTS))" ]; then \
