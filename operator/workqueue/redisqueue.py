@@ -155,8 +155,9 @@ def _release_all(conns: list[tuple[redis.ConnectionPool, Connection]]) -> None:
 
 
 def _pause(attempt: int) -> float:
-    """Seconds to wait before following redirection number ``attempt`` (from 0)."""
-    return min(0.002 * 2**attempt, 0.25) if attempt else 0.0
+    """Seconds to wait before following redirection number ``attempt`` (from 1; the first
+    attempt is sent at once, without any sleep or yield)."""
+    return min(0.002 * 2.0**attempt, 0.25)
 
 
 def _check_page(limit: int) -> None:
@@ -699,7 +700,8 @@ class LeaseQueue:
         ask = ""
         last: redis.exceptions.ResponseError | None = None
         for attempt in range(MAX_REDIRECTS):
-            time.sleep(_pause(attempt))
+            if attempt:
+                time.sleep(_pause(attempt))
             node = self._route.at(ask) if ask else self._route.owner()
             conn = self._connection(node)
             command = ("EVALSHA", script.sha, *self._declared, stamp, *args)
