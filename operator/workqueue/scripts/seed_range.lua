@@ -16,7 +16,13 @@
 check_types(2, 3, 11)
 local first, stop = tonumber(ARGV[2]), tonumber(ARGV[3])
 local r_first, r_next = range_bounds()
-local legacy = redis.call('HEXISTS', K_COUNTERS, 'range_next') == 1 and r_first == nil
+local has_next = redis.call('HEXISTS', K_COUNTERS, 'range_next') == 1
+if not has_next and redis.call('HEXISTS', K_COUNTERS, 'range_first') == 1 then
+  -- The cursor is the only record of the range's items: without it, seeding could add them twice.
+  error({err = 'RANGELOST queue ' .. K_COUNTERS .. ' has range_first but no range_next: the range ' ..
+               'cursor was deleted, so which indices are already in the queue is unknown'})
+end
+local legacy = has_next and r_first == nil
 if not legacy and r_first == nil then
   r_first, r_next = first, first
   redis.call('HSET', K_COUNTERS, 'range_first', string.format('%d', first))
