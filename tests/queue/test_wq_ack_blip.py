@@ -1,11 +1,14 @@
 """Acknowledgements survive a Redis blip: the worker re-sends complete/fail with the same lease
 token while its lease is valid, so a restart shorter than the lease costs no re-run.
 
-Real ``redis-server`` with persistence (AOF, ``appendfsync always``: the lease survives the
-restart), a real worker (:class:`queuejob.worker.Worker`) in a thread, and a per-item command
-that signals it started and waits for the test's go-ahead: the test crashes Redis while the item
-runs, lets the command finish (so the worker acknowledges into the outage), waits until the
-worker has failed to deliver at least once, then starts Redis again.
+One server: a real ``redis-server`` with persistence (AOF, ``appendfsync always``: the lease
+survives the restart). Redis Cluster (3+3): the master of the queue's slot is SIGKILLed, its
+replica promoted (the worker uses ``WAIT 1``, so the lease is on the replica), and the killed
+node restarts as the new master's replica. A real worker (:class:`queuejob.worker.Worker`) runs
+in a thread with a per-item command that signals it started and waits for the test's
+go-ahead: the test crashes Redis (or the master) while the item runs, lets the command finish
+(so the worker acknowledges into the outage), waits until the worker has failed to deliver at
+least once, then brings Redis back.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from localkube.redis_cluster import LocalRedisCluster
 from localkube.redis_server import RedisServer
 from queuejob.worker import EXIT_DONE, Worker, WorkerConfig
 from workqueue.config import QueueConfig
@@ -103,6 +107,53 @@ def test_completion_into_a_redis_restart_is_delivered_without_a_rerun(
         assert int(server.client().hget(queue.queue_keys.key("attempts"), "item-1")) == 1
     finally:
         server.close()
+
+
+def test_completion_into_a_cluster_failover_is_delivered_without_a_rerun(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="queuejob.worker")
+    with LocalRedisCluster() as cluster:
+        client = cluster.client(socket_timeout=2.0)
+        queue = LeaseQueue(client, "blip")
+        queue.configure(QueueConfig(lease_seconds=60.0, max_attempts=3))
+        queue.seed(["item-1"])
+        key = queue.keys()[0]
+        master = cluster.master_of(key)
+        runs, started, go = tmp_path / "runs", tmp_path / "started", tmp_path / "go"
+        command = (sys.executable, "-c", COMMAND, str(runs), str(started), str(go), "0")
+        worker = Worker(
+            WorkerConfig(
+                redis_url=cluster.url,
+                redis_password=cluster.password,
+                queue="blip",
+                worker_id="w1",
+                lease_seconds=60.0,
+                command=command,
+                demo_work_seconds=0.0,
+                redis_timeout=2.0,
+                wait_replicas=1,
+            )
+        )
+        codes: list[int] = []
+        thread = threading.Thread(target=lambda: codes.append(worker.run()), daemon=True)
+        thread.start()
+        _wait("the item's command to start", started.exists)
+        cluster.kill(master)
+        go.touch()
+        _wait("an undelivered acknowledgement", lambda: _undelivered(caplog) >= 1)
+        promoted = cluster.wait_promoted(master, key)
+        master.start()  # rejoins as the promoted node's replica: WAIT 1 can be met again
+        cluster.wait_healthy()
+        thread.join(DEADLINE)
+        assert not thread.is_alive(), "the worker did not finish after the failover"
+        assert codes == [EXIT_DONE]
+        assert cluster.master_of(key) is promoted
+        assert runs.read_text().splitlines() == ["item-1"]  # ran once
+        stats = queue.stats()
+        assert (stats.succeeded, stats.retries, stats.leased, stats.pending) == (1, 0, 0, 0)
+        assert int(client.hget(queue.queue_keys.key("attempts"), "item-1")) == 1
+        client.close()
 
 
 def test_failure_into_a_redis_restart_is_recorded_once(
