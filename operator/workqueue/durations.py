@@ -5,7 +5,8 @@ lease token, on the queue's clock) to the ``durations`` hash of the queue, insid
 script: one ``HINCRBY`` for the item's bucket and one for the sum, O(1) per item whatever the
 queue's size. The hash holds, per bucket, the items whose duration is at most that bound and
 above the previous one (field = the bound as written in :data:`BOUNDS`, ``+Inf`` past the last),
-and ``sum_us``, the total in microseconds.
+``sum_us``, the total in microseconds, and ``layout``, a constant text written by ``configure``
+that keeps the hash in Redis' hashtable encoding (O(1) field access on the hot path).
 
 Bounds: Prometheus' default buckets (5 ms to 10 s) extended by 30 s, 1, 2, 5, 10 and 30 minutes
 and 1 hour, since items of a batch job often take minutes. ``scripts/lib.lua`` holds the same

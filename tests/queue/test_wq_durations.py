@@ -5,19 +5,18 @@ status``.
 - each completion adds its item once to the bucket of its duration (queue clock), whichever
   call completes it (complete, complete_many, complete_and_lease), and a re-sent completion
   (same token) is not counted again;
-- the Lua bucket list and the Python one are the same;
+- the Lua bucket choice and the Python bucket list agree;
 - the operator exports the queue's histogram under the QueueJob's name beside the handlers'.
 """
 
 from __future__ import annotations
-
-import re
 
 import pytest
 import redis
 from prometheus_client import generate_latest
 from redis.cluster import RedisCluster
 
+from localkube.redis_server import RedisServer
 from queuejob.metrics import Metrics
 from queuejob_kubectl import render
 from workqueue import durations
@@ -69,14 +68,22 @@ def test_each_completion_is_recorded_once_in_its_bucket(
     assert hist.summary()["count"] == 8
 
 
-def test_lua_and_python_buckets_match() -> None:
+def test_lua_and_python_buckets_match(redis_server: RedisServer) -> None:
+    """The Lua bucket choice (an if-chain in scripts/lib.lua) gives, for a duration at each
+    bound and just above it, the field of the bound and the next one, as durations.BOUNDS."""
     lua = source("complete")
-    fields = re.search(r"local DURATION_FIELDS = \{([^}]*)\}", lua, re.S)
-    bounds = re.search(r"local DURATION_BOUNDS = \{([^}]*)\}", lua, re.S)
-    assert fields is not None and bounds is not None
-    assert re.findall(r"'([^']*)'", fields.group(1)) == [*durations.BOUND_FIELDS, "+Inf"]
-    parsed = [float(x) for x in re.findall(r"[0-9.]+", bounds.group(1))]
-    assert parsed == list(durations.BOUNDS)
+    start = lua.index("local function duration_field")
+    body = lua[start : lua.index("\nend\n", start) + 5]
+    client = redis_server.client()
+    try:
+        probe = body + "\nreturn duration_field(tonumber(ARGV[1]))"
+        fields = [*durations.BOUND_FIELDS, "+Inf"]
+        for i, bound in enumerate(durations.BOUNDS):
+            assert client.eval(probe, 0, repr(bound)) == fields[i]
+            assert client.eval(probe, 0, repr(bound * 1.001)) == fields[i + 1]
+        assert client.eval(probe, 0, "0") == "0.005"
+    finally:
+        client.close()
 
 
 def test_quantiles_interpolate_within_a_bucket() -> None:

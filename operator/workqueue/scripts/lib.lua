@@ -87,43 +87,60 @@ local function timer_set(score, due)
 end
 
 -- Per-item processing time (lease to completion) as a histogram in the durations hash: field =
--- the bucket's upper bound in seconds as written in DURATION_BOUNDS ('+Inf' past the last),
--- holding the items of that bucket only (not cumulative: the reader adds them up); 'sum_us' =
--- total microseconds. Bounds: Prometheus' default buckets (5 ms .. 10 s) extended to 1 hour.
--- O(1) per item: one HINCRBY per bucket touched and one for the sum.
-local DURATION_BOUNDS = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
-                         600, 1800, 3600}
-local DURATION_FIELDS = {'0.005', '0.01', '0.025', '0.05', '0.1', '0.25', '0.5', '1', '2.5', '5',
-                         '10', '30', '60', '120', '300', '600', '1800', '3600', '+Inf'}
-
--- The lease time (seconds) encoded in a token (see lease_items), or nil for older tokens.
-local function leased_at(token)
-  local ms = string.match(token, '@(%d+)%.')
-  if ms then return tonumber(ms) / 1000 end
-  return nil
+-- the bucket's upper bound in seconds as written below ('+Inf' past the last), holding the items
+-- of that bucket only (not cumulative: the reader adds them up); 'sum_us' = total microseconds.
+-- Bounds: Prometheus' default buckets (5 ms .. 10 s) extended to 1 hour (workqueue/durations.py
+-- holds the same list). O(1) per item: one HINCRBY per bucket touched and one for the sum; the
+-- bucket is found by comparisons (no table is built per call).
+local function duration_field(d)
+  if d <= 1 then
+    if d <= 0.05 then
+      if d <= 0.005 then return '0.005' elseif d <= 0.01 then return '0.01'
+      elseif d <= 0.025 then return '0.025' else return '0.05' end
+    end
+    if d <= 0.1 then return '0.1' elseif d <= 0.25 then return '0.25'
+    elseif d <= 0.5 then return '0.5' else return '1' end
+  end
+  if d <= 2.5 then return '2.5' elseif d <= 5 then return '5' elseif d <= 10 then return '10'
+  elseif d <= 30 then return '30' elseif d <= 60 then return '60' elseif d <= 120 then return '120'
+  elseif d <= 300 then return '300' elseif d <= 600 then return '600'
+  elseif d <= 1800 then return '1800' elseif d <= 3600 then return '3600' end
+  return '+Inf'
 end
 
+-- Record the durations of the completed leases `tokens` (their lease time is in the token, see
+-- lease_items; tokens without it are skipped).
 local function record_durations(now, tokens)
-  local counts, sum, any = {}, 0, false
+  local counts, fields, sum = {}, {}, 0
   for _, token in ipairs(tokens) do
-    local at = leased_at(token)
-    if at then
-      local d = math.max(now - at, 0)
-      local b = #DURATION_FIELDS
-      for i, bound in ipairs(DURATION_BOUNDS) do
-        if d <= bound then b = i break end
+    local ms = string.match(token, '@(%d+)%.')
+    if ms then
+      local d = math.max(now - tonumber(ms) / 1000, 0)
+      local field = duration_field(d)
+      if not counts[field] then
+        counts[field] = 0
+        fields[#fields + 1] = field
       end
-      counts[b] = (counts[b] or 0) + 1
+      counts[field] = counts[field] + 1
       sum = sum + d
-      any = true
     end
   end
-  if not any then return end
-  for b, n in pairs(counts) do
+  if #fields == 0 then return end
+  for _, field in ipairs(fields) do
+    local n = counts[field]
     if n == 1 then n = '1' end
-    redis.call('HINCRBY', K_DURATIONS, DURATION_FIELDS[b], n)
+    redis.call('HINCRBY', K_DURATIONS, field, n)
   end
   redis.call('HINCRBY', K_DURATIONS, 'sum_us', string.format('%d', us(sum)))
+end
+
+-- record_durations of one token (the single-item hot path: no table built).
+local function record_duration(now, token)
+  local ms = string.match(token, '@(%d+)%.')
+  if not ms then return end
+  local d = math.max(now - tonumber(ms) / 1000, 0)
+  redis.call('HINCRBY', K_DURATIONS, duration_field(d), '1')
+  redis.call('HINCRBY', K_DURATIONS, 'sum_us', string.format('%d', us(d)))
 end
 
 -- Range queues (seed_range) do not list their items in `seen`: the contiguous index range
@@ -253,7 +270,7 @@ local function complete_pairs(first, now)
       redis.call('HSET', K_SUCCEEDED, item, token)
       redis.call('ZREM', K_TIMERS, item)
       redis.call('HDEL', K_HOLDERS, item)
-      record_durations(now, {token})
+      record_duration(now, token)
     elseif redis.call('HGET', K_SUCCEEDED, item) ~= token then
       return {item, stale_reason(item, holder)}
     end
@@ -296,16 +313,21 @@ end
 -- Reply: {now_us, expiry_us, hint_us, item, attempt, item, attempt, ...}. When nothing was
 -- leased, hint_us says when it is worth asking again (rate limit, next timer), -1 = idle.
 local function lease_items(now, worker, n, lease_arg, nonce)
-  local lease_seconds, max_attempts, qps, burst, due = config()
+  -- Only the fields every call needs (each field read costs); the others when used.
+  local c = redis.call('HMGET', K_CONFIG, 'lease_seconds', 'rate_qps', 'due')
+  if not c[1] then config() end -- raises NOCONFIG
+  -- (a missing field is false, not nil: tonumber(false) is nil)
+  local lease_seconds, qps, due = tonumber(c[1]), tonumber(c[2]), tonumber(c[3])
   if lease_arg ~= '' then lease_seconds = tonumber(lease_arg) end
   if due == nil or due <= now then
     local _
-    _, due = fire_timers(now, 1000, max_attempts)
+    _, due = fire_timers(now, 1000, tonumber(redis.call('HGET', K_CONFIG, 'max_attempts')))
   end
   local want = n
   local hint = 0
   if qps then
     want = math.min(n, redis.call('LLEN', K_PENDING))
+    local burst = tonumber(redis.call('HGET', K_CONFIG, 'rate_burst'))
     if want > 0 then want, hint = bucket_take(K_BUCKET, now, qps, burst, want) end
   end
   local items = {}
