@@ -18,7 +18,9 @@ Loop: lease one item, process it while a heartbeat thread renews the lease, then
   token, with capped backoff, for as long as the lease is valid (its last confirmed expiry, on
   the worker's monotonic clock): acknowledgements are idempotent, so a Redis restart or
   failover shorter than the lease costs no re-run of the item. Past the lease the worker gives
-  the result up (the item comes back after expiry, as a counted retry).
+  the result up (the item comes back after expiry, as a counted retry). It does not renew the
+  lease meanwhile: a renewal needs Redis as much as the acknowledgement, and the first call that
+  reaches Redis is then the acknowledgement itself, which ends the lease.
 
 Redis: ``QUEUEJOB_REDIS_URL`` is ``redis://...`` (one server) or ``redis+cluster://host:port`` (a
 Redis Cluster: the worker follows slot moves and failovers by itself). With
