@@ -17,18 +17,29 @@ the docs' worker does, ours through LeaseQueue's dedicated connection (see
 Each worker count runs the three modes in interleaved rounds (default 3) and keeps each mode's
 best round, so a burst of load from other processes on the machine does not decide a ratio.
 Prints a table with each figure and its ratio to the baseline at the same worker count, and the
-goals (single >= 3x, batched >= 20x). Run: ``make bench-queue`` or
-``.venv/bin/python benchmarks/bench_queue.py [--quick]``.
+goals (single >= 3x, batched >= 20x).
+
+Server time per item: Redis' own accounting (``INFO commandstats``, reset before each run)
+divided by the items of the run: for ours the ``evalsha`` time (it includes the commands the
+script runs), for the baseline the sum over its commands. Redis measures wall-clock time, so
+on a busy machine a command preempted mid-way counts the time it waited: the table also gives
+the redis-server process' CPU time (user + system, from /proc, including reading and answering
+each round trip) per item, which a loaded machine does not inflate as much. The progress
+display reads a few stats per second during a run; that adds well under 1% to either figure.
+
+Run: ``make bench-queue`` or ``.venv/bin/python benchmarks/bench_queue.py [--quick]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import sys
 import time
 from dataclasses import dataclass
 from multiprocessing.synchronize import Barrier
+from pathlib import Path
 
 import redis
 
@@ -49,6 +60,16 @@ class Run:
     workers: int
     items: int
     seconds: float
+    server_usec: float
+    cpu_seconds: float
+
+    @property
+    def usec_per_item(self) -> float:
+        return self.server_usec / self.items if self.items else float("nan")
+
+    @property
+    def cpu_usec_per_item(self) -> float:
+        return self.cpu_seconds * 1e6 / self.items if self.items else float("nan")
 
     @property
     def rate(self) -> float:
@@ -105,8 +126,10 @@ def measure(server: RedisServer, mode: str, workers: int, items: int) -> Run:
     ]
     for proc in procs:
         proc.start()
+    client.config_resetstat()
     barrier.wait()
     start = time.monotonic()
+    cpu_start = _cpu_seconds(server)
     progress = None if mode == "baseline" else LeaseQueue(client, name)
     results: list[tuple[int, float]] = []
     label = f"  {mode:<8} {workers:>2} workers"
@@ -124,15 +147,34 @@ def measure(server: RedisServer, mode: str, workers: int, items: int) -> Run:
         proc.join()
     if progress is not None:
         progress.close()
+    cpu = _cpu_seconds(server) - cpu_start
     completed = sum(count for count, _ in results)
     end = max(last for _, last in results)
-    run = Run(mode, workers, completed, end - start)
-    sys.stdout.write(f"\r{label}: {completed:>7}/{items} items, {run.rate:>9,.0f} items/s\n")
+    run = Run(mode, workers, completed, end - start, _server_usec(client, mode), cpu)
+    sys.stdout.write(
+        f"\r{label}: {completed:>7}/{items} items, {run.rate:>9,.0f} items/s, "
+        f"{run.usec_per_item:6.2f} server us/item, {run.cpu_usec_per_item:6.2f} cpu us/item\n"
+    )
     if completed != items:
         raise SystemExit(f"{mode}/{workers}: completed {completed} of {items} items")
     client.flushdb()
     client.close()
     return run
+
+
+def _cpu_seconds(server: RedisServer) -> float:
+    """User + system CPU seconds of the redis-server process so far."""
+    fields = Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _server_usec(client: redis.Redis, mode: str) -> float:
+    """Redis' time in the run's commands (see the module doc)."""
+    stats = client.info("commandstats")
+    if mode != "baseline":
+        return float(stats.get("cmdstat_evalsha", {}).get("usec", 0))
+    skip = ("cmdstat_config", "cmdstat_info", "cmdstat_flushdb")
+    return float(sum(v["usec"] for k, v in stats.items() if not k.startswith(skip)))
 
 
 def _remaining(client: redis.Redis, queue: LeaseQueue | None, name: str) -> int:
@@ -167,20 +209,30 @@ def main(argv: list[str] | None = None) -> int:
                     if best is None or run.rate > best.rate:
                         runs[mode, workers] = run
     print()
+    print("items/s (ratio to the baseline), server us per item (Redis commandstats) and")
+    print("redis-server CPU us per item")
     print(
-        f"{'workers':>7} | {'baseline':>10} | {'single':>10} {'ratio':>7} | "
-        f"{'batched':>10} {'ratio':>7}"
+        f"{'workers':>7} | {'baseline':>10} {'us/item':>7} {'cpu':>6} | {'single':>10} "
+        f"{'ratio':>7} {'us/item':>7} {'cpu':>6} | {'batched':>10} {'ratio':>7} "
+        f"{'us/item':>7} {'cpu':>6}"
     )
-    print("-" * 66)
+    print("-" * 115)
     worst = {mode: float("inf") for mode in GOALS}
     for workers in args.workers:
-        base = runs["baseline", workers].rate
-        cells = [f"{workers:>7} | {base:>10,.0f} |"]
+        base_run = runs["baseline", workers]
+        base = base_run.rate
+        cells = [
+            f"{workers:>7} | {base:>10,.0f} {base_run.usec_per_item:>7.2f} "
+            f"{base_run.cpu_usec_per_item:>6.1f} |"
+        ]
         for mode in GOALS:
-            rate = runs[mode, workers].rate
-            ratio = rate / base
+            run = runs[mode, workers]
+            ratio = run.rate / base
             worst[mode] = min(worst[mode], ratio)
-            cells.append(f"{rate:>10,.0f} {ratio:>6.1f}x |")
+            cells.append(
+                f"{run.rate:>10,.0f} {ratio:>6.1f}x {run.usec_per_item:>7.2f} "
+                f"{run.cpu_usec_per_item:>6.1f} |"
+            )
         print(" ".join(cells).rstrip("|"))
     print()
     for mode, goal in GOALS.items():

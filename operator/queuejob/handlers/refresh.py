@@ -43,6 +43,7 @@ from queuejob.provision import ensure_workers
 from queuejob.runtime import Runtime
 from queuejob.spec import QueueJobSpec, SpecError, parse
 from queuejob.statuswriter import FINISHED, StatusWriter
+from workqueue.durations import DurationHistogram
 
 DEAD_LETTERS_SHOWN = 10
 
@@ -226,13 +227,14 @@ async def refresh(
     target = await queues.resolve_target(qspec, namespace, runtime.settings)
     queue = queues.open_queue(target, queue_name, runtime.settings)
 
-    def read() -> tuple[int, Any, list[Any], list[Any]]:
+    def read() -> tuple[int, Any, list[Any], list[Any], DurationHistogram]:
         reaped = queue.reap()
         stats = queue.stats()
         leases = queue.all_leases(10 * operate.LEASES_SHOWN) if stats.leased else []
-        return reaped, stats, queue.dead_letters(DEAD_LETTERS_SHOWN), leases
+        dead = queue.dead_letters(DEAD_LETTERS_SHOWN)
+        return reaped, stats, dead, leases, queue.durations()
 
-    reaped, stats, dead, leases = await asyncio.to_thread(read)
+    reaped, stats, dead, leases, durations = await asyncio.to_thread(read)
     if reaped:
         logger.info(
             f"Reaped {wording.count(reaped, 'expired lease')}; "
@@ -286,6 +288,7 @@ async def refresh(
     }
     writer.set("counts", counts)
     writer.set("progress", f"{stats.succeeded}/{stats.total}")
+    writer.set("itemDuration", durations.summary())
     writer.set("activeWorkers", active)
     writer.set("leases", operate.lease_rows(leases))
     writer.set(
@@ -301,6 +304,7 @@ async def refresh(
         dead=stats.dead,
         total=stats.total,
         retries=stats.retries,
+        durations=durations,
     )
 
     if stats.done and stats.total > 0:

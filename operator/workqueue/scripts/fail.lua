@@ -8,7 +8,7 @@ if holder ~= token then
   if redis.call('HGET', K_ACKED, item) == token then return {'acked', ''} end
   return {'stale', stale_reason(item, holder)}
 end
-local _, max_attempts = config()
+local _, max_attempts, _, _, due = config()
 local attempts = tonumber(redis.call('HGET', K_ATTEMPTS, item) or '0')
 redis.call('HSET', K_ACKED, item, token)
 redis.call('HSET', K_ERRORS, item, err)
@@ -19,5 +19,6 @@ if attempts >= max_attempts then
   return {'dead', attempts}
 end
 redis.call('ZADD', K_TIMERS, now + delay, item)
+timer_set(now + delay, due)
 redis.call('HINCRBY', K_COUNTERS, 'retries', 1)
 return {'retry', us(now + delay)}
