@@ -6,4 +6,4 @@ for i = 2, #ARGV do
   if redis.call('SADD', K_SEEN, ARGV[i]) == 1 then new[#new + 1] = ARGV[i] end
 end
 if #new > 0 then redis.call('RPUSH', K_PENDING, unpack(new)) end
-return #new
+return notify_if(#new > 0, #new)
