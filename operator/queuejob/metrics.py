@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import (
     CollectorRegistry,
@@ -28,7 +28,7 @@ from prometheus_client import (
     Histogram,
     start_http_server,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 _DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -87,6 +87,46 @@ class _Running(Collector):
             longest.add_metric([name], maxima[name])
         yield unfinished
         yield longest
+
+
+#: Event-driven refresh metrics: (name, kind, help), read from ``Refresher.stats()`` at scrape.
+REFRESHER_METRICS = (
+    ("queuejob_refresh_queue_depth", "gauge", "QueueJobs waiting for an event-driven refresh."),
+    ("queuejob_refresh_processing", "gauge", "Event-driven refreshes running now."),
+    ("queuejob_refresh_triggers", "counter", "Triggers of event-driven refreshes (all sources)."),
+    (
+        "queuejob_refresh_coalesced",
+        "counter",
+        "Triggers that joined a refresh already queued (no extra refresh).",
+    ),
+    ("queuejob_refreshes", "counter", "Event-driven refreshes run."),
+    (
+        "queuejob_queue_notifications",
+        "counter",
+        "Queue-change notifications received from Redis.",
+    ),
+    (
+        "queuejob_queue_notification_channels",
+        "gauge",
+        "Queue channels subscribed now (on connected links).",
+    ),
+)
+
+
+class _Sampled(Collector):
+    """The :data:`REFRESHER_METRICS`, sampled from a callable at every scrape."""
+
+    def __init__(self, source: Callable[[], Mapping[str, float]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        values = self._source()
+        for name, kind, text in REFRESHER_METRICS:
+            value = float(values.get(name, 0.0))
+            if kind == "counter":
+                yield CounterMetricFamily(name, text, value=value)
+            else:
+                yield GaugeMetricFamily(name, text, value=value)
 
 
 class Metrics:
@@ -199,6 +239,10 @@ class Metrics:
         self.work_duration.labels(name)
         self.retry_delay.labels(name)
         self.running.declare(name)
+
+    def sample(self, source: Callable[[], Mapping[str, float]]) -> None:
+        """Export the :data:`REFRESHER_METRICS` read from ``source`` at every scrape."""
+        self.registry.register(_Sampled(source))
 
     def serve(self, address: str, port: int) -> None:
         """Start the ``/metrics`` HTTP endpoint in a daemon thread (port 0: do nothing)."""

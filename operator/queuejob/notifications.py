@@ -174,6 +174,16 @@ class QueueNotifications:
             sub.task.cancel()
             del self._subs[target]
 
+    @property
+    def links_up(self) -> int:
+        """Subscriptions (one per Redis target) connected now."""
+        return sum(1 for sub in self._subs.values() if sub.connected)
+
+    @property
+    def channels(self) -> int:
+        """Queue channels subscribed on the servers now."""
+        return sum(len(sub.subscribed) for sub in self._subs.values() if sub.connected)
+
     def watching(self, uid: str) -> bool:
         return uid in self._where
 

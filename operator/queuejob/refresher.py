@@ -93,6 +93,19 @@ class Refresher:
         self.settings: kopf.OperatorSettings | None = None
         self.notifications: QueueNotifications | None = None
 
+    def stats(self) -> dict[str, float]:
+        """The figures behind ``queuejob.metrics.REFRESHER_METRICS``."""
+        n = self.notifications
+        return {
+            "queuejob_refresh_queue_depth": len(self.queue),
+            "queuejob_refresh_processing": self.queue.processing,
+            "queuejob_refresh_triggers": self.queue.adds,
+            "queuejob_refresh_coalesced": self.queue.coalesced,
+            "queuejob_refreshes": self.refreshes,
+            "queuejob_queue_notifications": n.received if n is not None else 0,
+            "queuejob_queue_notification_channels": n.channels if n is not None else 0,
+        }
+
     # -- triggers ----------------------------------------------------------------------------
 
     def trigger(self, uid: str, delay: float | None = None) -> None:

@@ -71,6 +71,7 @@ async def configure(
     refresher.settings = settings
     refresher.notifications = QueueNotifications(refresher.trigger, timeout=config.redis_timeout)
     runtime.refresher = refresher
+    runtime.metrics.sample(refresher.stats)
     logger.info(f"QueueJob operator settings: {qj_settings.describe(config)}")
     if config.metrics_port:
         logger.info(f"Metrics on http://{config.metrics_address}:{config.metrics_port}/metrics")
