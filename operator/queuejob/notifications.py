@@ -102,7 +102,7 @@ class _Subscription:
                 await self._listen(pubsub)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - any failure: reconnect after a backoff
+            except Exception as exc:
                 logger.warning(f"Queue notifications from {url}: {type(exc).__name__}: {exc}")
             finally:
                 self.connected = False

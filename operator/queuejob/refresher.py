@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -164,7 +164,7 @@ class Refresher:
                 after = await self._refresh(uid)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - one QueueJob must not stop the worker
+            except Exception as exc:
                 logger.exception(f"Refresh of {uid} failed: {exc}")
                 after = 5.0
             finally:
@@ -177,7 +177,7 @@ class Refresher:
         raw = self.bodies.get(uid)
         if raw is None:
             return None
-        body = kopf.Body(raw)
+        body = kopf.Body(cast(kopf.RawBody, raw))
         meta = body.metadata
         if meta.get("deletionTimestamp"):
             return None
@@ -227,10 +227,10 @@ class Refresher:
             latest = await kube.patch_queuejob(namespace, name, body) or latest
         if status:
             latest = await kube.patch_queuejob(namespace, name, {"status": status}, status=True)
-        if latest is not None and uid in self.bodies:
-            if _version(latest) >= _version(self.bodies[uid]):
-                self.bodies[uid] = latest
-                self._signatures[uid] = signature(latest)
+        kept = self.bodies.get(uid)
+        if latest is not None and kept is not None and _version(latest) >= _version(kept):
+            self.bodies[uid] = latest
+            self._signatures[uid] = signature(latest)
 
 
 def next_due(outcome: Any, delay: float) -> float | None:
@@ -242,7 +242,7 @@ def next_due(outcome: Any, delay: float) -> float | None:
         times.append(outcome.next_in)
     if not times:
         return None
-    return max(delay, min(times))
+    return float(max(delay, min(times)))
 
 
 __all__ = ["Refresher", "next_due", "signature"]

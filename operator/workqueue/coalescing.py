@@ -17,6 +17,7 @@ Only for one event loop (not thread-safe). The clock is injectable for tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import time
@@ -112,10 +113,8 @@ class CoalescingQueue(Generic[K]):
                     self._processing.add(key)
                     return key
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
-            except TimeoutError:
-                pass
 
     def done(self, key: K) -> None:
         """``key`` is processed; if it was added meanwhile, queue it again at that due time."""

@@ -164,9 +164,11 @@ def _settle(process: OperatorProcess, channels: int) -> None:
     """Wait until ``channels`` queues are subscribed and no refresh is queued or running."""
     wait_for(
         f"{channels} channels subscribed, no refresh queued or running",
-        lambda: metric(process, "queuejob_queue_notification_channels") >= channels
-        and metric(process, "queuejob_refresh_queue_depth") == 0
-        and metric(process, "queuejob_refresh_processing") == 0,
+        lambda: (
+            metric(process, "queuejob_queue_notification_channels") >= channels
+            and metric(process, "queuejob_refresh_queue_depth") == 0
+            and metric(process, "queuejob_refresh_processing") == 0
+        ),
     )
 
 
@@ -247,8 +249,6 @@ def test_a_lost_notification_is_recovered_by_the_resync(env: Env) -> None:
         client = env.client()
         client.sadd(keys.key("seen"), "behind-the-back")
         client.rpush(keys.key("pending"), "behind-the-back")
-        wait_for(
-            "total 3 in status", lambda: _counts(env, "resynced", RESYNC_NS).get("total") == 3
-        )
+        wait_for("total 3 in status", lambda: _counts(env, "resynced", RESYNC_NS).get("total") == 3)
     finally:
         process.stop(grace=20)
