@@ -129,6 +129,30 @@ class _Sampled(Collector):
                 yield GaugeMetricFamily(name, text, value=value)
 
 
+class _Flows(Collector):
+    """Waiting and running handler slots per flow (namespace), sampled at every scrape."""
+
+    def __init__(self, source: Callable[[], Mapping[str, tuple[int, int]]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        waiting = GaugeMetricFamily(
+            "queuejob_flow_waiting",
+            "Handlers waiting for an operator-wide slot, per flow (namespace).",
+            labels=["flow"],
+        )
+        running = GaugeMetricFamily(
+            "queuejob_flow_running",
+            "Handlers holding an operator-wide slot, per flow (namespace).",
+            labels=["flow"],
+        )
+        for flow, (w, r) in sorted(self._source().items()):
+            waiting.add_metric([flow], w)
+            running.add_metric([flow], r)
+        yield waiting
+        yield running
+
+
 class Metrics:
     """All operator metrics, in their own registry (no default process collectors twice)."""
 
@@ -243,6 +267,10 @@ class Metrics:
     def sample(self, source: Callable[[], Mapping[str, float]]) -> None:
         """Export the :data:`REFRESHER_METRICS` read from ``source`` at every scrape."""
         self.registry.register(_Sampled(source))
+
+    def sample_flows(self, source: Callable[[], Mapping[str, tuple[int, int]]]) -> None:
+        """Export ``queuejob_flow_waiting``/``queuejob_flow_running`` read from ``source``."""
+        self.registry.register(_Flows(source))
 
     def serve(self, address: str, port: int) -> None:
         """Start the ``/metrics`` HTTP endpoint in a daemon thread (port 0: do nothing)."""

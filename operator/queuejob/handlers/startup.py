@@ -72,6 +72,8 @@ async def configure(
     refresher.notifications = QueueNotifications(refresher.trigger, timeout=config.redis_timeout)
     runtime.refresher = refresher
     runtime.metrics.sample(refresher.stats)
+    limiter = runtime.limiter
+    runtime.metrics.sample_flows(lambda: {str(k): v for k, v in limiter.flows().items()})
     logger.info(f"QueueJob operator settings: {qj_settings.describe(config)}")
     if config.metrics_port:
         logger.info(f"Metrics on http://{config.metrics_address}:{config.metrics_port}/metrics")
