@@ -187,6 +187,8 @@ def needs_refresh(
     naming.PLURAL,
     id="refresh",
     interval=qj_settings.from_env().status_interval,
+    # The first resync one interval after the QueueJob appears: events drive the first refresh.
+    initial_delay=qj_settings.from_env().status_interval,
     when=needs_refresh,
 )
 async def refresh_tick(body: kopf.Body, uid: str, memo: kopf.Memo, **kwargs: Any) -> None:
