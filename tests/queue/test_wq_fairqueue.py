@@ -158,3 +158,26 @@ def test_the_limiter_grants_slots_in_the_reference_order(steps: list[tuple[Any, 
         await asyncio.gather(first, *waiting.values(), return_exceptions=True)
 
     asyncio.run(run())
+
+
+def test_the_limiter_reports_waiting_and_running_per_flow() -> None:
+    async def run() -> None:
+        limiter = ConcurrencyLimiter(2)
+        release = asyncio.Event()
+
+        async def hold(flow: str) -> None:
+            async with limiter.slot(flow=flow):
+                await release.wait()
+
+        tasks = [asyncio.create_task(hold(f)) for f in ("a", "a", "a", "b", "b")]
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert limiter.flows() == {"a": (1, 2), "b": (2, 0)}
+        tasks[4].cancel()
+        await asyncio.sleep(0)
+        assert limiter.flows() == {"a": (1, 2), "b": (1, 0)}
+        release.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert limiter.flows() == {} and limiter.waiting == 0 and limiter.in_flight == 0
+
+    asyncio.run(run())
