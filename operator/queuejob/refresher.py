@@ -130,6 +130,14 @@ class Refresher:
             self._signatures[uid] = sig
             self.trigger(uid)
 
+    def latest(self, uid: str, body: Mapping[str, Any]) -> kopf.Body | None:
+        """The kept body of ``uid`` if it is newer than ``body`` (a refresh that waited for the
+        QueueJob's lock must not act on the state from before the one that held it)."""
+        kept = self.bodies.get(uid)
+        if kept is None or _version(kept) <= _version(body):
+            return None
+        return kopf.Body(cast(kopf.RawBody, kept))
+
     def forget(self, uid: str) -> None:
         """A deleted QueueJob: drop its body and any queued refresh."""
         self.bodies.pop(uid, None)

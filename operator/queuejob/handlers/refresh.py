@@ -218,6 +218,10 @@ async def refresh(
 ) -> Outcome | None:
     """Reap, count, finish and expire (see the module doc); None if not refreshed at all."""
     runtime: Runtime = memo.runtime
+    newer = runtime.refresher.latest(uid, body) if runtime.refresher is not None else None
+    if newer is not None:
+        # Another refresh held the lock meanwhile and patched the status: start from its result.
+        body, spec, status = newer, newer.spec, newer.status
     writer = StatusWriter(body, status, patch, logger, runtime.metrics)
     queue_name = writer.get("queue")
     if not queue_name or writer.has_condition("ConfigError"):

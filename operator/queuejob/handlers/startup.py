@@ -18,11 +18,19 @@ from queuejob.notifications import QueueNotifications
 from queuejob.refresher import Refresher
 from queuejob.runtime import Runtime
 
-_QUIET = frozenset({"Timer 'refresh' succeeded.", "Timer 'config-recheck' succeeded."})
+_QUIET = frozenset(
+    {
+        "Timer 'refresh' succeeded.",
+        "Timer 'config-recheck' succeeded.",
+        "Handler 'observe' succeeded.",
+        "Handler 'job' succeeded.",
+    }
+)
 
 
 def _quiet_timer_success(record: logging.LogRecord) -> bool:
-    """Drop kopf's per-run "Timer '...' succeeded." lines (one per QueueJob per interval)."""
+    """Drop kopf's per-run "Timer '...' succeeded." lines (one per QueueJob per interval) and
+    those of the watch-event handlers (one per event)."""
     return not (record.levelno == logging.INFO and record.getMessage() in _QUIET)
 
 
@@ -64,8 +72,12 @@ async def configure(
     if served is None:
         runtime.metrics.leader.set(1)
         runtime.metrics.serve(config.metrics_address, config.metrics_port)
+    # Event-driven refreshes hold at most half of the handler slots: a burst of creates keeps
+    # the other half even when refreshes slip into the gaps between them.
     refresher = Refresher(
-        refresh_if_needed, delay=config.notify_delay, workers=config.max_concurrent_handlers
+        refresh_if_needed,
+        delay=config.notify_delay,
+        workers=max(1, config.max_concurrent_handlers // 2),
     )
     refresher.memo = memo
     refresher.settings = settings
