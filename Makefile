@@ -84,14 +84,16 @@ cluster-env: ## Print the shell lines that put this kubectl first on PATH and se
 # Two pytest runs: everything but the real-node tests on the node agent, then (root) ONE real node
 # (kubelet + containerd) shared by the real-node tests and the e2e suite against the operator
 # deployed in-cluster as `make deploy-local` does (--cluster=local-kubelet). test_e2e_failover
-# builds its own private control plane whatever --cluster says, so the first run covers it.
+# and test_e2e_status_events build their own private control plane whatever --cluster says, so
+# the first run covers them.
 # REALNODE_TESTS= (empty) skips the second run.
 REALNODE_TESTS ?= tests/controlplane/test_cp_realnode.py tests/e2e tests/manifests/test_mf_deploy_realnode.py tests/manifests/test_mf_rbac_pod.py
 test: install lint controlplane-check images ## Lint, Go checks, images (Docker), then pytest: the suite on the node agent, then the real-node tests and e2e on one real node (.ci/run)
 	$(PY) -m pytest -m "not realnode" $(PYTEST_ARGS)
 	@if [ -n "$(strip $(REALNODE_TESTS))" ]; then \
 	  echo "==> the real node: $(REALNODE_TESTS) (pytest --cluster=local-kubelet)"; \
-	  $(PY) -m pytest --cluster=local-kubelet --ignore=tests/e2e/test_e2e_failover.py $(REALNODE_TESTS); \
+	  $(PY) -m pytest --cluster=local-kubelet --ignore=tests/e2e/test_e2e_failover.py \
+	    --ignore=tests/e2e/test_e2e_status_events.py $(REALNODE_TESTS); \
 	fi
 
 demo: install ## Run the demo: control plane + Redis + operator + an example QueueJob, with live progress

@@ -5,11 +5,12 @@ worker threads (``asyncio.to_thread``), with requests built here (:func:`request
 call is idempotent from the caller's view: "ensure" functions create or adopt what exists, and a
 patch or read of something absent returns ``None`` instead of raising. API calls made (for RBAC):
 
-- batch/jobs: create, get, patch
+- batch/jobs: create, get, patch, and list/watch (kopf's watch of the worker Jobs)
 - core/secrets: create, get, patch (get also for ``spec.redis.passwordSecretRef``)
 - core/configmaps: get (``spec.itemsFrom``)
 - coordination.k8s.io/leases: get, create, update (the leader election: ``queuejob.leaselock``)
-- workqueue.example.com/queuejobs/status: patch (the progress of a long seed, mid-handler)
+- workqueue.example.com/queuejobs/status: patch (the progress of a long seed, mid-handler;
+  the status of an event-driven refresh)
 - plus what kopf does itself: queuejobs list/watch/patch, queuejobs/status patch,
   events create, and (owner references with blockOwnerDeletion) queuejobs/finalizers update.
 """
@@ -115,7 +116,8 @@ SECRETS = "/api/v1/namespaces/{namespace}/secrets"
 SECRET = SECRETS + "/{name}"
 CONFIGMAP = "/api/v1/namespaces/{namespace}/configmaps/{name}"
 QUEUEJOBS = f"/apis/{naming.GROUP}/{naming.VERSION}/namespaces/{{namespace}}/{naming.PLURAL}"
-QUEUEJOB_STATUS = QUEUEJOBS + "/{name}/status"
+QUEUEJOB = QUEUEJOBS + "/{name}"
+QUEUEJOB_STATUS = QUEUEJOB + "/status"
 
 
 async def ensure_job(body: dict[str, Any]) -> dict[str, Any]:
@@ -197,6 +199,31 @@ async def patch_queuejob_status(namespace: str, name: str, status: dict[str, Any
                 return False
             raise
         return True
+
+    return await asyncio.to_thread(call)
+
+
+async def patch_queuejob(
+    namespace: str, name: str, patch: dict[str, Any], *, status: bool = False
+) -> dict[str, Any] | None:
+    """Merge-patch the QueueJob (its ``status`` subresource with ``status=True``); the object
+    as the API returns it, or None if the QueueJob does not exist."""
+    path = QUEUEJOB_STATUS if status else QUEUEJOB
+
+    def call() -> dict[str, Any] | None:
+        try:
+            return request(
+                "PATCH",
+                path,
+                patch,
+                content_type="application/merge-patch+json",
+                namespace=namespace,
+                name=name,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     return await asyncio.to_thread(call)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import (
     CollectorRegistry,
@@ -30,7 +30,7 @@ from prometheus_client import (
     Histogram,
     start_http_server,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from workqueue.durations import DurationHistogram
@@ -138,6 +138,70 @@ class _WorkDurations(Collector):
         return families
 
 
+#: Event-driven refresh metrics: (name, kind, help), read from ``Refresher.stats()`` at scrape.
+REFRESHER_METRICS = (
+    ("queuejob_refresh_queue_depth", "gauge", "QueueJobs waiting for an event-driven refresh."),
+    ("queuejob_refresh_processing", "gauge", "Event-driven refreshes running now."),
+    ("queuejob_refresh_triggers", "counter", "Triggers of event-driven refreshes (all sources)."),
+    (
+        "queuejob_refresh_coalesced",
+        "counter",
+        "Triggers that joined a refresh already queued (no extra refresh).",
+    ),
+    ("queuejob_refreshes", "counter", "Event-driven refreshes run."),
+    (
+        "queuejob_queue_notifications",
+        "counter",
+        "Queue-change notifications received from Redis.",
+    ),
+    (
+        "queuejob_queue_notification_channels",
+        "gauge",
+        "Queue channels subscribed now (on connected links).",
+    ),
+)
+
+
+class _Sampled(Collector):
+    """The :data:`REFRESHER_METRICS`, sampled from a callable at every scrape."""
+
+    def __init__(self, source: Callable[[], Mapping[str, float]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        values = self._source()
+        for name, kind, text in REFRESHER_METRICS:
+            value = float(values.get(name, 0.0))
+            if kind == "counter":
+                yield CounterMetricFamily(name, text, value=value)
+            else:
+                yield GaugeMetricFamily(name, text, value=value)
+
+
+class _Flows(Collector):
+    """Waiting and running handler slots per flow (namespace), sampled at every scrape."""
+
+    def __init__(self, source: Callable[[], Mapping[str, tuple[int, int]]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        waiting = GaugeMetricFamily(
+            "queuejob_flow_waiting",
+            "Handlers waiting for an operator-wide slot, per flow (namespace).",
+            labels=["flow"],
+        )
+        running = GaugeMetricFamily(
+            "queuejob_flow_running",
+            "Handlers holding an operator-wide slot, per flow (namespace).",
+            labels=["flow"],
+        )
+        for flow, (w, r) in sorted(self._source().items()):
+            waiting.add_metric([flow], w)
+            running.add_metric([flow], r)
+        yield waiting
+        yield running
+
+
 class Metrics:
     """All operator metrics, in their own registry (no default process collectors twice)."""
 
@@ -243,6 +307,14 @@ class Metrics:
         self.work_duration.labels(name)
         self.retry_delay.labels(name)
         self.running.declare(name)
+
+    def sample(self, source: Callable[[], Mapping[str, float]]) -> None:
+        """Export the :data:`REFRESHER_METRICS` read from ``source`` at every scrape."""
+        self.registry.register(_Sampled(source))
+
+    def sample_flows(self, source: Callable[[], Mapping[str, tuple[int, int]]]) -> None:
+        """Export ``queuejob_flow_waiting``/``queuejob_flow_running`` read from ``source``."""
+        self.registry.register(_Flows(source))
 
     def serve(self, address: str, port: int) -> None:
         """Start the ``/metrics`` HTTP endpoint in a daemon thread (port 0: do nothing)."""

@@ -591,6 +591,13 @@ class LeaseQueue:
             out.append(InFlight(_text(raw[i]), worker, int(raw[i + 2]), int(raw[i + 3]) / 1e6))
         return out
 
+    def next_timer(self) -> float | None:
+        """When the queue's earliest timer fires (queue clock, seconds): the soonest lease
+        expiry or retry due time; None if no item is leased or waiting for a retry."""
+        with translate(self.client, f"queue {self.name}: next_timer"):
+            first = self.client.zrange(self.queue_keys.key("timers"), 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
     def succeeded_items(self) -> set[str]:
         """All succeeded items (for tests and small queues)."""
         with translate(self.client, f"queue {self.name}: succeeded_items"):

@@ -44,6 +44,9 @@ GRANTS: frozenset[tuple[str, str, str]] = frozenset(
         ("batch", "jobs", "patch"),
         # queuejob.kube.delete_job: a finished Job re-created (queuejob.operate).
         ("batch", "jobs", "delete"),
+        # kopf's watch of the worker Jobs (queuejob.handlers.events): status changes refresh.
+        ("batch", "jobs", "list"),
+        ("batch", "jobs", "watch"),
         # queuejob.kube: ensure_secret, read_secret_key (by name: no list, no watch).
         ("", "secrets", "create"),
         ("", "secrets", "get"),
@@ -102,7 +105,7 @@ DENIED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("delete", "customresourcedefinitions.apiextensions.k8s.io", ()),
     ("update", "customresourcedefinitions.apiextensions.k8s.io", ()),
     ("deletecollection", "jobs.batch", ("-n", "default")),
-    ("list", "jobs.batch", ("-n", "default")),
+    ("list", "pods", ("-n", "default")),
     ("update", "configmaps", ("-n", "default")),
     ("create", "serviceaccounts", ("-n", "default", "--subresource=token")),
     ("impersonate", "serviceaccounts", ("-n", "default")),

@@ -16,9 +16,9 @@ redis.call('HDEL', K_HOLDERS, item)
 if attempts >= max_attempts then
   redis.call('ZADD', K_DEAD, now, item)
   redis.call('ZREM', K_TIMERS, item)
-  return {'dead', attempts}
+  return notify_if(true, {'dead', attempts})
 end
 redis.call('ZADD', K_TIMERS, now + delay, item)
 timer_set(now + delay, due)
 redis.call('HINCRBY', K_COUNTERS, 'retries', 1)
-return {'retry', us(now + delay)}
+return notify_if(true, {'retry', us(now + delay)})

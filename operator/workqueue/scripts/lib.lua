@@ -394,3 +394,17 @@ local function lease_items(now, worker, n, lease_arg, nonce)
   end
   return reply
 end
+
+-- Tell the operator that this queue changed: one message on the queue's own channel
+-- wq:{name}:events (SPUBLISH: sharded pub/sub, same slot as the keys, so it works inside a
+-- script on a Redis Cluster, and like PUBLISH on one server). No subscriber: a no-op. The
+-- message carries nothing; the operator reads the queue itself (messages may be lost).
+local function notify()
+  redis.call('SPUBLISH', string.sub(K_CONFIG, 1, -7) .. 'events', '')
+end
+
+-- notify() when `changed`, then return `reply` (one line at the end of a script).
+local function notify_if(changed, reply)
+  if changed then notify() end
+  return reply
+end

@@ -40,4 +40,4 @@ if #candidates > 0 then
 end
 local reply = {#candidates, redis.call('ZCARD', K_DEAD)}
 for _, v in ipairs(skipped) do reply[#reply + 1] = v end
-return reply
+return notify_if(#candidates > 0, reply)

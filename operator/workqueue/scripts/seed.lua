@@ -10,4 +10,4 @@ for i = 2, #ARGV do
   if not in_range and redis.call('SADD', K_SEEN, item) == 1 then new[#new + 1] = item end
 end
 if #new > 0 then redis.call('RPUSH', K_PENDING, unpack(new)) end
-return #new
+return notify_if(#new > 0, #new)

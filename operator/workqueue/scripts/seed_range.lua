@@ -79,4 +79,4 @@ if legacy and stop > cursor then
   redis.call('HSET', K_COUNTERS, 'range_next', string.format('%d', stop))
   cursor = stop
 end
-return {added, cursor}
+return notify_if(added > 0, {added, cursor})
