@@ -207,4 +207,3 @@ def remove_user(client: redis.Redis | RedisCluster, queue: str) -> int:
     """
     removed = _each_node(client, "ACL", "DELUSER", username(queue))
     return sum(int(r) for r in removed)
-

@@ -186,6 +186,15 @@ def test_secret_holds_the_password_and_is_owned_by_the_queuejob() -> None:
     # the Secret the Job refers to is the one built here
     ref = _env(_job({"items": ["a"]}))["QUEUEJOB_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
     assert (ref["name"], ref["key"]) == (secret["metadata"]["name"], "password")
+    assert "username" not in secret["data"]  # spec.redis: the owner's password only
+
+
+def test_secret_of_the_operators_redis_holds_the_queuejobs_own_user() -> None:
+    secret = jobs.build_secret(BODY, "per-queue-pw", "wq-worker:qj:team-a:crunch:6f1c2d3e")
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data == {"username": "wq-worker:qj:team-a:crunch:6f1c2d3e", "password": "per-queue-pw"}
+    ref = _env(_job({"items": ["a"]}))["QUEUEJOB_REDIS_USERNAME"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": secret["metadata"]["name"], "key": "username", "optional": True}
 
 
 def test_worker_spec_sets_image_command_env_and_resources() -> None:

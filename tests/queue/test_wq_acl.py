@@ -150,7 +150,9 @@ def test_user_is_refused_everything_outside_its_queue(
         "FLUSHDB": lambda: client.execute_command("FLUSHDB"),
         "CONFIG GET": lambda: client.execute_command("CONFIG", "GET", "requirepass"),
         "ACL LIST": lambda: client.execute_command("ACL", "LIST"),
-        "ACL SETUSER": lambda: client.execute_command("ACL", "SETUSER", acl.username(MINE), "+@all"),
+        "ACL SETUSER": lambda: client.execute_command(
+            "ACL", "SETUSER", acl.username(MINE), "+@all"
+        ),
         "SCRIPT FLUSH": lambda: client.execute_command("SCRIPT", "FLUSH"),
         "CLIENT LIST": lambda: client.execute_command("CLIENT", "LIST"),
         "EVAL naming another queue's key": lambda: client.eval(

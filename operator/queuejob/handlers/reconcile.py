@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import kopf
 
-from queuejob import kube, naming, queues, seeding
+from queuejob import credentials, kube, naming, operate, queues, seeding
 from queuejob.conditions import now
 from queuejob.errors import ConfigError
 from queuejob.limits import guarded
@@ -79,6 +79,38 @@ async def reconcile(
         raise
 
 
+async def move_workers(
+    body: kopf.Body,
+    qspec: QueueJobSpec,
+    rewritten: bool,
+    *,
+    queue: str,
+    target: queues.RedisTarget,
+    runtime: Runtime,
+    logger: kopf.Logger,
+    work: int,
+) -> None:
+    """Re-create a running worker Job whose workers do not log in as the QueueJob's ACL user
+    (made by an older operator) or whose Secret was just replaced (``rewritten``).
+
+    Its pods are deleted with it (SIGTERM: each gives its item back, exit 143 is ignored by the
+    Job); the new Job's pods read the new Secret. Raises kopf's TemporaryError while the old
+    Job is still being deleted, so the handler runs again.
+    """
+    meta = body["metadata"]
+    job = await kube.read_job(meta["namespace"], naming.job_name(meta["name"]))
+    if job is None or (not rewritten and credentials.job_is_current(job, target)):
+        return
+    why = "its workers move to the QueueJob's own Redis user"
+    logger.info(f"Re-creating Job {job['metadata']['name']}: {why}")
+    new = await operate.restart_workers(
+        body, qspec, job, queue=queue, target=target, settings=runtime.settings,
+        logger=logger, work=work, why=why,
+    )  # fmt: skip
+    if new is None:
+        raise kopf.TemporaryError("waiting for the old worker Job to be deleted", delay=5)
+
+
 async def start_queue(
     writer: StatusWriter,
     qspec: QueueJobSpec,
@@ -119,12 +151,18 @@ async def start_queue(
     # a partial queue or miss the Secret).
     seeded, secret = await asyncio.gather(
         seeding.seed(queue, queues.queue_config(qspec), items, report, logger=logger),
-        ensure_secret(body, target),
+        ensure_secret(body, target, queue_name, runtime.settings),
         return_exceptions=True,
     )
     for outcome in (seeded, secret):
         if isinstance(outcome, BaseException):
             raise outcome
+    rewritten = cast(credentials.Ensured, secret).rewritten
+    if rewritten or writer.get("jobName"):  # a Job may exist (a new QueueJob has none)
+        await move_workers(
+            body, qspec, rewritten, queue=queue_name, target=target, runtime=runtime,
+            logger=logger, work=items.count,
+        )  # fmt: skip
     added = int(cast(int, seeded))
     logger.info(f"Queue {queue_name}: {added} of {items.count} items added")
     message = f"{items.count} items in queue {queue_name}"
