@@ -29,15 +29,16 @@ V = f"wq:{{{VICTIM}}}:"
 
 
 def answer(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())[:110]
-    low = text.lower()
+    full = " ".join(str(exc).split())
+    low = full.lower()
+    text = full[-110:] if len(full) > 110 else full
     if isinstance(exc, redis.exceptions.NoPermissionError) or "no permissions" in low:
         return f"REFUSED NOPERM ({text})"
     if "can't access" in low or "can't run" in low or "noperm" in low:
         return f"REFUSED NOPERM ({text})"
     if "invalid username-password" in low or "wrongpass" in low:
         return f"REFUSED WRONGPASS ({text})"
-    if "authentication required" in low or "noauth" in low:
+    if "authentication required" in low or "noauth" in low or "already authenticated" in low:
         return f"REFUSED NOAUTH ({text})"
     return f"ERROR {type(exc).__name__} ({text})"
 
@@ -82,6 +83,11 @@ def attacks(creds: str, username: str, password: str, own: str) -> None:
         (
             "read B's pending items (LRANGE)",
             lambda: c.execute_command("LRANGE", V + "pending", 0, -1),
+        ),
+        ("count B's pending items (LLEN)", lambda: c.execute_command("LLEN", V + "pending")),
+        (
+            "mark B's item done by hand (HSET succeeded)",
+            lambda: c.execute_command("HSET", V + "succeeded", "salary-bob", "1"),
         ),
         ("read B's leases (HGETALL holders)", lambda: c.execute_command("HGETALL", V + "holders")),
         ("lease B's items (queue script)", lambda: victim.lease("evil", n=2)),
