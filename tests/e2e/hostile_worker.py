@@ -31,7 +31,7 @@ V = f"wq:{{{VICTIM}}}:"
 def answer(exc: BaseException) -> str:
     full = " ".join(str(exc).split())
     low = full.lower()
-    text = full[-110:] if len(full) > 110 else full
+    text = full[:110]
     if isinstance(exc, redis.exceptions.NoPermissionError) or "no permissions" in low:
         return f"REFUSED NOPERM ({text})"
     if "can't access" in low or "can't run" in low or "noperm" in low:

@@ -79,8 +79,9 @@ def test_queuejob_of_an_older_operator_moves_to_its_own_user(
         queue.configure(queues.queue_config(parse(qj["spec"])))
         assert queue.seed(ITEMS) == len(ITEMS)
         old_secret = jobs.build_secret(qj, operator.redis_password)  # the admin password
-        cluster.kubectl("apply", "-f", "-", input=json.dumps(old_secret))
-        cluster.kubectl("apply", "-f", "-", input=json.dumps(_old_job(qj, queue_name, operator)))
+        # create, not apply: the operator POSTs them (no last-applied annotation with the data)
+        cluster.kubectl("create", "-f", "-", input=json.dumps(old_secret))
+        cluster.kubectl("create", "-f", "-", input=json.dumps(_old_job(qj, queue_name, operator)))
         status = {
             "status": {
                 "phase": "Running",
