@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from queuejob import jobs, kube, naming, redisconn
 from queuejob.queues import RedisTarget
 from queuejob.settings import OperatorSettings
 from workqueue import acl
+from workqueue.errors import translate
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +46,17 @@ class Ensured:
 
 def _admin(target: RedisTarget, settings: OperatorSettings) -> Any:
     return redisconn.client(target.url, target.password, settings.redis_timeout)
+
+
+async def _acl(client: Any, what: str, call: Callable[[], T]) -> T:
+    """``call()`` in a worker thread; redis-py errors become typed ``QueueError``s naming
+    ``what`` (``QueueUnavailableError`` while Redis is down: the handler backs off)."""
+
+    def run() -> T:
+        with translate(client, what):
+            return call()
+
+    return await asyncio.to_thread(run)
 
 
 def _usable(data: Mapping[str, str] | None, username: str) -> str | None:
@@ -67,7 +81,10 @@ async def ensure(
     fresh = password is None
     if password is None:
         password = acl.new_password()
-    await asyncio.to_thread(acl.apply_user, _admin(target, settings), queue, password)
+    client = _admin(target, settings)
+    await _acl(
+        client, f"ACL user of queue {queue}", lambda: acl.apply_user(client, queue, password)
+    )
     if fresh:
         await kube.ensure_secret(jobs.build_secret(owner, password, username))
     return Ensured(username, rewritten=fresh and existing is not None)
@@ -84,7 +101,8 @@ async def resync(
     if not target.shared:
         return []
     client = _admin(target, settings)
-    missing = await asyncio.to_thread(acl.missing_nodes, client, queue)
+    what = f"ACL user of queue {queue}"
+    missing = await _acl(client, what, lambda: acl.missing_nodes(client, queue))
     if not missing:
         return []
     meta = body["metadata"]
@@ -92,7 +110,7 @@ async def resync(
     password = _usable(data, acl.username(queue))
     if password is None:
         return None
-    await asyncio.to_thread(acl.apply_user, client, queue, password)
+    await _acl(client, what, lambda: acl.apply_user(client, queue, password))
     return missing
 
 
