@@ -7,7 +7,8 @@ status, and kopf's finalizer and last-handled configuration. Its workers start o
 Then the operator starts: its resume handler makes the QueueJob's ACL user, rewrites the Secret
 (user name + new password) and re-creates the Job (pod templates are immutable; the old pods get
 SIGTERM, give their items back and exit 143, which the Job ignores). The QueueJob finishes with
-every item succeeded once, and the admin password is in no Secret of the namespace.
+every item succeeded once, and the admin password is in no Secret of the namespace (a finished
+QueueJob's Secret included).
 """
 
 from __future__ import annotations
@@ -103,6 +104,24 @@ def test_queuejob_of_an_older_operator_moves_to_its_own_user(
             "patch", "queuejob", "legacy", "-n", namespace, "--subresource=status",
             "--type=merge", "-p", json.dumps(status),
         )  # fmt: skip
+        # A QueueJob the old version had finished: its Secret holds the admin password too.
+        finished = queuejob("done-legacy", namespace, items=["a"])
+        finished["metadata"]["finalizers"] = ["workqueue.example.com/cleanup"]
+        cluster.kubectl("create", "-f", "-", input=json.dumps(finished))
+        done_qj = operator.get_qj(namespace, "done-legacy")
+        cluster.kubectl(
+            "annotate", "queuejob", "done-legacy", "-n", namespace,
+            "workqueue.example.com/last-handled-configuration="
+            + json.dumps(storage.build(body=kopf.Body(done_qj)), separators=(",", ":")),
+        )  # fmt: skip
+        old_done = jobs.build_secret(done_qj, operator.redis_password)
+        cluster.kubectl("create", "-f", "-", input=json.dumps(old_done))
+        done_queue = naming.queue_name(namespace, "done-legacy", done_qj["metadata"]["uid"])
+        done_status = {"status": {"phase": "Succeeded", "queue": done_queue}}
+        cluster.kubectl(
+            "patch", "queuejob", "done-legacy", "-n", namespace, "--subresource=status",
+            "--type=merge", "-p", json.dumps(done_status),
+        )  # fmt: skip
         # The old workers run on the admin password.
         wait_for(lambda: queue.stats().succeeded >= 4, 180, "the old workers to make progress")
         old_uid = cluster.kubectl_json("get", "job", "legacy-workers", "-n", namespace)["metadata"][
@@ -117,6 +136,24 @@ def test_queuejob_of_an_older_operator_moves_to_its_own_user(
         return data if data.get("username") else None
 
     data = wait_for(migrated, 120, "the Secret to be rewritten")
+    done_data = wait_for(
+        lambda: (
+            d
+            if "username"
+            in (
+                d := {
+                    k: base64.b64decode(v).decode()
+                    for k, v in cluster.kubectl_json(
+                        "get", "secret", "done-legacy-redis", "-n", namespace
+                    )["data"].items()
+                }
+            )
+            else None
+        ),
+        120,
+        "the finished QueueJob's Secret to be rewritten",
+    )
+    assert done_data["password"] != operator.redis_password
     assert data["username"] == acl.username(queue_name)
     assert data["password"] != operator.redis_password
     assert acl.missing_nodes(admin, queue_name) == []

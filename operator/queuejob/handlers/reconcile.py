@@ -5,7 +5,10 @@ resumed handler never duplicates work; an index range resumes at its cursor, and
 shows its progress in the condition Seeded (False, reason Seeding) while it runs
 (``queuejob.seeding``). The Job is created after the queue is complete, so
 workers never see a partial queue and exit early. A finished QueueJob is left alone on resume
-(one failed for a missing ConfigMap or Secret is picked up by ``handlers.recheck`` instead).
+(one failed for a missing ConfigMap or Secret is picked up by ``handlers.recheck`` instead),
+except that a Secret of an older operator holding the operator's Redis password gets the
+QueueJob's own user instead. On resume, a running Job whose workers do not log in as the
+QueueJob's own Redis user (an older operator's) is re-created (:func:`move_workers`).
 A new QueueJob goes to phase Running (or Suspended) directly, with one Event; only if the
 handler fails before does it record phase Pending (with its Event) before the failure.
 """
@@ -17,7 +20,7 @@ from typing import Any, cast
 
 import kopf
 
-from queuejob import credentials, kube, naming, operate, queues, seeding
+from queuejob import credentials, jobs, kube, naming, operate, queues, seeding
 from queuejob.conditions import now
 from queuejob.errors import ConfigError
 from queuejob.limits import guarded
@@ -48,6 +51,7 @@ async def reconcile(
     writer = StatusWriter(body, status, patch, logger, runtime.metrics)
     if writer.phase in FINISHED:
         logger.info(f"Already {writer.phase}; nothing to resume")
+        await scrub_old_secret(body, spec, status, namespace, name, uid, runtime, logger)
         return
     try:
         try:
@@ -77,6 +81,33 @@ async def reconcile(
         if writer.phase is None:
             writer.phase_to("Pending", "Created", "seeding the queue")
         raise
+
+
+async def scrub_old_secret(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    namespace: str,
+    name: str,
+    uid: str,
+    runtime: Runtime,
+    logger: kopf.Logger,
+) -> None:
+    """A finished QueueJob of an older operator still has the operator's password in its Secret
+    (no ``username`` in it): give it its own user instead (a redrive may start workers again)."""
+    try:
+        qspec = parse(spec)
+        target = await queues.resolve_target(qspec, namespace, runtime.settings)
+    except (SpecError, ConfigError):
+        return
+    if not target.shared:
+        return
+    data = await kube.read_secret(namespace, naming.secret_name(name))
+    if data is None or data.get(jobs.USERNAME_KEY):
+        return
+    queue_name = status.get("queue") or naming.queue_name(namespace, name, uid)
+    await credentials.ensure(body, target, queue_name, runtime.settings)
+    logger.info(f"Secret {naming.secret_name(name)}: the operator's password replaced by a user")
 
 
 async def move_workers(
