@@ -9,6 +9,8 @@ Then the operator starts: its resume handler makes the QueueJob's ACL user, rewr
 SIGTERM, give their items back and exit 143, which the Job ignores). The QueueJob finishes with
 every item succeeded once, and the admin password is in no Secret of the namespace (a finished
 QueueJob's Secret included).
+
+Also: Redis restarted without an ACL file loses the users; the status refresh puts them back.
 """
 
 from __future__ import annotations
@@ -184,3 +186,35 @@ def test_queuejob_of_an_older_operator_moves_to_its_own_user(
     )
     messages = " | ".join(e.get("message", "") for e in events["items"])
     assert "own Redis user" in messages, messages
+
+
+def test_redis_restarted_without_acl_file_gets_the_user_back(
+    cluster: Cluster, operator: OperatorHandle, namespace: str
+) -> None:
+    """Redis restarts (data kept, no ACL file): the QueueJob's user is gone; the status refresh
+    re-applies it with the Secret's password and the workers, which waited out WRONGPASS, finish
+    every item."""
+    items = [f"r-{i:02d}" for i in range(30)]
+    operator.apply(
+        queuejob(
+            "aclback",
+            namespace,
+            items=items,
+            parallelism=2,
+            leaseSeconds=20,
+            worker={"env": [{"name": "QUEUEJOB_DEMO_WORK_SECONDS", "value": "0.5"}]},
+        )
+    )
+    queue = operator.queue(namespace, "aclback")
+    wait_for(lambda: queue.stats().succeeded >= 2, 180, "the workers to make progress")
+    with operator.redis_outage():
+        pass  # stopped and started again: the data is kept, the ACL users are not
+    username = acl.username(queue.name)
+    secret = cluster.kubectl_json("get", "secret", "aclback-redis", "-n", namespace)
+    assert base64.b64decode(secret["data"]["username"]).decode() == username
+    qj = operator.wait_phase(namespace, "aclback", ("Succeeded", "Failed"), timeout=300)
+    counts = qj["status"]["counts"]
+    assert qj["status"]["phase"] == "Succeeded", qj["status"]
+    assert counts["succeeded"] == counts["total"] == len(items), counts
+    assert operator.redis().execute_command("ACL", "GETUSER", username) is not None
+    assert f"The Redis user of queue {queue.name} was missing" in operator.logs()
