@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from op_expansion import kube_expand
 from op_strategies import queuejob_name
 
-from queuejob import jobs, jobstatus, naming, worker
+from queuejob import credentials, jobs, jobstatus, naming, worker
+from queuejob.queues import RedisTarget
 from queuejob.spec import parse
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -398,3 +399,15 @@ def test_disruptions_and_graceful_stops_do_not_count_against_the_index_limit() -
     # The API accepts Ignore rules (and FailIndex, unused) beside backoffLimitPerIndex.
     assert {r["action"] for r in policy["rules"]} == {"Ignore"}
     assert spec["backoffLimitPerIndex"] == 10
+
+
+def test_a_job_of_an_older_operator_is_not_current_on_the_operators_redis() -> None:
+    shared = RedisTarget("redis://r:6379/0", "admin", "redis://r:6379/0", shared=True)
+    own = RedisTarget("redis://other:6379/0", "theirs", "redis://other:6379/0")
+    job = _job({"items": ["a"]})
+    assert credentials.job_is_current(job, shared)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    container["env"] = [e for e in container["env"] if e["name"] != "QUEUEJOB_REDIS_USERNAME"]
+    assert not credentials.job_is_current(job, shared)  # its workers log in as default
+    assert credentials.job_is_current(job, own)  # spec.redis: the owner's credentials
+    assert credentials.job_is_current(None, shared)
