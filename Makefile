@@ -108,7 +108,7 @@ lint: install-python ## ruff and mypy
 	$(VENV)/bin/ruff format --check operator controlplane tests benchmarks
 	$(VENV)/bin/mypy
 
-bench-queue: install ## Redis queue throughput: ours (single, batched) vs the docs' algorithm, 1/4/16 workers
+bench-queue: install ## Redis queue throughput: ours (single, batched) vs the docs' algorithm, 1/4/16 workers; cost of the per-queue ACL user
 	$(PY) benchmarks/bench_queue.py
 
 bench-cluster: install ## Queue on one server and a Redis Cluster: declared vs derived script keys, WAIT 1

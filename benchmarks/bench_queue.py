@@ -7,7 +7,10 @@ processes that do no work, measures items/s from the start signal to the last co
   ``while not empty(): lease(); complete()``;
 - ``single``: ``LeaseQueue`` with one item per lease, acknowledging each item together with the
   next lease (``complete_and_lease(n=1)``: one round trip per item);
-- ``batched``: ``LeaseQueue`` with ``complete_and_lease(n=BATCH)``.
+- ``batched``: ``LeaseQueue`` with ``complete_and_lease(n=BATCH)``;
+- ``single-acl`` / ``batched-acl``: the same, the workers logged in as the queue's own Redis ACL
+  user (``workqueue.acl``: the user the operator gives a QueueJob's workers) instead of the
+  default user, so Redis checks every command and every key a script touches against the ACL.
 
 Round trips per item: baseline 5 (LLEN, BRPOPLPUSH, SETEX, LREM, DEL), single 1, batched
 1/BATCH. Both use redis-py with hiredis; the baseline goes through redis-py's command methods as
@@ -17,7 +20,8 @@ the docs' worker does, ours through LeaseQueue's dedicated connection (see
 Each worker count runs the three modes in interleaved rounds (default 3) and keeps each mode's
 best round, so a burst of load from other processes on the machine does not decide a ratio.
 Prints a table with each figure and its ratio to the baseline at the same worker count, and the
-goals (single >= 3x, batched >= 20x).
+goals (single >= 3x, batched >= 20x), then the cost of the ACL: each ``-acl`` figure against the
+default user's figure of the same mode and worker count (a ratio of 1.00 is free).
 
 Server time per item: Redis' own accounting (``INFO commandstats``, reset before each run)
 divided by the items of the run: for ours the ``evalsha`` time (it includes the commands the
@@ -40,18 +44,22 @@ import time
 from dataclasses import dataclass
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import redis
 
 from localkube.redis_server import RedisServer
+from workqueue import acl
 from workqueue.baseline import DocsWorkQueue
 from workqueue.config import QueueConfig
 from workqueue.redisqueue import LeaseQueue
 
-MODES = ("baseline", "single", "batched")
+MODES = ("baseline", "single", "single-acl", "batched", "batched-acl")
 WORKERS = (1, 4, 16)
 GOALS = {"single": 3.0, "batched": 20.0}
 BATCH = 1000
+#: The password of the benchmark's per-queue ACL users (loopback, throwaway server).
+ACL_PASSWORD = acl.new_password()
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,17 @@ class Run:
 
 def _worker(url: str, mode: str, name: str, wid: str, barrier: Barrier, out: mp.Queue) -> None:  # type: ignore[type-arg]
     """One worker process: wait for the start signal, drain the queue, report (count, last)."""
-    client = redis.Redis.from_url(url)
+    if mode.endswith("-acl"):
+        parts = urlsplit(url)  # the URL's own password would win over the keyword arguments
+        client = redis.Redis(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 6379,
+            username=acl.username(name),
+            password=ACL_PASSWORD,
+        )
+        mode = mode.removesuffix("-acl")
+    else:
+        client = redis.Redis.from_url(url)
     count = 0
     last = 0.0
     if mode == "baseline":
@@ -117,6 +135,8 @@ def measure(server: RedisServer, mode: str, workers: int, items: int) -> Run:
         queue = LeaseQueue(client, name)
         queue.configure(QueueConfig(lease_seconds=60, max_attempts=3))
         queue.seed(payload)
+        if mode.endswith("-acl"):
+            acl.apply_user(client, name, ACL_PASSWORD)
     ctx = mp.get_context("fork")
     barrier = ctx.Barrier(workers + 1)
     out: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
@@ -191,7 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (best counts)")
     args = parser.parse_args(argv)
     scale = 0.1 if args.quick else 1.0
-    counts = {"baseline": 8_000, "single": 20_000, "batched": 150_000}
+    counts = {
+        "baseline": 8_000,
+        "single": 20_000,
+        "single-acl": 20_000,
+        "batched": 150_000,
+        "batched-acl": 150_000,
+    }
     print("Queue throughput benchmark: items/s, worker processes doing no work")
     quick = " x 0.1 (quick)" if args.quick else ""
     print(f"  batch size {BATCH}; items per run: {counts}{quick}")
@@ -239,6 +265,19 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "met" if worst[mode] >= goal else "NOT met"
         lowest = worst[mode]
         print(f"goal {mode:<7} >= {goal:>4.0f}x baseline: lowest ratio {lowest:.1f}x -> {verdict}")
+    print()
+    print("Cost of the per-queue ACL user (same run): items/s as the default user and as the")
+    print("queue's ACL user, and their ratio (1.00 = no cost)")
+    print(f"{'workers':>7} | {'mode':<7} | {'default':>10} | {'ACL user':>10} | {'ratio':>6}")
+    print("-" * 52)
+    for workers in args.workers:
+        for mode in GOALS:
+            plain = runs[mode, workers].rate
+            restricted = runs[f"{mode}-acl", workers].rate
+            ratio = restricted / plain
+            print(
+                f"{workers:>7} | {mode:<7} | {plain:>10,.0f} | {restricted:>10,.0f} | {ratio:>6.2f}"
+            )
     return 0
 
 

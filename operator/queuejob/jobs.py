@@ -27,7 +27,9 @@ Guarantees of :func:`build_job`:
 - the pod passes the ``restricted`` Pod Security Standard (non-root uid 10001, seccomp
   RuntimeDefault, all capabilities dropped, no privilege escalation, read-only root filesystem
   with a writable ``/tmp`` emptyDir);
-- the Redis password never appears in the Job: workers read it from the per-QueueJob Secret;
+- no Redis credential appears in the Job: workers read their user name and password from the
+  per-QueueJob Secret (on the operator's Redis a per-QueueJob ACL user, never the operator's
+  password: ``queuejob.credentials``);
 - ``spec.worker.command`` reaches the worker byte for byte: it travels JSON-encoded in the env
   value ``QUEUEJOB_ITEM_COMMAND`` with every ``$`` written as ``$$`` (:func:`escape_expansion`),
   so Kubernetes' ``$(VAR)``/``$$`` expansion of env values gives back exactly the JSON written.
@@ -46,6 +48,7 @@ from queuejob.spec import QueueJobSpec
 
 WORKER_UID = 10001
 PASSWORD_KEY = "password"
+USERNAME_KEY = "username"
 CONTAINER_NAME = "worker"
 #: Exit code of a worker stopped by SIGTERM after releasing its lease (``queuejob.worker``).
 GRACEFUL_EXIT_CODE = 143
@@ -99,14 +102,23 @@ def _owned_metadata(body: Mapping[str, Any], name: str) -> dict[str, Any]:
     }
 
 
-def build_secret(body: Mapping[str, Any], password: str) -> dict[str, Any]:
-    """The per-QueueJob Secret with the Redis password, owned by the QueueJob."""
+def build_secret(
+    body: Mapping[str, Any], password: str, username: str | None = None
+) -> dict[str, Any]:
+    """The per-QueueJob Secret with the workers' Redis credentials, owned by the QueueJob.
+
+    On the operator's Redis: the QueueJob's own ACL user (``username``) and its password, never
+    the operator's. With ``spec.redis``: the password its owner supplied, and no user name.
+    """
+    data = {PASSWORD_KEY: password}
+    if username is not None:
+        data[USERNAME_KEY] = username
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": _owned_metadata(body, naming.secret_name(body["metadata"]["name"])),
         "type": "Opaque",
-        "data": {PASSWORD_KEY: base64.b64encode(password.encode()).decode()},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
     }
 
 
@@ -122,6 +134,16 @@ def _worker_env(
                 "secretKeyRef": {
                     "name": naming.secret_name(name),
                     "key": PASSWORD_KEY,
+                    "optional": True,
+                }
+            },
+        },
+        {
+            "name": "QUEUEJOB_REDIS_USERNAME",
+            "valueFrom": {
+                "secretKeyRef": {
+                    "name": naming.secret_name(name),
+                    "key": USERNAME_KEY,
                     "optional": True,
                 }
             },

@@ -256,6 +256,29 @@ async def read_configmap_key(namespace: str, name: str, key: str) -> str:
     return await asyncio.to_thread(_read_key, "ConfigMap", namespace, name, key)
 
 
+async def read_secret(namespace: str, name: str) -> dict[str, str] | None:
+    """The decoded data of Secret ``name`` (undecodable values dropped), or None if absent."""
+
+    def call() -> dict[str, Any] | None:
+        try:
+            return request("GET", SECRET, namespace=namespace, name=name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    obj = await asyncio.to_thread(call)
+    if obj is None:
+        return None
+    data: dict[str, str] = {}
+    for key, value in (obj.get("data") or {}).items():
+        try:
+            data[key] = base64.b64decode(str(value)).decode()
+        except ValueError:
+            continue
+    return data
+
+
 async def read_secret_key(namespace: str, name: str, key: str) -> str:
     """The decoded value under ``key`` of Secret ``name``; :class:`NotFoundError` if absent."""
     encoded = await asyncio.to_thread(_read_key, "Secret", namespace, name, key)

@@ -22,8 +22,10 @@ Loop: lease one item, process it while a heartbeat thread renews the lease, then
   lease meanwhile: a renewal needs Redis as much as the acknowledgement, and the first call that
   reaches Redis is then the acknowledgement itself, which ends the lease.
 
-Redis: ``QUEUEJOB_REDIS_URL`` is ``redis://...`` (one server) or ``redis+cluster://host:port`` (a
-Redis Cluster: the worker follows slot moves and failovers by itself). With
+Redis: the worker logs in as ``QUEUEJOB_REDIS_USERNAME`` (its QueueJob's own ACL user, when set)
+with ``QUEUEJOB_REDIS_PASSWORD``, both from the QueueJob's Secret. ``QUEUEJOB_REDIS_URL`` is
+``redis://...`` (one server) or ``redis+cluster://host:port`` (a Redis Cluster: the worker
+follows slot moves and failovers by itself). With
 ``QUEUEJOB_REDIS_WAIT_REPLICAS=N`` every queue call returns only after N replicas have its effect
 (``WAIT``), so a completion the worker logged survives a failover (see docs/guarantees.md).
 
@@ -86,6 +88,7 @@ class WorkerConfig:
     redis_timeout: float = 5.0
     wait_replicas: int = 0
     demo_fixed_items: frozenset[str] = frozenset()
+    redis_username: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerConfig:
@@ -125,6 +128,7 @@ class WorkerConfig:
         return cls(
             redis_url=url,
             redis_password=env.get("QUEUEJOB_REDIS_PASSWORD") or None,
+            redis_username=env.get("QUEUEJOB_REDIS_USERNAME") or None,
             queue=queue,
             worker_id=env.get("QUEUEJOB_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
             lease_seconds=number("QUEUEJOB_LEASE_SECONDS", "30") if lease else None,
@@ -196,7 +200,9 @@ class Worker:
 
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
-        client = redisconn.client(config.redis_url, config.redis_password, config.redis_timeout)
+        client = redisconn.client(
+            config.redis_url, config.redis_password, config.redis_timeout, config.redis_username
+        )
         # WAIT blocks up to wait_timeout inside a call: keep it below the socket timeout.
         self.queue = LeaseQueue(
             client,

@@ -17,6 +17,10 @@ ticked at all). Each refresh:
   ``backoffLimitPerIndex`` (Job reason ``MaxFailedIndexesExceeded``, ``maxFailedIndexes: 0``);
   a NonIndexed Job of an older operator fails on ``backoffLimit`` (``BackoffLimitExceeded``);
 - a Job deleted by hand is re-created (with the same name) while the queue is unfinished;
+- on the operator's Redis, the QueueJob's ACL user is re-applied on the nodes that lack it (a
+  node restarted without an ACL file); a Secret deleted or replaced gets new credentials, and a
+  Job whose workers do not log in as that user (made by an older operator) is re-created
+  (``queuejob.credentials``);
 - a request in the annotation ``workqueue.example.com/request`` (redrive, add; see
   ``queuejob.operate``) is carried out first, once; a finished QueueJob whose queue has work
   again goes back to Running, and a finished Job is re-created while the queue has work;
@@ -39,12 +43,12 @@ from typing import Any
 
 import kopf
 
-from queuejob import conditions, jobstatus, kube, naming, operate, queues, wording
+from queuejob import conditions, credentials, jobstatus, kube, naming, operate, queues, wording
 from queuejob import settings as qj_settings
 from queuejob.conditions import now
 from queuejob.handlers import autoscale
 from queuejob.limits import guarded
-from queuejob.provision import ensure_workers
+from queuejob.provision import ensure_secret, ensure_workers
 from queuejob.runtime import Runtime
 from queuejob.spec import QueueJobSpec, SpecError, parse
 from queuejob.statuswriter import FINISHED, StatusWriter
@@ -252,6 +256,17 @@ async def refresh(
 
     target = await queues.resolve_target(qspec, namespace, runtime.settings)
     queue = queues.open_queue(target, queue_name, runtime.settings)
+    resynced = await credentials.resync(body, target, queue_name, runtime.settings)
+    rewritten = False
+    if resynced is None:  # the Secret is gone or was replaced: new credentials
+        await ensure_secret(body, target, queue_name, runtime.settings)
+        rewritten = True
+    elif resynced:
+        where = ", ".join(resynced) or "the server"
+        logger.warning(
+            f"The Redis user of queue {queue_name} was missing on {where} (restarted without "
+            "an ACL file?); re-applied"
+        )
 
     def read() -> tuple[int, Any, list[Any], list[Any], DurationHistogram, float | None]:
         reaped = queue.reap()
@@ -278,6 +293,22 @@ async def refresh(
             target=target,
             settings=runtime.settings,
             work=stats.pending + stats.delayed + stats.leased,
+        )
+    elif (
+        job is not None
+        and not stats.done
+        and (rewritten or not credentials.job_is_current(job, target))
+    ):
+        job = await operate.restart_workers(
+            body,
+            qspec,
+            job,
+            queue=queue_name,
+            target=target,
+            settings=runtime.settings,
+            logger=logger,
+            work=stats.pending + stats.delayed + stats.leased,
+            why="its workers move to the QueueJob's own Redis user",
         )
     elif operate.restart_due(job, stats.done, reopened):
         assert job is not None
