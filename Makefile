@@ -68,8 +68,9 @@ controlplane-check: controlplane ## go vet + go test of the control-plane module
 
 .PHONY: cluster-up cluster-down cluster-env
 NODE ?= agent
-cluster-up: controlplane ## Start etcd, kube-apiserver, controller-manager, scheduler and the node agent (NODE=kubelet: a real node, root)
-	$(PY) -m localkube up --node=$(NODE)
+NODES ?= 0
+cluster-up: controlplane ## Start etcd, kube-apiserver, controller-manager, scheduler and the node agent (NODE=kubelet: a real node; NODES=3: three real nodes in network namespaces; root)
+	$(PY) -m localkube up --node=$(NODE) --nodes=$(NODES)
 
 cluster-down: ## Stop the local control plane and remove its state
 	$(PY) -m localkube down
