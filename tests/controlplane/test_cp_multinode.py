@@ -235,3 +235,21 @@ def test_cp_multinode_second_run_side_by_side_gets_its_own_slot_and_cleans_up(
     assert netplan.holder(plan.slot) is None
     first.check()  # the session's cluster is untouched
     assert _kubelet_reachable(first.nodes[0])
+
+
+def test_cp_multinode_operator_replicas_land_on_different_nodes(
+    deployed_multi_node: RealNodeCluster,
+) -> None:
+    """manifests/deploy-local's 2 operator replicas honour their (preferred) anti-affinity."""
+    cluster = deployed_multi_node.cluster
+
+    def placed() -> list[str] | None:
+        pods = cluster.kubectl_json(
+            "get", "pods", "-n", "queuejob-system", "-l", "app.kubernetes.io/name=queuejob-operator"
+        )["items"]
+        running = [p for p in pods if p["status"].get("phase") == "Running"]
+        live = [p for p in running if not p["metadata"].get("deletionTimestamp")]
+        return [p["spec"]["nodeName"] for p in live] if len(live) == 2 else None
+
+    nodes = wait_for("2 operator replicas Running", placed, timeout=180)
+    assert len(set(nodes)) == 2, nodes
