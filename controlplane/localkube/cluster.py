@@ -29,6 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -79,6 +80,17 @@ def remove_abandoned_temp_dirs() -> list[Path]:
             shutil.rmtree(directory, ignore_errors=True)
             removed.append(directory)
     return removed
+
+
+@dataclass(frozen=True)
+class NodeAddresses:
+    """Addresses of a cluster with real nodes, for tests that check them."""
+
+    pod_cidr: str  # every pod's address is in it
+    service_ip: str  # the ``kubernetes`` Service
+    dns_ip: str  # the ``kube-dns`` Service
+    egress_chain: str  # the mangle chain that drops pod traffic leaving the cluster's range
+    local_link: str  # a host link of the cluster's own (a route into it stays on this machine)
 
 
 class ComponentDied(RuntimeError):
@@ -156,6 +168,22 @@ class LocalCluster:
         if self.plan is not None:
             return self.plan.api_ip
         return hostnet.NODE_IP if self.node == "kubelet" else "127.0.0.1"
+
+    @property
+    def addresses(self) -> NodeAddresses:
+        """The pod range, Service and DNS addresses and egress guard of the real node(s)."""
+        if self.plan is not None:
+            plan = self.plan
+            return NodeAddresses(
+                plan.cluster_cidr, plan.service_ip, plan.dns_ip, plan.egress_chain, plan.bridge
+            )
+        return NodeAddresses(
+            hostnet.POD_CIDR,
+            hostnet.SERVICE_IP,
+            hostnet.DNS_IP,
+            hostnet.EGRESS_CHAIN,
+            hostnet.API_LINK,
+        )
 
     @property
     def server(self) -> str:
