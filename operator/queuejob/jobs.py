@@ -27,6 +27,9 @@ Guarantees of :func:`build_job`:
 - the pod passes the ``restricted`` Pod Security Standard (non-root uid 10001, seccomp
   RuntimeDefault, all capabilities dropped, no privilege escalation, read-only root filesystem
   with a writable ``/tmp`` emptyDir);
+- with ``node_lost_seconds`` > 0 the pod tolerates the ``node.kubernetes.io/unreachable`` and
+  ``not-ready`` NoExecute taints for that long instead of the API server's default 300 s (see
+  :mod:`queuejob.nodeloss` for what the operator does about pods on a lost node);
 - the Redis password never appears in the Job: workers read it from the per-QueueJob Secret;
 - ``spec.worker.command`` reaches the worker byte for byte: it travels JSON-encoded in the env
   value ``QUEUEJOB_ITEM_COMMAND`` with every ``$`` written as ``$$`` (:func:`escape_expansion`),
@@ -40,7 +43,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from queuejob import naming
+from queuejob import naming, nodeloss
 from queuejob.spec import MAX_PARALLELISM as _SPEC_MAX_PARALLELISM
 from queuejob.spec import QueueJobSpec
 
@@ -208,6 +211,7 @@ def build_job(
     backoff_limit: int,
     wait_replicas: int = 0,
     parallelism: int | None = None,
+    node_lost_seconds: int = 0,
 ) -> dict[str, Any]:
     """The batch/v1 Job running ``queuejob worker`` pods for the QueueJob ``body``.
 
@@ -215,6 +219,7 @@ def build_job(
     autoscaler passes its own count for a QueueJob with ``spec.autoscaling``.
     ``backoff_limit`` becomes ``backoffLimitPerIndex``: counted failures tolerated per index.
     ``wait_replicas`` becomes the workers' ``QUEUEJOB_REDIS_WAIT_REPLICAS`` (unset when 0).
+    ``node_lost_seconds`` (> 0) becomes the ``tolerationSeconds`` of the node-lost taints.
     """
     name = body["metadata"]["name"]
     workers = spec.parallelism if parallelism is None else parallelism
@@ -238,6 +243,22 @@ def build_job(
     }
     if spec.worker.resources:
         container["resources"] = dict(spec.worker.resources)
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": 30,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": WORKER_UID,
+            "runAsGroup": WORKER_UID,
+            "fsGroup": WORKER_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    }
+    if node_lost_seconds > 0:
+        pod_spec["tolerations"] = nodeloss.tolerations(node_lost_seconds)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -251,22 +272,6 @@ def build_job(
             "podFailurePolicy": pod_failure_policy(),
             "podReplacementPolicy": "Failed",
             "suspend": spec.suspend,
-            "template": {
-                "metadata": {"labels": labels(name)},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "terminationGracePeriodSeconds": 30,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": WORKER_UID,
-                        "runAsGroup": WORKER_UID,
-                        "fsGroup": WORKER_UID,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}],
-                },
-            },
+            "template": {"metadata": {"labels": labels(name)}, "spec": pod_spec},
         },
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 from queuejob.handlers import (
     autoscale,
     cleanup,
+    nodeloss,
     probes,
     recheck,
     reconcile,
@@ -19,6 +20,7 @@ from queuejob.handlers import (
 __all__ = [
     "autoscale",
     "cleanup",
+    "nodeloss",
     "probes",
     "recheck",
     "reconcile",
