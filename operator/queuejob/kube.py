@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import json
 import os
 import threading
@@ -121,6 +122,7 @@ SECRET = SECRETS + "/{name}"
 CONFIGMAP = "/api/v1/namespaces/{namespace}/configmaps/{name}"
 QUEUEJOBS = f"/apis/{naming.GROUP}/{naming.VERSION}/namespaces/{{namespace}}/{naming.PLURAL}"
 QUEUEJOB_STATUS = QUEUEJOBS + "/{name}/status"
+EVENTS = "/api/v1/namespaces/{namespace}/events"
 NODES = "/api/v1/nodes"
 ALL_PODS = "/api/v1/pods"
 POD = "/api/v1/namespaces/{namespace}/pods/{name}"
@@ -322,3 +324,25 @@ async def force_delete_pod(namespace: str, name: str, uid: str) -> bool:
         return True
 
     return await asyncio.to_thread(call)
+
+
+async def post_event(
+    involved: dict[str, Any], type_: Literal["Normal", "Warning"], reason: str, message: str
+) -> None:
+    """Create a core/v1 Event about ``involved`` (``apiVersion``, ``kind``, ``name``,
+    ``namespace``, ``uid``), outside kopf's handler context (where ``kopf.event`` cannot post)."""
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{involved['name']}.", "namespace": involved["namespace"]},
+        "involvedObject": involved,
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": "queuejob-operator"},
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+    await asyncio.to_thread(request, "POST", EVENTS, body, namespace=involved["namespace"])

@@ -166,9 +166,7 @@ class NodeWatch:
     known: set[str] = dataclasses.field(default_factory=set)
     gone: set[str] = dataclasses.field(default_factory=set)
 
-    def observe(
-        self, nodes: Iterable[Mapping[str, Any]], now: datetime.datetime
-    ) -> list[LostNode]:
+    def observe(self, nodes: Iterable[Mapping[str, Any]], now: datetime.datetime) -> list[LostNode]:
         """The lost nodes given the current node list (``now``: an aware UTC datetime)."""
         lost: list[LostNode] = []
         present: set[str] = set()

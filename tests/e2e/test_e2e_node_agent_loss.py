@@ -201,8 +201,8 @@ def test_frozen_node_workers_are_let_go_and_their_stale_leases_complete_nothing(
 
             # The operator lets the old pods go; the Job refills both slots on the other node.
             def refilled() -> list[dict[str, Any]] | None:
-                pods = worker_pods(cluster, namespace, "lost")
-                fresh = [p for p in running_on(pods, home) if p["metadata"]["name"] not in old_names]
+                pods = running_on(worker_pods(cluster, namespace, "lost"), home)
+                fresh = [p for p in pods if p["metadata"]["name"] not in old_names]
                 return fresh if len(fresh) == 2 else None
 
             def old_gone() -> bool:
@@ -222,24 +222,19 @@ def test_frozen_node_workers_are_let_go_and_their_stale_leases_complete_nothing(
                 annotations = pod["metadata"]["annotations"]
                 assert annotations.get(IGNORED) == "1", annotations  # a disruption, ignored
                 assert annotations.get(COUNTED) == "0", annotations
-            # The held items' leases expired (their holders are frozen) and went to others.
-            wait_for(
-                lambda: all(
-                    (h := {le.item: le.worker_id for le in queue.all_leases()}).get(item)
-                    not in old_names
-                    for item in held
-                ),
-                120,
-                "the frozen workers' items leased to other workers or done",
-            )
+
+            # The held items' leases expired (their holders are frozen) and were taken back.
+            def taken_back() -> bool:
+                holders = {le.item: le.worker_id for le in queue.all_leases()}
+                return all(holders.get(item) not in old_names for item in held)
+
+            wait_for(taken_back, 120, "the frozen workers' leases taken back")
 
             # The node rejoins while its old workers still run: they wake up first.
             for pid in pids:
                 os.kill(pid, signal.SIGCONT)
             frozen = False
-            logs = {
-                n: state / "pods" / namespace / n / "worker.log" for n in sorted(old_names)
-            }
+            logs = {n: state / "pods" / namespace / n / "worker.log" for n in sorted(old_names)}
 
             def refused() -> bool:
                 text = "".join(p.read_text(errors="replace") for p in logs.values() if p.exists())
@@ -253,9 +248,7 @@ def test_frozen_node_workers_are_let_go_and_their_stale_leases_complete_nothing(
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGCONT)
                 os.kill(agent.pid, signal.SIGCONT)
-        cluster.kubectl(
-            "taint", "node", node2, "node.kubernetes.io/unreachable-", check=False
-        )
+        cluster.kubectl("taint", "node", node2, "node.kubernetes.io/unreachable-", check=False)
 
         qj = operator.wait_phase(namespace, "lost", ("Succeeded", "Failed"), timeout=300)
         assert qj["status"]["phase"] == "Succeeded", qj["status"]

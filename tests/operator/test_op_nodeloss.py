@@ -20,9 +20,7 @@ def _stamp(at: datetime.datetime) -> str:
 def _node(name: str, ready: str | None, since: datetime.datetime = T0) -> dict[str, Any]:
     conditions = [{"type": "MemoryPressure", "status": "False"}]
     if ready is not None:
-        conditions.append(
-            {"type": "Ready", "status": ready, "lastTransitionTime": _stamp(since)}
-        )
+        conditions.append({"type": "Ready", "status": ready, "lastTransitionTime": _stamp(since)})
     return {"metadata": {"name": name}, "status": {"conditions": conditions}}
 
 

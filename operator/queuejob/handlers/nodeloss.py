@@ -43,16 +43,18 @@ async def _post_event(pod: dict[str, Any], reason_text: str, logger: kopf.Logger
     job = await kube.read_job(namespace, job_name) if job_name else None
     for ref in ((job or {}).get("metadata") or {}).get("ownerReferences") or []:
         if ref.get("controller") and ref.get("kind") == naming.KIND:
-            body = {
+            involved = {
                 "apiVersion": ref["apiVersion"],
                 "kind": naming.KIND,
-                "metadata": {"name": ref["name"], "namespace": namespace, "uid": ref["uid"]},
+                "name": ref["name"],
+                "namespace": namespace,
+                "uid": ref["uid"],
             }
             message = (
                 f"worker pod {pod['metadata']['name']} let go: {reason_text}; its slot is "
                 "refilled and its item goes back to the queue when its lease expires"
             )
-            kopf.event(body, type="Warning", reason="WorkerNodeLost", message=message)
+            await kube.post_event(involved, "Warning", "WorkerNodeLost", message)
             return
     logger.debug(f"no QueueJob found for pod {namespace}/{pod['metadata']['name']}")
 
@@ -80,7 +82,7 @@ async def release_pods(
         try:
             await _post_event(pod, lost.reason, logger)
         except Exception as exc:  # the Event is a courtesy; the pod is let go already
-            logger.debug(f"no Event for {namespace}/{name}: {exc}")
+            logger.info(f"No Event for {namespace}/{name}: {exc}")
     return len(workers), released
 
 
