@@ -222,17 +222,25 @@ def _start_spread(
 
 
 def _wait_refilled(
-    cluster: Cluster, namespace: str, name: str, gone: set[str], victim: str, since: float
+    cluster: Cluster,
+    namespace: str,
+    name: str,
+    indexes: dict[str, str],
+    victim: str,
+    since: float,
 ) -> dict[str, float]:
-    """Wait until 4 workers run, none of them ``gone`` nor on ``victim``; returns, per index
-    of a gone pod, the seconds from ``since`` until its slot ran again."""
+    """Wait until 4 workers run, none of them a lost one (``indexes``: pod name -> its index)
+    nor on ``victim``; returns, per lost index, the seconds from ``since`` until its slot ran
+    again."""
+    gone = set(indexes)
     back: dict[str, float] = {}
+    lost = set(indexes.values())
 
     def refilled() -> bool:
         pods = _running(_workers(cluster, namespace, name))
         for p in pods:
             index = p["metadata"]["annotations"][INDEX]
-            if p["metadata"]["name"] not in gone and p["spec"]["nodeName"] != victim:
+            if index in lost and p["metadata"]["name"] not in gone:
                 back.setdefault(index, time.monotonic() - since)
         fresh = [p for p in pods if p["metadata"]["name"] not in gone]
         return len(fresh) == 4 and all(p["spec"]["nodeName"] != victim for p in fresh)
@@ -274,6 +282,7 @@ def test_drain_evicts_workers_as_disruptions_and_the_pdb_keeps_an_operator(
     victim = _victim(cluster, nodes, prefer_operator=True)
     old, items = _start_spread(cluster, operator, namespace, "drain", victim, nodes)
     gone = {p["metadata"]["name"] for p in old}
+    indexes = {p["metadata"]["name"]: p["metadata"]["annotations"][INDEX] for p in old}
     ready_operators: list[int] = []
     stop = threading.Event()
 
@@ -302,7 +311,7 @@ def test_drain_evicts_workers_as_disruptions_and_the_pdb_keeps_an_operator(
             timeout=300,
         )  # fmt: skip
         drained = time.monotonic() - started
-        back = _wait_refilled(cluster, namespace, "drain", gone, victim, started)
+        back = _wait_refilled(cluster, namespace, "drain", indexes, victim, started)
     finally:
         stop.set()
         watcher.join()
@@ -328,6 +337,7 @@ def test_partitioned_node_loses_its_slots_and_its_stale_leases_complete_nothing(
     node = cluster.node(victim)
     old, items = _start_spread(cluster, operator, namespace, "part", victim, nodes, 6)
     gone = {p["metadata"]["name"] for p in old}
+    indexes = {p["metadata"]["name"]: p["metadata"]["annotations"][INDEX] for p in old}
     wait_for(
         lambda: len([w for w in _holders(operator, namespace, "part").values() if w in gone]) == 2,
         60,
@@ -347,7 +357,7 @@ def test_partitioned_node_loses_its_slots_and_its_stale_leases_complete_nothing(
     try:
         wait_for(lambda: not _ready(cluster, victim), 180, f"{victim} NotReady", interval=0.5)
         not_ready = time.monotonic() - cut_at
-        back = _wait_refilled(cluster, namespace, "part", gone, victim, cut_at)
+        back = _wait_refilled(cluster, namespace, "part", indexes, victim, cut_at)
     except BaseException:
         for pid in pids:
             os.kill(pid, signal.SIGCONT)
@@ -371,8 +381,9 @@ def test_partitioned_node_loses_its_slots_and_its_stale_leases_complete_nothing(
             os.kill(pid, signal.SIGCONT)
         raise
     # The node rejoins while its old workers still run: its kubelet (which would stop them,
-    # their pods being deleted) is frozen first, so they meet their stale leases.
-    node.freeze()
+    # their pods being deleted) is frozen first, so they meet their stale leases; containerd
+    # runs on and writes their output to the pod log files.
+    node.freeze(["kubelet"])
     node.heal()
     for pid in pids:
         os.kill(pid, signal.SIGCONT)
@@ -404,11 +415,12 @@ def test_reclaimed_node_deleted_loses_no_item(
     node = cluster.node(victim)
     old, items = _start_spread(cluster, operator, namespace, "gone", victim, nodes)
     gone = {p["metadata"]["name"] for p in old}
+    indexes = {p["metadata"]["name"]: p["metadata"]["annotations"][INDEX] for p in old}
     node.cut()  # the VM is gone: nothing of it reaches the cluster any more
     wait_for(lambda: not _ready(cluster, victim), 180, f"{victim} NotReady", interval=0.5)
     cluster.kubectl("delete", "node", victim, "--wait=false")
     deleted_at = time.monotonic()
-    back = _wait_refilled(cluster, namespace, "gone", gone, victim, deleted_at)
+    back = _wait_refilled(cluster, namespace, "gone", indexes, victim, deleted_at)
     print(
         "RECLAIMED (Node deleted after NotReady): slots working again "
         + ", ".join(f"index {i}: {t:.1f}s" for i, t in sorted(back.items()))
