@@ -263,6 +263,8 @@ def test_frozen_node_workers_are_let_go_and_their_stale_leases_complete_nothing(
         job = cluster.kubectl_json("get", "job", naming.job_name("lost"), "-n", namespace)
         assert job["status"].get("failed", 0) == 0, job["status"]
         assert not job["status"].get("failedIndexes"), job["status"]
+        released = operator.metrics().get(("queuejob_node_lost_pods_total", ()), 0)
+        assert released >= 2, released
         events = cluster.kubectl_json(
             "get", "events", "-n", namespace, "--field-selector", "reason=WorkerNodeLost"
         )["items"]

@@ -11,7 +11,8 @@ safe.
 
 API calls per scan: one Node list (from the watch cache); per lost node one pod list; per pod
 let go a status patch, a delete, a Job get (to name the QueueJob in the Event). A failed call
-is logged and retried at the next scan; the loop never stops on an error. With
+is logged and retried at the next scan; the loop never stops on an error. Pods let go are
+counted in ``queuejob_node_lost_pods``. With
 ``QUEUEJOB_NAMESPACES`` set, pods outside those namespaces (globs) are left alone.
 """
 
@@ -28,6 +29,7 @@ import kopf
 from queuejob import kube, naming, nodeloss
 from queuejob import settings as qj_settings
 from queuejob.nodeloss import LostNode, NodeWatch
+from queuejob.runtime import Runtime
 
 TASK_KEY = "node_loss_task"
 
@@ -98,13 +100,18 @@ async def scan_once(watch: NodeWatch, patterns: tuple[str, ...], logger: kopf.Lo
     return released
 
 
-async def _run(settings: qj_settings.OperatorSettings, logger: kopf.Logger) -> None:
+async def _run(
+    settings: qj_settings.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger
+) -> None:
     watch = NodeWatch(lost_after=settings.node_lost_seconds)
     period = max(settings.status_interval, 1.0)
     while True:
         await asyncio.sleep(period)  # first after startup's other handlers (API client set up)
         try:
-            await scan_once(watch, settings.namespaces, logger)
+            released = await scan_once(watch, settings.namespaces, logger)
+            runtime: Runtime | None = memo.get("runtime")
+            if released and runtime is not None:
+                runtime.metrics.node_lost_pods.inc(released)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -118,7 +125,7 @@ async def start_node_loss_scan(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -
     if settings.node_lost_seconds <= 0:
         logger.info("Lost-node handling is off (QUEUEJOB_NODE_LOST_SECONDS=0)")
         return
-    memo[TASK_KEY] = asyncio.create_task(_run(settings, logger), name="node-loss-scan")
+    memo[TASK_KEY] = asyncio.create_task(_run(settings, memo, logger), name="node-loss-scan")
 
 
 @kopf.on.cleanup()
