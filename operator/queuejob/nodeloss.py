@@ -18,6 +18,11 @@ What the operator does (:class:`NodeWatch` decides, ``handlers/nodeloss.py`` act
 - a node is *lost* once its ``Ready`` condition has been other than ``True`` for N seconds
   (measured from the condition's ``lastTransitionTime``), or at once when its Node object is
   gone;
+- except in a disruption (:data:`DISRUPTION_FRACTION`): when every node, or at least 55 % of
+  three or more nodes, is not Ready at once, the control plane has more likely lost the nodes
+  than the nodes their work (an API server outage, a network split on the control plane's
+  side), and no not-Ready node counts as lost; Kubernetes' node-lifecycle controller stops its
+  evictions in the same case. Deleted nodes still count;
 - every worker pod of a QueueJob on a lost node that has not finished (phase neither Succeeded
   nor Failed) is marked ``Failed`` with the condition ``DisruptionTarget=True`` (reason
   :data:`REASON`) and then deleted with grace period 0 (:func:`failed_status_patch`), as PodGC
@@ -50,6 +55,8 @@ from queuejob import naming
 REASON = "DeletionByQueueJobOperator"
 #: Taints the node lifecycle controller puts on a node that is unreachable or not ready.
 NODE_TAINTS = ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
+#: At least this fraction of not-Ready nodes (of three or more) is a disruption: hold off.
+DISRUPTION_FRACTION = 0.55
 #: Label selector of worker pods (the labels of ``queuejob.jobs.labels``).
 WORKER_SELECTOR = f"app.kubernetes.io/name=queuejob,{naming.QUEUEJOB_LABEL}"
 
@@ -165,20 +172,30 @@ class NodeWatch:
     lost_after: float
     known: set[str] = dataclasses.field(default_factory=set)
     gone: set[str] = dataclasses.field(default_factory=set)
+    #: whether the last :meth:`observe` saw a disruption (and so reported no not-Ready node)
+    disrupted: bool = False
 
     def observe(self, nodes: Iterable[Mapping[str, Any]], now: datetime.datetime) -> list[LostNode]:
         """The lost nodes given the current node list (``now``: an aware UTC datetime)."""
         lost: list[LostNode] = []
         present: set[str] = set()
+        not_ready = 0
         for node in nodes:
             name = str(node["metadata"]["name"])
             present.add(name)
             since = not_ready_since(node)
             if since is None:
                 continue
+            not_ready += 1
             away = (now - since).total_seconds()
             if away >= self.lost_after:
                 lost.append(LostNode(name, f"node {name} not Ready for {away:.0f}s"))
+        self.disrupted = not_ready > 0 and (
+            not_ready == len(present)
+            or (len(present) >= 3 and not_ready >= DISRUPTION_FRACTION * len(present))
+        )
+        if self.disrupted:
+            lost = []
         self.gone |= self.known - present
         self.gone -= present  # a node of the same name registered again
         self.known = present

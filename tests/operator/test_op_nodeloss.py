@@ -75,6 +75,28 @@ def _s(seconds: float) -> datetime.timedelta:
     return datetime.timedelta(seconds=seconds)
 
 
+def test_no_node_counts_as_lost_when_most_of_them_are_not_ready() -> None:
+    """A control-plane outage makes every node look lost: hold off, as Kubernetes does."""
+    later = T0 + _s(60)
+    all_down = NodeWatch(lost_after=20)
+    assert all_down.observe([_node("a", "Unknown"), _node("b", "Unknown")], later) == []
+    assert all_down.disrupted
+    most = NodeWatch(lost_after=20)
+    three = [_node("a", "True"), _node("b", "Unknown"), _node("c", "False")]
+    assert most.observe(three, later) == []
+    one_of_three = NodeWatch(lost_after=20)
+    three = [_node("a", "True"), _node("b", "True"), _node("c", "Unknown")]
+    assert [n.name for n in one_of_three.observe(three, later)] == ["c"]
+    assert not one_of_three.disrupted
+    one_of_two = NodeWatch(lost_after=20)
+    two = [_node("a", "True"), _node("b", "Unknown")]
+    assert [n.name for n in one_of_two.observe(two, later)] == ["b"]
+    # deleted nodes still count during a disruption
+    watch = NodeWatch(lost_after=20)
+    watch.observe([_node("a", "True"), _node("b", "True")], T0)
+    assert watch.observe([_node("a", "Unknown")], later) == [LostNode("b", "node b was deleted")]
+
+
 def test_a_deleted_node_is_lost_at_once_until_forgotten() -> None:
     watch = NodeWatch(lost_after=20)
     assert watch.observe([_node("a", "True"), _node("b", "True")], T0) == []

@@ -2,18 +2,18 @@
 
 Started with the operator (a startup handler; kopf runs only on the leader, so only the leader
 scans) when ``QUEUEJOB_NODE_LOST_SECONDS`` > 0, stopped at cleanup. Every
-``QUEUEJOB_STATUS_INTERVAL`` seconds (at least 1 s) it lists the Nodes; for each node that
-:class:`queuejob.nodeloss.NodeWatch` reports lost, it lists that node's worker pods (field and
-label selectors, every namespace) and, for each unfinished one, patches its status to
-``Failed`` with ``DisruptionTarget`` and deletes it with grace period 0, then posts a Warning
-Event ``WorkerNodeLost`` on the QueueJob. See :mod:`queuejob.nodeloss` for why and why it is
-safe.
+``QUEUEJOB_STATUS_INTERVAL`` seconds (at least 1 s) it lists the Nodes. For each node that
+:class:`queuejob.nodeloss.NodeWatch` reports lost (none while most nodes are not Ready), it
+lists that node's worker pods (field and label selectors, every namespace); it patches each
+unfinished one to ``Failed`` with ``DisruptionTarget``, deletes it with grace period 0 and
+posts a Warning Event ``WorkerNodeLost`` on its QueueJob. See :mod:`queuejob.nodeloss` for why
+and why it is safe.
 
 API calls per scan: one Node list (from the watch cache); per lost node one pod list; per pod
-let go a status patch, a delete, a Job get (to name the QueueJob in the Event). A failed call
-is logged and retried at the next scan; the loop never stops on an error. Pods let go are
-counted in ``queuejob_node_lost_pods``. With
-``QUEUEJOB_NAMESPACES`` set, pods outside those namespaces (globs) are left alone.
+let go a status patch, a delete, a Job get (to name the QueueJob in the Event) and an Event. A
+failed call is logged and retried at the next scan; the loop never stops on an error. Pods let
+go are counted in ``queuejob_node_lost_pods``. With ``QUEUEJOB_NAMESPACES`` set, pods outside
+those namespaces (globs) are left alone.
 """
 
 from __future__ import annotations
@@ -92,7 +92,17 @@ async def scan_once(watch: NodeWatch, patterns: tuple[str, ...], logger: kopf.Lo
     """One scan (see the module doc); returns the number of pods let go."""
     nodes = await kube.list_nodes()
     released = 0
-    for lost in watch.observe(nodes, datetime.datetime.now(datetime.UTC)):
+    was_disrupted = watch.disrupted
+    found = watch.observe(nodes, datetime.datetime.now(datetime.UTC))
+    if watch.disrupted != was_disrupted:
+        if watch.disrupted:
+            logger.warning(
+                "Most nodes are not Ready at once: holding off lost-node handling until they "
+                "recover (a control-plane outage looks the same from here)"
+            )
+        else:
+            logger.info("Nodes Ready again: lost-node handling resumed")
+    for lost in found:
         seen, now_released = await release_pods(lost, patterns, logger)
         released += now_released
         if seen == 0 and lost.name in watch.gone:
