@@ -353,7 +353,8 @@ def run_multinode_scenario(cluster: LocalCluster, scenario: str, number: int) ->
             started = time.monotonic()
             subprocess.Popen(
                 [str(paths.kubectl_binary()), f"--kubeconfig={cluster.kubeconfig}", "drain",
-                 victim, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=240s"],
+                 victim, "--ignore-daemonsets", "--delete-emptydir-data", "--force",
+                 "--timeout=240s"],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )  # fmt: skip

@@ -307,7 +307,8 @@ def test_drain_evicts_workers_as_disruptions_and_the_pdb_keeps_an_operator(
     started = time.monotonic()
     try:
         cluster.kubectl(
-            "drain", victim, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=240s",
+            "drain", victim, "--ignore-daemonsets", "--delete-emptydir-data", "--force",
+            "--timeout=240s",
             timeout=300,
         )  # fmt: skip
         drained = time.monotonic() - started
