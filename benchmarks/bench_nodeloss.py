@@ -377,6 +377,9 @@ def run_multinode_scenario(cluster: LocalCluster, scenario: str, number: int) ->
             return None
     finally:
         node.heal()
+        if _ready_condition(cluster, victim) is None:  # deleted: a new VM of the same name
+            with contextlib.suppress(RuntimeError):
+                kubectl(cluster, "create", "-f", "-", stdin=json.dumps(node.node_object()))
         with contextlib.suppress(RuntimeError):
             kubectl(cluster, "delete", "namespace", namespace, "--wait=false")
         wait_until(lambda: _ready_condition(cluster, victim) == "True", 240, f"{victim} Ready")

@@ -429,8 +429,12 @@ def test_reclaimed_node_deleted_loses_no_item(
     )
     _replacements_not_counted(cluster, namespace, "gone", gone)
     _finished_once(operator, namespace, "gone", items)
-    node.heal()  # its kubelet registers the Node again (the fixture waits for it)
-    wait_for(lambda: _node(cluster, victim) is not None, 120, f"{victim} registered again")
+    # A new VM of the same name joins: its Node as localkube makes it (fixed podCIDR, labels),
+    # then its kubelet (the same one, reconnected) posts its status. The fixture waits for it.
+    node.heal()
+    if _node(cluster, victim) is None:
+        cluster.kubectl("create", "-f", "-", input=json.dumps(node.node_object()), check=False)
+    wait_for(lambda: _ready(cluster, victim), 180, f"{victim} Ready again")
 
 
 def test_operator_replicas_on_two_nodes_and_leader_node_loss_hands_over(
