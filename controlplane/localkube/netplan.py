@@ -11,10 +11,10 @@ real node's 10.213-215, not the node agent's 10.0.0.0/24). Inside it:
 
 Guarantees:
 
-- :func:`claim_slot` hands out a slot no live run holds, under an exclusive ``flock`` on
-  :data:`LOCK_FILE`; the owner record (pid + start time + state dir) lives in
+- :func:`claim_slot` hands out the lowest slot no live run holds, under an exclusive ``flock``
+  on :data:`LOCK_FILE`; the owner record (pid + start time + state dir) lives in
   :data:`SLOT_DIR` until :func:`release_slot`. A slot whose owner died is handed out again, with
-  the dead owner's state dir returned so its leftovers can be removed first;
+  the dead owner's state dir returned so its leftovers are removed first;
 - two runs on one host never share an address, a link name, a network namespace name or an
   iptables chain name: every name carries the slot number.
 """
@@ -152,18 +152,16 @@ def claim_slot(state_dir: Path) -> tuple[NetPlan, Path | None]:
     """A free slot for this process (see the module doc) and the state dir of a dead previous
     holder of that slot (its leftovers must be removed before use), or None."""
     with _locked():
-        stale_choice: tuple[int, Path] | None = None
         for slot in range(SLOTS):
             record = holder(slot)
             if record is None:
                 chosen, stale = slot, None
                 break
-            if not holder_alive(record) and stale_choice is None:
-                stale_choice = (slot, Path(record.get("state_dir", "/nonexistent")))
+            if not holder_alive(record):
+                chosen, stale = slot, Path(record.get("state_dir", "/nonexistent"))
+                break
         else:
-            if stale_choice is None:
-                raise NoFreeSlot(f"all {SLOTS} multi-node slots are held by live runs")
-            chosen, stale = stale_choice
+            raise NoFreeSlot(f"all {SLOTS} multi-node slots are held by live runs")
         pid = os.getpid()
         _record(chosen).write_text(
             json.dumps(

@@ -64,8 +64,8 @@ def test_status_leases_and_logs(cluster: Cluster, operator: OperatorHandle, name
             namespace,
             items=items,
             parallelism=2,
-            leaseSeconds=30,
-            worker={"env": [{"name": "QUEUEJOB_DEMO_WORK_SECONDS", "value": "10"}]},
+            leaseSeconds=60,
+            worker={"env": [{"name": "QUEUEJOB_DEMO_WORK_SECONDS", "value": "25"}]},
         )
     )
 
