@@ -90,7 +90,9 @@ cluster-env: ## Print the shell lines that put this kubectl first on PATH and se
 # nodes, each in a network namespace of its own (--cluster=local-kubelet --nodes=3), against the
 # operator deployed in-cluster as `make deploy-local` does; test_cp_realnode and the deploy tests
 # also start the one host-network real node. REALNODE_TESTS= (empty) skips the second run.
-E2E_AGENT_ONLY = tests/e2e/test_e2e_failover.py tests/e2e/test_e2e_status_events.py
+# test_e2e_node_agent_loss plays a lost node with a second node agent: node agent only (run 1).
+E2E_AGENT_ONLY = tests/e2e/test_e2e_failover.py tests/e2e/test_e2e_status_events.py \
+  tests/e2e/test_e2e_node_agent_loss.py
 E2E_ON_AGENT ?= $(E2E_AGENT_ONLY) tests/e2e/test_e2e_lifecycle.py
 E2E_ONLY_ON_NODES = $(filter-out $(E2E_ON_AGENT),$(sort $(wildcard tests/e2e/test_e2e_*.py)))
 TEST_NODES ?= 3
@@ -109,7 +111,7 @@ demo: install ## Run the demo: control plane + Redis + operator + an example Que
 # ---------------------------------------------------------------------------------------------
 # Quality and benchmarks
 
-.PHONY: lint bench-queue bench-cluster bench-operator bench-million bench-podstart bench-multinode
+.PHONY: lint bench-queue bench-cluster bench-operator bench-million bench-podstart bench-nodeloss bench-multinode
 lint: install-python ## ruff and mypy
 	$(VENV)/bin/ruff check operator controlplane tests benchmarks
 	$(VENV)/bin/ruff format --check operator controlplane tests benchmarks
@@ -126,6 +128,9 @@ bench-million: install ## One queue of 1,000,000 items: seed time, B/item, refre
 
 bench-podstart: install ## Pod start latency (create -> Running): the real node (kubelet + containerd, root) vs the node agent
 	$(PY) benchmarks/bench_podstart.py
+
+bench-nodeloss: install ## A lost node: seconds until its worker slots work again (drain, Node kept, Node deleted), lost-node handling off vs on
+	$(PY) benchmarks/bench_nodeloss.py
 
 bench-multinode: install ## 3 real nodes in network namespaces vs the one host-network real node: start, memory, pod start per node (root)
 	$(PY) benchmarks/bench_multinode.py

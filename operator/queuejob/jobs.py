@@ -27,6 +27,9 @@ Guarantees of :func:`build_job`:
 - the pod passes the ``restricted`` Pod Security Standard (non-root uid 10001, seccomp
   RuntimeDefault, all capabilities dropped, no privilege escalation, read-only root filesystem
   with a writable ``/tmp`` emptyDir);
+- with ``node_lost_seconds`` > 0 the pod tolerates the ``node.kubernetes.io/unreachable`` and
+  ``not-ready`` NoExecute taints for that long instead of the API server's default 300 s (see
+  :mod:`queuejob.nodeloss` for what the operator does about pods on a lost node);
 - no Redis credential appears in the Job: workers read their user name and password from the
   per-QueueJob Secret (on the operator's Redis a per-QueueJob ACL user, never the operator's
   password: ``queuejob.credentials``);
@@ -42,7 +45,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from queuejob import naming
+from queuejob import naming, nodeloss
 from queuejob.spec import MAX_PARALLELISM as _SPEC_MAX_PARALLELISM
 from queuejob.spec import QueueJobSpec
 
@@ -230,6 +233,7 @@ def build_job(
     backoff_limit: int,
     wait_replicas: int = 0,
     parallelism: int | None = None,
+    node_lost_seconds: int = 0,
 ) -> dict[str, Any]:
     """The batch/v1 Job running ``queuejob worker`` pods for the QueueJob ``body``.
 
@@ -237,6 +241,7 @@ def build_job(
     autoscaler passes its own count for a QueueJob with ``spec.autoscaling``.
     ``backoff_limit`` becomes ``backoffLimitPerIndex``: counted failures tolerated per index.
     ``wait_replicas`` becomes the workers' ``QUEUEJOB_REDIS_WAIT_REPLICAS`` (unset when 0).
+    ``node_lost_seconds`` (> 0) becomes the ``tolerationSeconds`` of the node-lost taints.
     """
     name = body["metadata"]["name"]
     workers = spec.parallelism if parallelism is None else parallelism
@@ -260,6 +265,22 @@ def build_job(
     }
     if spec.worker.resources:
         container["resources"] = dict(spec.worker.resources)
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": 30,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": WORKER_UID,
+            "runAsGroup": WORKER_UID,
+            "fsGroup": WORKER_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    }
+    if node_lost_seconds > 0:
+        pod_spec["tolerations"] = nodeloss.tolerations(node_lost_seconds)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -273,22 +294,6 @@ def build_job(
             "podFailurePolicy": pod_failure_policy(),
             "podReplacementPolicy": "Failed",
             "suspend": spec.suspend,
-            "template": {
-                "metadata": {"labels": labels(name)},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "terminationGracePeriodSeconds": 30,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": WORKER_UID,
-                        "runAsGroup": WORKER_UID,
-                        "fsGroup": WORKER_UID,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}],
-                },
-            },
+            "template": {"metadata": {"labels": labels(name)}, "spec": pod_spec},
         },
     }

@@ -276,6 +276,11 @@ class Metrics:
         self.phase_changes = Counter(
             "queuejob_phase_changes", "QueueJob phase transitions.", ["phase"], registry=r
         )
+        self.node_lost_pods = Counter(
+            "queuejob_node_lost_pods",
+            "Worker pods on a lost node that the operator marked Failed and deleted.",
+            registry=r,
+        )
         self.leader = Gauge(
             "queuejob_leader",
             "1 while this process reconciles (it holds the leader-election Lease, or leader "

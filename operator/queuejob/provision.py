@@ -72,6 +72,7 @@ async def ensure_job(
         backoff_limit=settings.job_backoff_limit,
         wait_replicas=settings.worker_wait_replicas,
         parallelism=autoscaler.workers_for(spec, work),
+        node_lost_seconds=settings.node_lost_seconds,
     )
     try:
         job = await kube.ensure_job(manifest)

@@ -196,6 +196,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds between re-checks of a QueueJob failed for a missing ConfigMap/Secret (or key).",
     ),
     Setting(
+        "node_lost_seconds",
+        "QUEUEJOB_NODE_LOST_SECONDS",
+        "--node-lost-seconds",
+        "20",
+        "Whole seconds a node may be NotReady/unreachable before its unfinished worker pods are "
+        "marked Failed (DisruptionTarget) and deleted so that their slots are refilled; also the "
+        "workers' toleration of those taints; 0 = off (Kubernetes' 300 s defaults).",
+    ),
+    Setting(
         "liveness_endpoint",
         "QUEUEJOB_LIVENESS",
         "--liveness",
@@ -297,6 +306,7 @@ class OperatorSettings:
     status_idle_interval: float = 600.0
     notify_delay: float = 0.5
     config_recheck_interval: float = 30.0
+    node_lost_seconds: int = 20
     liveness_endpoint: str = "http://0.0.0.0:8081/healthz"
     metrics_address: str = "0.0.0.0"
     metrics_port: int = 8080
@@ -349,6 +359,7 @@ _INTS = frozenset(
         "handler_burst",
         "kopf_worker_limit",
         "kopf_max_workers",
+        "node_lost_seconds",
         "metrics_port",
         "leader_election_lease_duration",
     }

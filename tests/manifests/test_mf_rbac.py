@@ -55,6 +55,12 @@ GRANTS: frozenset[tuple[str, str, str]] = frozenset(
         ("", "configmaps", "get"),
         # kopf: Kubernetes events about handlers.
         ("", "events", "create"),
+        # queuejob.kube: list_nodes, list_pods_on_node, patch_pod_status, force_delete_pod
+        # (worker pods on a lost node, queuejob.nodeloss).
+        ("", "nodes", "list"),
+        ("", "pods", "list"),
+        ("", "pods", "delete"),
+        ("", "pods/status", "patch"),
     }
 )
 
@@ -96,6 +102,15 @@ DENIED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("delete", "secrets", ("-n", "default")),
     ("delete", "nodes", ()),
     ("get", "nodes", ()),
+    ("watch", "nodes", ()),
+    ("patch", "nodes", ()),
+    ("update", "nodes", ("--subresource=status",)),
+    ("get", "pods", ("-n", "default")),
+    ("update", "pods", ("-n", "default")),
+    ("patch", "pods", ("-n", "default")),
+    ("update", "pods", ("-n", "default", "--subresource=status")),
+    ("create", "pods", ("-n", "default", "--subresource=eviction")),
+    ("deletecollection", "pods", ("-n", "default")),
     ("create", "clusterroles.rbac.authorization.k8s.io", ()),
     ("create", "clusterrolebindings.rbac.authorization.k8s.io", ()),
     ("create", "rolebindings.rbac.authorization.k8s.io", ("-n", "default")),
@@ -219,9 +234,9 @@ def test_service_account_may(
     full = f"{name}.{group}" if group else name
     extra = [f"--subresource={sub}"] if sub else []
     scopes = [["-n", "default"], ["-n", "kube-public"]]
-    if name in ("customresourcedefinitions",):
+    if name in ("customresourcedefinitions", "nodes"):
         scopes = [[]]
-    elif verb in ("list", "watch") and name == "queuejobs":
+    elif verb in ("list", "watch") and name in ("queuejobs", "pods"):
         scopes.append(["--all-namespaces"])
     for scope in scopes:
         assert _can_i(cluster, verb, full, *extra, *scope), f"denied: {verb} {resource} {scope}"
