@@ -120,7 +120,6 @@ DENIED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("delete", "customresourcedefinitions.apiextensions.k8s.io", ()),
     ("update", "customresourcedefinitions.apiextensions.k8s.io", ()),
     ("deletecollection", "jobs.batch", ("-n", "default")),
-    ("list", "pods", ("-n", "default")),
     ("update", "configmaps", ("-n", "default")),
     ("create", "serviceaccounts", ("-n", "default", "--subresource=token")),
     ("impersonate", "serviceaccounts", ("-n", "default")),
