@@ -116,8 +116,7 @@ def prunable(root: Path, keep: set[str]) -> list[Path]:
     return [
         path
         for path in dict.fromkeys(out)  # in order, once; nothing inside a directory that goes
-        if path.resolve().is_relative_to(root)
-        and not any(d in path.parents for d in dirs)
+        if path.resolve().is_relative_to(root) and not any(d in path.parents for d in dirs)
     ]
 
 
