@@ -176,6 +176,7 @@ def cmd_up(layout: Layout) -> int:
             return 1
         time.sleep(0.2)
     _say(f"up: Redis on 127.0.0.1:{state.redis_port}, operator pid {state.operator_pid}")
+    _say('use it from your shell with:  eval "$(make dev-env)"  (these lines)')
     print_env(layout, state)
     return 0
 
