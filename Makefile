@@ -79,6 +79,23 @@ cluster-env: ## Print the shell lines that put this kubectl first on PATH and se
 	@$(PY) -m localkube env
 
 # ---------------------------------------------------------------------------------------------
+# The playground: control plane + Redis + operator in the background (queuejob_demo.playground)
+
+.PHONY: dev-up dev-down dev-env dev-status
+DEV_DIR ?= $(BUILD)/dev
+dev-up: install ## Start the playground in the background: control plane, Redis and the operator (state in .build/dev)
+	$(PY) -m queuejob_demo.playground up --dir $(DEV_DIR)
+
+dev-down: ## Stop the playground and remove .build/dev
+	$(PY) -m queuejob_demo.playground down --dir $(DEV_DIR)
+
+dev-env: ## Print the shell lines that put kubectl and the plugin on PATH and set KUBECONFIG for the playground
+	@$(PY) -m queuejob_demo.playground env --dir $(DEV_DIR)
+
+dev-status: ## Pids and health of the playground's processes
+	$(PY) -m queuejob_demo.playground status --dir $(DEV_DIR)
+
+# ---------------------------------------------------------------------------------------------
 # The two commands of the README
 
 .PHONY: test demo

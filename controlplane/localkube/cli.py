@@ -37,7 +37,9 @@ def _running(state: ClusterState | None) -> bool:
     return state is not None and is_ours(state.supervisor_pid, state.cluster_id)
 
 
-def cmd_up(state_dir: Path, node: NodeKind = "agent", nodes: int = 0) -> int:
+def cmd_up(
+    state_dir: Path, node: NodeKind = "agent", nodes: int = 0, *, show_use: bool = True
+) -> int:
     state = ClusterState.load(state_dir)
     if _running(state):
         print(f"localkube: already running (state in {state_dir}); `localkube down` stops it")
@@ -103,7 +105,8 @@ def cmd_up(state_dir: Path, node: NodeKind = "agent", nodes: int = 0) -> int:
         time.sleep(0.2)
     print(f"localkube: up in {time.monotonic() - began:.1f}s (API server {state.server})")
     print(f"localkube: kubeconfig {state.kubeconfig}")
-    print('localkube: use it with:  eval "$(make cluster-env)"  (or `.venv/bin/localkube env`)')
+    if show_use:
+        print('localkube: use it with:  eval "$(make cluster-env)"  (or `.venv/bin/localkube env`)')
     return 0
 
 
