@@ -146,18 +146,19 @@ async def ensure_job(body: dict[str, Any]) -> dict[str, Any]:
     return await asyncio.to_thread(call)
 
 
+def _get_or_none(path: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """GET the object at ``path`` (blocking): the object, or None if it does not exist."""
+    try:
+        return request("GET", path, namespace=namespace, name=name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
 async def read_job(namespace: str, name: str) -> dict[str, Any] | None:
     """The Job as a dict, or None if it does not exist."""
-
-    def call() -> dict[str, Any] | None:
-        try:
-            return request("GET", JOB, namespace=namespace, name=name)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    return await asyncio.to_thread(call)
+    return await asyncio.to_thread(_get_or_none, JOB, namespace, name)
 
 
 async def patch_job(namespace: str, name: str, patch: dict[str, Any]) -> bool:
@@ -269,16 +270,7 @@ async def read_configmap_key(namespace: str, name: str, key: str) -> str:
 
 async def read_secret(namespace: str, name: str) -> dict[str, str] | None:
     """The decoded data of Secret ``name`` (undecodable values dropped), or None if absent."""
-
-    def call() -> dict[str, Any] | None:
-        try:
-            return request("GET", SECRET, namespace=namespace, name=name)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    obj = await asyncio.to_thread(call)
+    obj = await asyncio.to_thread(_get_or_none, SECRET, namespace, name)
     if obj is None:
         return None
     data: dict[str, str] = {}

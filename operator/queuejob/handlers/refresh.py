@@ -294,34 +294,29 @@ async def refresh(
             settings=runtime.settings,
             work=stats.pending + stats.delayed + stats.leased,
         )
-    elif (
-        job is not None
-        and not stats.done
-        and (rewritten or not credentials.job_is_current(job, target))
-    ):
-        job = await operate.restart_workers(
-            body,
-            qspec,
-            job,
-            queue=queue_name,
-            target=target,
-            settings=runtime.settings,
-            logger=logger,
-            work=stats.pending + stats.delayed + stats.leased,
-            why="its workers move to the QueueJob's own Redis user",
-        )
-    elif operate.restart_due(job, stats.done, reopened):
-        assert job is not None
-        job = await operate.restart_workers(
-            body,
-            qspec,
-            job,
-            queue=queue_name,
-            target=target,
-            settings=runtime.settings,
-            logger=logger,
-            work=stats.pending + stats.delayed + stats.leased,
-        )
+    else:
+        why = None
+        if (
+            job is not None
+            and not stats.done
+            and (rewritten or not credentials.job_is_current(job, target))
+        ):
+            why = "its workers move to the QueueJob's own Redis user"
+        elif operate.restart_due(job, stats.done, reopened):
+            why = "the queue has work again"
+        if why is not None:
+            assert job is not None
+            job = await operate.restart_workers(
+                body,
+                qspec,
+                job,
+                queue=queue_name,
+                target=target,
+                settings=runtime.settings,
+                logger=logger,
+                work=stats.pending + stats.delayed + stats.leased,
+                why=why,
+            )
     active = jobstatus.active_workers(job)
     scale_down_in = await autoscale.sync_workers(
         writer,
