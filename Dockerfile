@@ -15,8 +15,11 @@
 #   builder - checks that the base's Python is one requirements.lock is valid for (its "# python:"
 #             line), then makes a virtualenv /opt/venv holding exactly the locked runtime
 #             dependencies (binary wheels, --no-deps, then `pip check`) plus this project's own
-#             wheel (built with the pinned setuptools below); pip and setuptools are then removed
-#             from it, so its distributions are exactly the lock plus queuejob-operator;
+#             wheel (built with the pinned setuptools below); the parts of the `kubernetes`
+#             client the image never imports are pruned (prune_kubernetes.py: the asyncio twin,
+#             unused generated API and model modules, the package's tests), then pip and
+#             setuptools are removed, so its distributions are exactly the lock plus
+#             queuejob-operator;
 #   runtime - the same base minus its own pip/setuptools/wheel (if any), plus /opt/venv: no
 #             compiler, no build backend, no pip, no source tree. Numeric non-root user 10001.
 #
@@ -55,8 +58,13 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator/queuejob ./operator/queuejob
 COPY operator/workqueue ./operator/workqueue
+# The generated `kubernetes` client is ~125 MB, of which the image uses one API class and a few
+# models: the rest goes (prune_kubernetes.py finds what the image imports; --check re-imports it).
+COPY controlplane/images/prune_kubernetes.py /src/
 RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /dist . \
  && /opt/venv/bin/pip install --no-deps /dist/*.whl \
+ && /opt/venv/bin/python /src/prune_kubernetes.py \
+ && /opt/venv/bin/python /src/prune_kubernetes.py --check \
  && /opt/venv/bin/pip check \
  && /opt/venv/bin/queuejob --help >/dev/null \
  && /opt/venv/bin/python -m pip uninstall --yes pip setuptools

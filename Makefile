@@ -68,8 +68,9 @@ controlplane-check: controlplane ## go vet + go test of the control-plane module
 
 .PHONY: cluster-up cluster-down cluster-env
 NODE ?= agent
-cluster-up: controlplane ## Start etcd, kube-apiserver, controller-manager, scheduler and the node agent (NODE=kubelet: a real node, root)
-	$(PY) -m localkube up --node=$(NODE)
+NODES ?= 0
+cluster-up: controlplane ## Start etcd, kube-apiserver, controller-manager, scheduler and the node agent (NODE=kubelet: a real node; NODES=3: three real nodes in network namespaces; root)
+	$(PY) -m localkube up --node=$(NODE) --nodes=$(NODES)
 
 cluster-down: ## Stop the local control plane and remove its state
 	$(PY) -m localkube down
@@ -78,20 +79,47 @@ cluster-env: ## Print the shell lines that put this kubectl first on PATH and se
 	@$(PY) -m localkube env
 
 # ---------------------------------------------------------------------------------------------
+# The playground: control plane + Redis + operator in the background (queuejob_demo.playground)
+
+.PHONY: dev-up dev-down dev-env dev-status
+DEV_DIR ?= $(BUILD)/dev
+dev-up: install ## Start the playground in the background: control plane, Redis and the operator (state in .build/dev)
+	$(PY) -m queuejob_demo.playground up --dir $(DEV_DIR)
+
+dev-down: ## Stop the playground and remove .build/dev
+	$(PY) -m queuejob_demo.playground down --dir $(DEV_DIR)
+
+dev-env: ## Print the shell lines that put kubectl and the plugin on PATH and set KUBECONFIG for the playground
+	@$(PY) -m queuejob_demo.playground env --dir $(DEV_DIR)
+
+dev-status: ## Pids and health of the playground's processes
+	$(PY) -m queuejob_demo.playground status --dir $(DEV_DIR)
+
+# ---------------------------------------------------------------------------------------------
 # The two commands of the README
 
 .PHONY: test demo
-# Two pytest runs: everything but the real-node tests on the node agent, then (root) ONE real node
-# (kubelet + containerd) shared by the real-node tests and the e2e suite against the operator
-# deployed in-cluster as `make deploy-local` does (--cluster=local-kubelet). test_e2e_failover
-# builds its own private control plane whatever --cluster says, so the first run covers it.
-# REALNODE_TESTS= (empty) skips the second run.
-REALNODE_TESTS ?= tests/controlplane/test_cp_realnode.py tests/e2e tests/manifests/test_mf_deploy_realnode.py tests/manifests/test_mf_rbac_pod.py tests/manifests/test_mf_redis_cluster_realnode.py
-test: install lint controlplane-check images ## Lint, Go checks, images (Docker), then pytest: the suite on the node agent, then the real-node tests and e2e on one real node (.ci/run)
-	$(PY) -m pytest -m "not realnode" $(PYTEST_ARGS)
+# Two pytest runs. 1: everything but the real-node tests, on the node agent (no root needed); of
+# the e2e suite only E2E_ON_AGENT: E2E_AGENT_ONLY build private control planes or node agents of
+# their own whatever --cluster says, test_e2e_lifecycle is a smoke test of the operator as a local
+# process.
+# 2 (root): the real-node tests and the whole e2e suite (but E2E_AGENT_ONLY) ONCE, on TEST_NODES real
+# nodes, each in a network namespace of its own (--cluster=local-kubelet --nodes=3), against the
+# operator deployed in-cluster as `make deploy-local` does; test_cp_realnode and the deploy tests
+# also start the one host-network real node. REALNODE_TESTS= (empty) skips the second run.
+# test_e2e_node_agent_loss plays a lost node with a second node agent: node agent only (run 1).
+E2E_AGENT_ONLY = tests/e2e/test_e2e_failover.py tests/e2e/test_e2e_status_events.py \
+  tests/e2e/test_e2e_node_agent_loss.py
+E2E_ON_AGENT ?= $(E2E_AGENT_ONLY) tests/e2e/test_e2e_lifecycle.py
+E2E_ONLY_ON_NODES = $(filter-out $(E2E_ON_AGENT),$(sort $(wildcard tests/e2e/test_e2e_*.py)))
+TEST_NODES ?= 3
+REALNODE_TESTS ?= tests/controlplane/test_cp_realnode.py tests/controlplane/test_cp_multinode.py tests/e2e tests/manifests/test_mf_deploy_realnode.py tests/manifests/test_mf_rbac_pod.py tests/manifests/test_mf_redis_cluster_realnode.py
+test: install lint controlplane-check images ## Lint, Go checks, images (Docker), then pytest: the suite on the node agent (e2e smoke only), then the real-node tests and the e2e suite on 3 real nodes (.ci/run)
+	$(PY) -m pytest -m "not realnode" $(addprefix --ignore=,$(E2E_ONLY_ON_NODES)) $(PYTEST_ARGS)
 	@if [ -n "$(strip $(REALNODE_TESTS))" ]; then \
-	  echo "==> the real node: $(REALNODE_TESTS) (pytest --cluster=local-kubelet)"; \
-	  $(PY) -m pytest --cluster=local-kubelet --ignore=tests/e2e/test_e2e_failover.py $(REALNODE_TESTS); \
+	  echo "==> real nodes: $(REALNODE_TESTS) (pytest --cluster=local-kubelet --nodes=$(TEST_NODES))"; \
+	  $(PY) -m pytest --cluster=local-kubelet --nodes=$(TEST_NODES) \
+	    $(addprefix --ignore=,$(E2E_AGENT_ONLY)) $(REALNODE_TESTS); \
 	fi
 
 demo: install ## Run the demo: control plane + Redis + operator + an example QueueJob, with live progress
@@ -100,13 +128,13 @@ demo: install ## Run the demo: control plane + Redis + operator + an example Que
 # ---------------------------------------------------------------------------------------------
 # Quality and benchmarks
 
-.PHONY: lint bench-queue bench-cluster bench-operator bench-million bench-podstart
+.PHONY: lint bench-queue bench-cluster bench-operator bench-million bench-podstart bench-nodeloss bench-multinode
 lint: install-python ## ruff and mypy
 	$(VENV)/bin/ruff check operator controlplane tests benchmarks
 	$(VENV)/bin/ruff format --check operator controlplane tests benchmarks
 	$(VENV)/bin/mypy
 
-bench-queue: install ## Redis queue throughput: ours (single, batched) vs the docs' algorithm, 1/4/16 workers
+bench-queue: install ## Redis queue throughput: ours (single, batched) vs the docs' algorithm, 1/4/16 workers; cost of the per-queue ACL user
 	$(PY) benchmarks/bench_queue.py
 
 bench-cluster: install ## Queue on one server and a Redis Cluster: declared vs derived script keys, WAIT 1
@@ -117,6 +145,12 @@ bench-million: install ## One queue of 1,000,000 items: seed time, B/item, refre
 
 bench-podstart: install ## Pod start latency (create -> Running): the real node (kubelet + containerd, root) vs the node agent
 	$(PY) benchmarks/bench_podstart.py
+
+bench-nodeloss: install ## A lost node: seconds until its worker slots work again (drain, Node kept, Node deleted), lost-node handling off vs on
+	$(PY) benchmarks/bench_nodeloss.py
+
+bench-multinode: install ## 3 real nodes in network namespaces vs the one host-network real node: start, memory, pod start per node (root)
+	$(PY) benchmarks/bench_multinode.py
 
 bench-operator: install ## 200 QueueJobs to Running: operator vs a no-kopf floor; API requests and peak RSS
 	$(PY) benchmarks/bench_operator.py
@@ -216,10 +250,10 @@ kind-down: docker-check $(KIND) ## Delete the kind cluster "queuejob"
 	rm -f $(KIND_KUBECONFIG)
 
 # make deploy / undeploy go to "the current cluster": DEPLOY_TARGET=local when this checkout's real
-# node runs (`make cluster-up NODE=kubelet`: its containerd socket exists), else kind. Override with
+# node runs (`make cluster-up NODE=kubelet` or NODES=N: a containerd socket exists), else kind. Override with
 # DEPLOY_TARGET=kind|local. local: both images imported into the node's containerd (k8s.io),
 # manifests/deploy-local applied, Secret redis-auth created when absent, both rollouts awaited.
-DEPLOY_TARGET ?= $(if $(wildcard $(BUILD)/cluster/containerd/containerd.sock),local,kind)
+DEPLOY_TARGET ?= $(if $(wildcard $(BUILD)/cluster/containerd/containerd.sock $(BUILD)/cluster/nodes/*/containerd/containerd.sock),local,kind)
 
 deploy: deploy-$(DEPLOY_TARGET) ## Deploy to the current cluster: the local real node if it runs, else kind (DEPLOY_TARGET=kind|local)
 

@@ -6,7 +6,8 @@ password) and, on each backend:
 1. **Seed** ``--items`` (default 1,000,000) items:
    - ``range``: ``LeaseQueue.seed_range`` (what the operator does for ``spec.itemsFrom.range``:
      Redis generates the indices, 2000 per script call, each chunk atomic with a resume cursor;
-     every item also goes into the queue's ``seen`` set, which makes seeding idempotent);
+     the cursor also makes seeding idempotent: range items are not listed in the ``seen`` set,
+     so a pending range item costs only its list entry);
    - ``list``: ``LeaseQueue.seed`` of the same items sent by the client (1000 per call; the path
      of ``spec.items`` and ``configMapKeyRef``);
    - ``docs`` (baseline): the Kubernetes docs' rediswq seeding, ``RPUSH`` 1000 items per round
@@ -34,7 +35,8 @@ password) and, on each backend:
 
 The machine is shared (2 cores): figures vary between runs; ratios measured in the same run are
 what to compare. Run: ``make bench-million`` or
-``.venv/bin/python benchmarks/bench_million.py [--items N] [--drain-items N] [--quick]``.
+``.venv/bin/python benchmarks/bench_million.py [--items N] [--drain-items N] [--quick]``;
+``--seed-only`` runs step 1 alone (seed times and bytes per item, both backends).
 """
 
 from __future__ import annotations
@@ -241,6 +243,9 @@ def run_backend(
             f" {per_item:7.1f} B/item",
             flush=True,
         )
+    if args.seed_only:
+        client.close()
+        return {"seeds": seeds}
     drains: dict[tuple[str, int], tuple[int, float]] = {}
     modes = [m for m in DRAIN_MODES if m != "docs" or name == "server"]
     node = node_of(client, LeaseQueue(client, "million").keys()[0])
@@ -283,6 +288,8 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
                 f"  {backend:7} {way:6} {seconds:8.2f} {n / seconds:12,.0f} "
                 f"{docs_seed[0] / seconds:7.2f}x {per_item:8.1f} {per_item / docs_seed[1]:9.2f}x"
             )
+    if args.seed_only:
+        return
     for backend, res in results.items():
         seeded = res["seeds"]["range"][1]
         print(
@@ -332,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, nargs="*", default=list(WORKERS))
     parser.add_argument("--refresh-calls", type=int, default=200)
     parser.add_argument("--quick", action="store_true", help="100k items, 3200 drained")
+    parser.add_argument("--seed-only", action="store_true", help="only step 1 (seed, B/item)")
     args = parser.parse_args(argv)
     if args.quick:
         args.items, args.drain_items, args.refresh_calls = 100_000, 3200, 50

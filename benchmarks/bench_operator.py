@@ -9,12 +9,25 @@ Jobs' pods stay Pending, so only the API work is measured) and one password-prot
 - **operator**: ``queuejob operator`` (kopf, default settings, loopback endpoints) watches a
   namespace; the benchmark creates N QueueJobs (3 small items each, ``suspend: false``) from
   ``--concurrency`` threads and waits until every one has phase Running (or later);
-- **floor**: the same N QueueJobs created the same way, but right after each create the same
-  thread does what the operator must do, plainly, with the ``kubernetes`` client and
-  ``workqueue``: add the cleanup finalizer, configure and seed the Redis queue, create the
-  Secret and the Job (the operator's own manifests, ``queuejob.jobs``), post one Event for the
-  phase change and patch the status to Running (the issue asks for an Event on every phase
-  change, and for a finalizer that removes the Redis keys).
+- **floor**: the same N QueueJobs created the same way, reconciled by a minimal controller
+  without kopf: one watch of the namespace feeds a pool of ``--concurrency`` worker threads
+  (like a client-go controller's workers), and each new QueueJob gets what the operator must
+  do, plainly, with the ``kubernetes`` client and ``workqueue``: add the cleanup finalizer,
+  configure and seed the Redis queue, create the Secret and the Job (the operator's own
+  manifests, ``queuejob.jobs``), post one Event for the phase change and patch the status to
+  Running (an Event on every phase change, and a finalizer that removes the Redis keys).
+
+Arrivals: closed loop by default (``--concurrency`` threads create as fast as they can); with
+``--rate R`` (repeatable: one pair of runs per rate) open loop: the QueueJobs arrive at R per
+second whatever happens to the earlier ones, for both runs. The achieved rate to Running
+(QueueJobs / time from the first create to the last Running) is the capacity when it falls
+short of R.
+
+``--fairness`` runs the operator alone with two namespaces: A creates ``--count`` QueueJobs as
+fast as ``--concurrency`` threads can while B creates one every 2 s until A's are all Running;
+printed: B's creation->Running p50/p95/max (and A's time). ``--operator-env
+PYTHONPATH=/other/checkout/operator`` runs another checkout's operator code (e.g. main) under
+the same benchmark.
 
 Both runs observe "Running" the same way (one watch). Printed per run: the time from the first
 create to the last QueueJob Running, per-QueueJob latency (p50/p95/max), and the API requests per
@@ -57,6 +70,7 @@ import datetime
 import json
 import os
 import pathlib
+import queue
 import signal
 import statistics
 import subprocess
@@ -383,6 +397,105 @@ def floor_reconcile(
     return reconcile
 
 
+class FloorController:
+    """The floor as a controller: a watch of new QueueJobs feeding ``workers`` threads."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        reconcile: Callable[[dict[str, Any]], None],
+        workers: int,
+    ) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.reconcile = reconcile
+        self.todo: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.errors: list[str] = []
+        self._seen: set[str] = set()
+        self._watch = watch.Watch()  # type: ignore[no-untyped-call]
+        self._stopped = False
+        self._ready = threading.Event()
+        self._threads = [threading.Thread(target=self._watcher, daemon=True)] + [
+            threading.Thread(target=self._worker, daemon=True) for _ in range(workers)
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+        self._ready.wait(10)
+
+    def _watcher(self) -> None:
+        objects = client.CustomObjectsApi(self.api)
+        listing: Any = objects.list_namespaced_custom_object(
+            naming.GROUP, naming.VERSION, self.namespace, naming.PLURAL
+        )
+        rv = listing["metadata"]["resourceVersion"]
+        self._ready.set()
+        while not self._stopped:
+            try:
+                for event in self._watch.stream(  # type: ignore[no-untyped-call]
+                    objects.list_namespaced_custom_object,
+                    naming.GROUP, naming.VERSION, self.namespace, naming.PLURAL,
+                    resource_version=rv, timeout_seconds=300,
+                ):  # fmt: skip
+                    obj = event["object"]
+                    rv = obj["metadata"]["resourceVersion"]
+                    uid = obj["metadata"]["uid"]
+                    if event["type"] == "ADDED" and uid not in self._seen:
+                        self._seen.add(uid)
+                        if not (obj.get("status") or {}).get("phase"):
+                            self.todo.put(obj)
+            except Exception:  # a broken stream: resume from the last resourceVersion
+                time.sleep(0.1)
+
+    def _worker(self) -> None:
+        while (body := self.todo.get()) is not None:
+            try:
+                self.reconcile(body)
+            except Exception as exc:
+                self.errors.append(f"{body['metadata']['name']}: {exc}")
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._watch.stop()  # type: ignore[no-untyped-call]
+        for _ in self._threads[1:]:
+            self.todo.put(None)
+
+
+def create_at_rate(
+    api: client.ApiClient, namespace: str, names: Sequence[str], items: int, rate: float
+) -> dict[str, float]:
+    """Open loop: create ``names`` at ``rate`` per second, whatever the earlier ones do."""
+    objects = client.CustomObjectsApi(api)
+    created_at: dict[str, float] = {}
+
+    def one(name: str) -> None:
+        created_at[name] = time.time()
+        objects.create_namespaced_custom_object(
+            naming.GROUP, naming.VERSION, namespace, naming.PLURAL, queuejob_body(name, items)
+        )
+
+    start = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max(4, int(rate))) as pool:
+        futures = []
+        for i, name in enumerate(names):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            futures.append(pool.submit(one, name))
+        for future in futures:
+            future.result()
+    return created_at
+
+
+def create(args: argparse.Namespace, api: client.ApiClient, ns: str, names: Sequence[str]) -> Any:
+    """Create ``names`` closed loop (``--concurrency`` threads) or at ``args.rate``."""
+    if args.rate:
+        return create_at_rate(api, ns, names, args.items, args.rate)
+    return create_all(api, ns, names, args.items, args.concurrency)
+
+
 # ------------------------------------------------------------------------------------- audit
 def count_requests(
     audit_log: pathlib.Path, since: float, until: float, accept: Callable[[dict[str, Any]], bool]
@@ -559,17 +672,23 @@ def run_floor(args: argparse.Namespace, work: pathlib.Path) -> RunResult:
         rw = RunningWatch(setup, ns)
         rw.start()
         reconcile = floor_reconcile(floor_api, redis_server, "queuejob:dev")
-        log(f"  [{label}] creating {args.count} QueueJobs; the floor reconciles each directly")
+        controller = FloorController(floor_api, ns, reconcile, args.concurrency)
+        controller.start()
+        log(f"  [{label}] creating {args.count} QueueJobs; the floor's controller reconciles")
+
+        def check() -> None:
+            if controller.errors:
+                raise RuntimeError(f"floor reconcile failed: {controller.errors[:3]}")
+
         cpu = CpuMeter()
         with RssSampler(os.getpid(), tree=False) as rss:
             cpu.begin()
             began = time.time()
-            created_at = create_all(
-                setup, ns, names, args.items, args.concurrency, per_object=reconcile
-            )
-            ended = wait_running(rw, names, label, args.timeout, lambda: None)
+            created_at = create(args, setup, ns, names)
+            ended = wait_running(rw, names, label, args.timeout, check)
             cpu.end()
         rw.stop()
+        controller.stop()
         result = RunResult(label, args.count, began, created_at, dict(rw.running_at), ended)
         result.rss, result.cpu = rss, cpu
         time.sleep(0.5)  # let the audit log catch up with the last responses
@@ -603,7 +722,7 @@ def run_operator(args: argparse.Namespace, work: pathlib.Path) -> RunResult:
             with profiled(operator.pid, args.profile):
                 cpu.begin()
                 began = time.time()
-                created_at = create_all(setup, ns, names, args.items, args.concurrency)
+                created_at = create(args, setup, ns, names)
                 ended = wait_running(rw, names, label, args.timeout, operator.check)
                 cpu.end()
                 rss_running = rss.current
@@ -625,6 +744,66 @@ def run_operator(args: argparse.Namespace, work: pathlib.Path) -> RunResult:
             is_operator_request,
         )
     return result
+
+
+def run_fairness(args: argparse.Namespace, work: pathlib.Path) -> list[str]:
+    """Namespace A floods, namespace B creates one QueueJob every 2 s: B's latency."""
+    label, flood_ns, single_ns = "fairness", "bench-a", "bench-b"
+    flood = [f"qj-{i:04d}" for i in range(args.count)]
+    with audited_cluster(work, label) as (cluster, _), RedisServer() as redis_server:
+        setup = api_client(cluster.kubeconfig, BENCH_AGENT, args.concurrency + 4)
+        demo_kube.apply_crd(setup)
+        for ns in (flood_ns, single_ns):
+            demo_kube.ensure_namespace(setup, ns)
+        operator = OperatorProcess(
+            cluster.kubeconfig,
+            redis_url=f"redis://127.0.0.1:{redis_server.port}/0",
+            redis_password=redis_server.password,
+            log_file=work / "operator-fairness.log",
+            namespaces=(flood_ns, single_ns),
+            extra_env=dict(kv.split("=", 1) for kv in args.operator_env),
+        )
+        with operator:
+            flood_watch, single_watch = (
+                RunningWatch(setup, flood_ns),
+                RunningWatch(setup, single_ns),
+            )
+            flood_watch.start()
+            single_watch.start()
+            singles: dict[str, float] = {}
+            objects = client.CustomObjectsApi(setup)
+            began = time.time()
+            creator = threading.Thread(
+                target=create_all,
+                args=(setup, flood_ns, flood, args.items, args.concurrency),
+                daemon=True,
+            )
+            creator.start()
+            i = 0
+            while i == 0 or sum(1 for n in flood if n in flood_watch.running_at) < len(flood):
+                name = f"b-{i:03d}"
+                singles[name] = time.time()
+                objects.create_namespaced_custom_object(
+                    naming.GROUP, naming.VERSION, single_ns, naming.PLURAL,
+                    queuejob_body(name, args.items),
+                )  # fmt: skip
+                i += 1
+                operator.check()
+                if time.time() - began > args.timeout:
+                    raise TimeoutError(f"[{label}] A not all Running in {args.timeout}s")
+                time.sleep(2)
+            creator.join()
+            flood_done = max(flood_watch.running_at.values()) - began
+            wait_running(single_watch, list(singles), label, args.timeout, operator.check)
+            flood_watch.stop()
+            single_watch.stop()
+    lat = sorted(single_watch.running_at[n] - singles[n] for n in singles)
+    return [
+        f"fairness: A created {len(flood)} QueueJobs ({args.concurrency} threads), all Running "
+        f"in {flood_done:.2f}s; B created {len(lat)}, one every 2 s meanwhile",
+        f"  B creation->Running p50 {statistics.median(lat):.2f}s p95 "
+        f"{_percentile(lat, 0.95):.2f}s max {lat[-1]:.2f}s",
+    ]
 
 
 # ------------------------------------------------------------------------------------- steady
@@ -886,7 +1065,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-floor", action="store_true", help="skip the floor run (profiling only) [off]"
     )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        action="append",
+        default=[],
+        help="open loop: QueueJobs arrive at this many per second (repeatable: one operator "
+        "and one floor run per rate) [closed loop]",
+    )
+    parser.add_argument(
+        "--fairness",
+        action="store_true",
+        help="the fairness scenario (operator only): A floods --count, B one every 2 s [off]",
+    )
     args = parser.parse_args(argv)
+    rates: list[float] = args.rate
+    args.rate = None
+    if args.fairness:
+        log(f"bench-operator fairness: A {args.count} QueueJobs at once, B one every 2 s")
+        args.log_dir.mkdir(parents=True, exist_ok=True)
+        for line in run_fairness(args, args.log_dir):
+            log(line)
+        return 0
+    if rates:
+        args.log_dir.mkdir(parents=True, exist_ok=True)
+        summary = []
+        for rate in rates:
+            args.rate = rate
+            log(f"open loop at {rate:g}/s: {args.count} QueueJobs, floor then operator")
+            fl = run_floor(args, args.log_dir)
+            op = run_operator(args, args.log_dir)
+            for line in describe(fl) + describe(op):
+                log(line)
+            lo, lf = op.latencies(), fl.latencies()
+            summary.append(
+                f"  {rate:6g}/s  operator {op.count / op.seconds:6.1f}/s p50 "
+                f"{statistics.median(lo):6.2f}s p95 {_percentile(lo, 0.95):6.2f}s | floor "
+                f"{fl.count / fl.seconds:6.1f}/s p50 {statistics.median(lf):6.2f}s p95 "
+                f"{_percentile(lf, 0.95):6.2f}s | ratio capacity "
+                f"{(op.count / op.seconds) / (fl.count / fl.seconds):.2f}x p95 "
+                f"{_percentile(lo, 0.95) / _percentile(lf, 0.95):.2f}x"
+            )
+        log("open loop summary (achieved rate to Running = first create to last Running):")
+        for line in summary:
+            log(line)
+        return 0
 
     log(f"bench-operator: {args.count} QueueJobs x {args.items} items, creation -> Running")
     work: pathlib.Path = args.log_dir

@@ -13,8 +13,8 @@ seconds, a queue that drains and refills. Sampled every second: the table of
 Events, the worker pods started (each scale-up starts pods; each scale-down stops workers, whose
 items go back to the queue) and the time from the first burst to 5 Running workers, with ratios
 to the first window (the baseline, 0 = no stabilization). The bursts must come before the queue
-drains: items added to a QueueJob that already finished are not worked on (issue 12's "safe
-additions", not this script's subject).
+drains: items added straight to the queue of a QueueJob that already finished are not worked on
+(`kubectl queuejob add` re-creates the Job for them; not this script's subject).
 """
 
 from __future__ import annotations

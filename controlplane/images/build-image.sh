@@ -72,4 +72,8 @@ echo "==> building $image on $base with $builder"
 start=$SECONDS
 docker build "${progress[@]}" --build-arg "PYTHON_IMAGE=$base" -t "$image" .
 size=$(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.0f MB", $1/1e6}')
-echo "==> built $image in $((SECONDS - start)) s: $size, base $base"
+base_size=$(docker image inspect -f '{{.Size}}' "$base" | awk '{printf "%.0f MB", $1/1e6}')
+venv_size=$(docker run --rm --network none --entrypoint sh "$image" \
+    -c 'du -sk /opt/venv; du -sk /opt/venv/lib/python3*/site-packages/kubernetes' \
+  | awk '{printf "%s%.0f MB", (NR > 1 ? ", kubernetes " : ""), $1 * 1024 / 1e6}')
+echo "==> built $image in $((SECONDS - start)) s: $size (base $base_size, /opt/venv $venv_size), base $base"

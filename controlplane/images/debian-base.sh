@@ -12,7 +12,8 @@
 #     current packages are taken, and their exact versions are written to /etc/image-packages in
 #     the image and shown by `docker run --rm TAG cat /etc/image-packages`;
 #   - file dates are clamped to SOURCE_DATE_EPOCH (default: the newest commit's date) and docs,
-#     man pages, locales, apt lists and caches are left out, so the image is small;
+#     man pages, locales, apt lists and caches are left out, and /usr is merged without the
+#     usrmerge package (and the perl it needs), so the image is small;
 #   - the image is rebuilt only when this script, the suite, the pin or the package list change
 #     (a label holds their hash).
 set -euo pipefail
@@ -42,10 +43,17 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 include=$(IFS=,; echo "${packages[*]}")
+# Merged /usr the way debootstrap makes it (symlinks + usr-is-merged). Without this hook apt
+# satisfies bookworm's "usrmerge | usr-is-merged" with usrmerge, which pulls in all of perl
+# (~50 MB that nothing in the image uses); perl-base, which dpkg needs, stays.
+hooks=()
+if [ -d /usr/share/mmdebstrap/hooks/merged-usr ]; then
+  hooks=(--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr)
+fi
 echo "==> building $tag from Debian $suite${snapshot:+ (snapshot $snapshot)}: minbase + ${include:-nothing}"
 start=$SECONDS
 # mmdebstrap prints one line per step (download, unpack, configure); that is the progress shown.
-mmdebstrap --variant=minbase --mode=root --format=tar ${include:+--include="$include"} \
+mmdebstrap --variant=minbase --mode=root --format=tar ${include:+--include="$include"} "${hooks[@]}" \
   --dpkgopt='path-exclude=/usr/share/man/*' \
   --dpkgopt='path-exclude=/usr/share/doc/*' \
   --dpkgopt='path-include=/usr/share/doc/*/copyright' \

@@ -4,7 +4,8 @@
   in the background (owned by a supervisor process), wait until ready, print timing and how to use
   it. Exit status 1 (and the failing component's log tail) when it cannot start.
   ``up --node=kubelet`` runs a real node instead of the node agent: containerd, kubelet and
-  kube-proxy (root only; see :mod:`localkube.realnode`).
+  kube-proxy (root only; see :mod:`localkube.realnode`). ``up --nodes=N`` runs N such nodes,
+  each in a network namespace of its own (root only; see :mod:`localkube.multinode`).
 - ``env``: shell lines putting this checkout's kubectl first on PATH and setting KUBECONFIG.
 - ``status``: each component's pid, liveness and resident memory; exit status 1 if one is down.
 - ``down``: stop everything (SIGTERM, then SIGKILL), sweep leftovers (a real node's pods, mounts,
@@ -36,14 +37,19 @@ def _running(state: ClusterState | None) -> bool:
     return state is not None and is_ours(state.supervisor_pid, state.cluster_id)
 
 
-def cmd_up(state_dir: Path, node: NodeKind = "agent") -> int:
+def cmd_up(
+    state_dir: Path, node: NodeKind = "agent", nodes: int = 0, *, show_use: bool = True
+) -> int:
     state = ClusterState.load(state_dir)
     if _running(state):
         print(f"localkube: already running (state in {state_dir}); `localkube down` stops it")
         return 0
     paths.require_binary()
-    if node == "kubelet" and (reason := realnode.unavailable_reason()):
-        print(f"localkube: --node=kubelet is not possible here: {reason}", file=sys.stderr)
+    if nodes < 0 or nodes > 100:
+        print(f"localkube: --nodes={nodes}: give 1 to 100 (0: one node, --node)", file=sys.stderr)
+        return 1
+    if (node == "kubelet" or nodes) and (reason := realnode.unavailable_reason()):
+        print(f"localkube: real nodes are not possible here: {reason}", file=sys.stderr)
         return 1
     if state is not None:  # stale state of a dead cluster: clean it first
         sweep(state.cluster_id)
@@ -62,6 +68,7 @@ def cmd_up(state_dir: Path, node: NodeKind = "agent") -> int:
                 "--state-dir",
                 str(state_dir),
                 f"--node={node}",
+                f"--nodes={nodes}",
             ],
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -98,7 +105,8 @@ def cmd_up(state_dir: Path, node: NodeKind = "agent") -> int:
         time.sleep(0.2)
     print(f"localkube: up in {time.monotonic() - began:.1f}s (API server {state.server})")
     print(f"localkube: kubeconfig {state.kubeconfig}")
-    print('localkube: use it with:  eval "$(make cluster-env)"  (or `.venv/bin/localkube env`)')
+    if show_use:
+        print('localkube: use it with:  eval "$(make cluster-env)"  (or `.venv/bin/localkube env`)')
     return 0
 
 
@@ -153,7 +161,10 @@ def cmd_down(state_dir: Path) -> int:
     leftovers = sweep(state.cluster_id)
     if leftovers:
         print(f"localkube: stopped {len(leftovers)} leftover process(es): {leftovers}")
-    if state.node == "kubelet":  # normally done by the supervisor; here if it died first
+    if state.nodes:  # normally done by the supervisor; here if it died first
+        for problem in _cleanup_multinode(state_dir):
+            print(f"localkube: node cleanup: {problem}")
+    elif state.node == "kubelet":  # likewise
         for problem in realnode.cleanup_if_owner(state_dir, paths.kube_local_binary()):
             print(f"localkube: node cleanup: {problem}")
     stray = [
@@ -167,18 +178,49 @@ def cmd_down(state_dir: Path) -> int:
     return 0
 
 
+def _cleanup_multinode(state_dir: Path) -> list[str]:
+    """Leftovers of a multi-node run whose supervisor died (its slot is still recorded)."""
+    import json
+
+    from localkube import netplan
+    from localkube.cluster import cleanup_multinode
+
+    try:
+        slot = int(json.loads((state_dir / "netplan.json").read_text())["slot"])
+    except (OSError, ValueError, KeyError):
+        return []
+    record = netplan.holder(slot)
+    if record is not None and record.get("state_dir") != str(state_dir):
+        return []  # the slot went to another run meanwhile: its state is not ours to touch
+    plan = netplan.NetPlan(slot)
+    problems = cleanup_multinode(state_dir, plan, paths.kube_local_binary())
+    netplan.release_slot(plan, state_dir)
+    return problems
+
+
 def cmd_deploy(state_dir: Path, manifests: Path, *, remove: bool) -> int:
     """``make deploy``/``undeploy`` on the running real node of ``state_dir``."""
     from localkube import containerd, deploy
 
-    layout = containerd.ContainerdLayout(state_dir / "containerd")
-    if not _running(ClusterState.load(state_dir)) or not layout.socket.exists():
+    state = ClusterState.load(state_dir)
+    layouts = [containerd.ContainerdLayout(state_dir / "containerd")]
+    if state is not None and state.nodes:
+        layouts = [
+            containerd.ContainerdLayout(directory / "containerd")
+            for directory in sorted((state_dir / "nodes").iterdir())
+        ]
+    if not _running(state) or not all(layout.socket.exists() for layout in layouts):
         print(
             f"localkube: no running real node in {state_dir}: `make cluster-up NODE=kubelet` first",
             file=sys.stderr,
         )
         return 1
     kubectl = [str(paths.kubectl_binary()), f"--kubeconfig={state_dir / 'kubeconfig'}"]
+
+    def import_everywhere(archive: Path) -> None:
+        for layout in layouts:
+            containerd.import_image(layout, archive)
+
     try:
         if remove:
             deploy.undeploy(kubectl, manifests)
@@ -187,7 +229,7 @@ def cmd_deploy(state_dir: Path, manifests: Path, *, remove: bool) -> int:
         times = deploy.deploy(
             kubectl,
             manifests,
-            lambda archive: containerd.import_image(layout, archive),
+            import_everywhere,
             progress=lambda message: print(f"==> {message}", flush=True),
         )
     except RuntimeError as exc:
@@ -213,6 +255,13 @@ def main(argv: list[str] | None = None) -> int:
         "with containerd (root), or none",
     )
     parser.add_argument(
+        "--nodes",
+        type=int,
+        default=0,
+        help="up: run N real nodes (kubelet + containerd + kube-proxy), each in a network "
+        "namespace of its own (root); 0 (default): one node as --node says",
+    )
+    parser.add_argument(
         "--state-dir",
         type=Path,
         default=None,
@@ -230,9 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "supervise":
             from localkube.supervisor import supervise
 
-            return supervise(state_dir, args.node)
+            return supervise(state_dir, args.node, args.nodes)
         if args.command == "up":
-            return cmd_up(state_dir, args.node)
+            return cmd_up(state_dir, args.node, args.nodes)
         if args.command in ("deploy", "undeploy"):
             manifests = args.manifests or paths.project_root() / "manifests" / "deploy-local"
             return cmd_deploy(state_dir, manifests, remove=args.command == "undeploy")

@@ -66,8 +66,9 @@ def write_image(binary: Path, archive: Path) -> str:
     return name
 
 
-def manifests(image: str) -> dict[str, Any]:
-    """Everything of the cluster DNS as one ``v1/List`` (for ``kubectl apply``)."""
+def manifests(image: str, dns_ip: str = hostnet.DNS_IP) -> dict[str, Any]:
+    """Everything of the cluster DNS as one ``v1/List`` (for ``kubectl apply``); the Service
+    gets ``dns_ip``."""
     labels = {"k8s-app": "kube-dns"}
     meta = {"name": NAME, "namespace": NAMESPACE, "labels": labels}
     restricted = {
@@ -150,7 +151,7 @@ def manifests(image: str) -> dict[str, Any]:
             "kind": "Service",
             "metadata": {"name": "kube-dns", "namespace": NAMESPACE, "labels": labels},
             "spec": {
-                "clusterIP": hostnet.DNS_IP,
+                "clusterIP": dns_ip,
                 "selector": labels,
                 "ports": [
                     {"name": "dns", "port": 53, "targetPort": CONTAINER_PORT, "protocol": "UDP"},
@@ -167,11 +168,11 @@ def manifests(image: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "List", "items": items}
 
 
-def deploy(kubectl: list[str], image: str) -> None:
+def deploy(kubectl: list[str], image: str, dns_ip: str = hostnet.DNS_IP) -> None:
     """``kubectl apply`` the manifests; ``kubectl`` is the command line up to the verb."""
     result = subprocess.run(
         [*kubectl, "apply", "-f", "-"],
-        input=json.dumps(manifests(image)),
+        input=json.dumps(manifests(image, dns_ip)),
         capture_output=True,
         text=True,
         check=False,

@@ -79,9 +79,18 @@ def etcd(binary: Path, data_dir: Path, ports: Ports) -> list[str]:
     ]
 
 
-def apiserver(binary: Path, pki: Pki, ports: Ports, *, real_node: bool = False) -> list[str]:
-    address = hostnet.NODE_IP if real_node else "127.0.0.1"
-    service_cidr = hostnet.SERVICE_CIDR if real_node else SERVICE_CIDR
+def apiserver(
+    binary: Path,
+    pki: Pki,
+    ports: Ports,
+    *,
+    real_node: bool = False,
+    address: str | None = None,
+    service_cidr: str | None = None,
+) -> list[str]:
+    """``address``/``service_cidr`` override the real node's (the multi-node cluster's own)."""
+    address = address or (hostnet.NODE_IP if real_node else "127.0.0.1")
+    service_cidr = service_cidr or (hostnet.SERVICE_CIDR if real_node else SERVICE_CIDR)
     if real_node:
         node_flags = ["--enable-admission-plugins=NodeRestriction"]
     else:
@@ -113,16 +122,33 @@ def apiserver(binary: Path, pki: Pki, ports: Ports, *, real_node: bool = False) 
 
 
 def controller_manager(
-    binary: Path, pki: Pki, kubeconfig: Path, *, real_node: bool = False
+    binary: Path,
+    pki: Pki,
+    kubeconfig: Path,
+    *,
+    real_node: bool = False,
+    multi_node: tuple[str, str] | None = None,
 ) -> list[str]:
+    """``multi_node`` = (cluster CIDR, Service CIDR) of a multi-node cluster, whose Nodes get
+    their podCIDR when localkube creates them (the routes between nodes are fixed), so
+    node-ipam does not allocate."""
     # The real node gets upstream's default controller set ("*": StatefulSet, DaemonSet,
     # CronJob, PV binding, node-ipam, node-lifecycle, CSR signing with the cluster CA, ...).
+    real_node = real_node or multi_node is not None
     controllers = ("*",) if real_node else CONTROLLERS
+    if multi_node is not None:
+        ipam = ["--allocate-node-cidrs=false", f"--cluster-cidr={multi_node[0]}"]
+        service_cidr = multi_node[1]
+    else:
+        ipam = [
+            "--allocate-node-cidrs=true",
+            f"--cluster-cidr={hostnet.POD_CIDR}",
+            f"--node-cidr-mask-size={hostnet.NODE_CIDR_MASK}",
+        ]
+        service_cidr = hostnet.SERVICE_CIDR
     node_flags = [
-        "--allocate-node-cidrs=true",
-        f"--cluster-cidr={hostnet.POD_CIDR}",
-        f"--node-cidr-mask-size={hostnet.NODE_CIDR_MASK}",
-        f"--service-cluster-ip-range={hostnet.SERVICE_CIDR}",
+        *ipam,
+        f"--service-cluster-ip-range={service_cidr}",
         f"--cluster-signing-cert-file={pki.ca.cert}",
         f"--cluster-signing-key-file={pki.ca.key}",
     ]

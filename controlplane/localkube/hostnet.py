@@ -26,7 +26,8 @@ Guarantees:
 - pod-to-pod traffic (also through a Service) is accepted in the filter table's FORWARD chain
   (:data:`FORWARD_CHAIN`), whatever its policy: Docker, when running, sets it to DROP;
 - the sysctls the node components change (:data:`SYSCTLS`: forwarding, bridge netfilter, and the
-  kernel tunables the kubelet sets) are recorded before start and restored by :func:`teardown`;
+  kernel tunables the kubelet sets) are recorded before start and restored by :func:`teardown`
+  (unless a multi-node run, :mod:`localkube.netplan`, is live: the last run restores them);
 - :func:`teardown` is idempotent and removes both links and both chains.
 """
 
@@ -38,6 +39,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from localkube.netplan import live_slots
 from localkube.process import alive, start_time
 
 POD_CIDR = "10.213.0.0/16"
@@ -198,6 +200,8 @@ def teardown(state_dir: Path) -> list[str]:
     try:
         snapshot = json.loads((state_dir / SNAPSHOT).read_text())
     except (OSError, ValueError):
+        snapshot = {}
+    if live_slots():  # a multi-node run still needs forwarding: it restores them when it ends
         snapshot = {}
     for name, value in snapshot.items():
         if read_sysctl(name) != value:

@@ -40,12 +40,17 @@ def kubelet_config(
     runtime_endpoint: str,
     pod_logs_dir: Path,
     cluster_dns: list[str] | None = None,
+    address: str = hostnet.NODE_IP,
+    cgroup_root: str | None = None,
 ) -> dict[str, Any]:
-    """The kubelet's ``KubeletConfiguration`` (see the module doc for what it guarantees)."""
-    return {
+    """The kubelet's ``KubeletConfiguration`` (see the module doc for what it guarantees).
+
+    ``address`` is where it serves (the node IP); ``cgroup_root`` gives it a cgroup tree of its
+    own (its ``kubepods`` goes below it), for several kubelets on one machine."""
+    config: dict[str, Any] = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
-        "address": hostnet.NODE_IP,
+        "address": address,
         "port": port,
         "readOnlyPort": 0,
         "healthzPort": 0,
@@ -92,10 +97,19 @@ def kubelet_config(
         # Upstream's -999 needs CAP_SYS_RESOURCE (see localkube.containerd); 0 = unchanged.
         "oomScoreAdj": 0,
     }
+    if cgroup_root is not None:
+        config["cgroupRoot"] = cgroup_root
+    return config
 
 
 def kubelet_argv(
-    binary: Path, *, config: Path, kubeconfig: Path, root_dir: Path, node_name: str
+    binary: Path,
+    *,
+    config: Path,
+    kubeconfig: Path,
+    root_dir: Path,
+    node_name: str,
+    node_ip: str = hostnet.NODE_IP,
 ) -> list[str]:
     return [
         str(binary),
@@ -105,13 +119,20 @@ def kubelet_argv(
         f"--root-dir={root_dir}",
         f"--cert-dir={root_dir / 'pki'}",
         f"--hostname-override={node_name}",
-        f"--node-ip={hostnet.NODE_IP}",
+        f"--node-ip={node_ip}",
         "--v=1",
     ]
 
 
 def kube_proxy_config(
-    *, kubeconfig: Path, node_name: str, healthz_port: int, metrics_port: int
+    *,
+    kubeconfig: Path,
+    node_name: str,
+    healthz_port: int,
+    metrics_port: int,
+    node_ip: str = hostnet.NODE_IP,
+    cluster_cidr: str = hostnet.POD_CIDR,
+    healthz_address: str = "127.0.0.1",
 ) -> dict[str, Any]:
     """kube-proxy's ``KubeProxyConfiguration`` (see the module doc)."""
     return {
@@ -120,11 +141,11 @@ def kube_proxy_config(
         "mode": "iptables",
         "clientConnection": {"kubeconfig": str(kubeconfig)},
         "hostnameOverride": node_name,
-        "bindAddress": hostnet.NODE_IP,
-        "clusterCIDR": hostnet.POD_CIDR,
-        "healthzBindAddress": f"127.0.0.1:{healthz_port}",
+        "bindAddress": node_ip,
+        "clusterCIDR": cluster_cidr,
+        "healthzBindAddress": f"{healthz_address}:{healthz_port}",
         "metricsBindAddress": f"127.0.0.1:{metrics_port}",
-        "nodePortAddresses": [f"{hostnet.NODE_IP}/32"],
+        "nodePortAddresses": [f"{node_ip}/32"],
         "conntrack": {
             "maxPerCore": 0,
             "min": 0,

@@ -333,22 +333,23 @@ def remove_kubelet_chains() -> list[str]:
     return problems
 
 
-def _qos_dirs() -> list[Path]:
-    """The kubelet's top-level ``kubepods`` cgroup in every cgroup hierarchy that has one."""
+def _qos_dirs(top: str = QOS_CGROUP) -> list[Path]:
+    """The kubelet's top-level cgroup ``top`` (``kubepods``, or a multi-node kubelet's
+    ``cgroupRoot``) in every cgroup hierarchy that has one."""
     found = []
     for hierarchy in CGROUP_ROOT.iterdir() if CGROUP_ROOT.is_dir() else []:
-        candidate = hierarchy / QOS_CGROUP
+        candidate = hierarchy / top
         if candidate.is_dir():
             found.append(candidate)
-    if (CGROUP_ROOT / "cgroup.controllers").exists() and (CGROUP_ROOT / QOS_CGROUP).is_dir():
-        found.append(CGROUP_ROOT / QOS_CGROUP)  # a pure cgroup v2 host
+    if (CGROUP_ROOT / "cgroup.controllers").exists() and (CGROUP_ROOT / top).is_dir():
+        found.append(CGROUP_ROOT / top)  # a pure cgroup v2 host
     return found
 
 
-def kill_cgroup_processes() -> int:
-    """SIGKILL every process in a ``kubepods`` cgroup (pods the CRI could not remove)."""
+def kill_cgroup_processes(top: str = QOS_CGROUP) -> int:
+    """SIGKILL every process in a ``top`` cgroup (pods the CRI could not remove)."""
     pids: set[int] = set()
-    for qos in _qos_dirs():
+    for qos in _qos_dirs(top):
         for procs in qos.rglob("cgroup.procs"):
             with contextlib.suppress(OSError, ValueError):
                 pids.update(int(line) for line in procs.read_text().split())
@@ -358,10 +359,10 @@ def kill_cgroup_processes() -> int:
     return len(pids)
 
 
-def remove_cgroups() -> list[str]:
-    """Remove the kubelet's (empty) ``kubepods`` cgroup trees, deepest first."""
+def remove_cgroups(top: str = QOS_CGROUP) -> list[str]:
+    """Remove the kubelet's (empty) ``top`` cgroup trees, deepest first."""
     problems = []
-    for qos in _qos_dirs():
+    for qos in _qos_dirs(top):
         directories = sorted(
             (p for p in qos.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
         )

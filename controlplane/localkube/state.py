@@ -26,6 +26,7 @@ class ClusterState:
     logs: dict[str, str] = field(default_factory=dict)  # name -> log path
     failures: list[str] = field(default_factory=list)
     node: str = "agent"  # agent | kubelet | none (what runs pods)
+    nodes: int = 0  # N real nodes in network namespaces of their own (0: one node as `node` says)
 
     def save(self, state_dir: Path) -> None:
         tmp = state_dir / (STATE_FILE + ".tmp")

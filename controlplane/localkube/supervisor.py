@@ -20,7 +20,7 @@ from localkube.process import MARKER_ENV
 from localkube.state import ClusterState
 
 
-def supervise(state_dir: Path, node: NodeKind = "agent") -> int:
+def supervise(state_dir: Path, node: NodeKind = "agent", nodes: int = 0) -> int:
     """Run the cluster in ``state_dir`` until signalled; exit 1 if it could not start."""
     done = threading.Event()
 
@@ -33,14 +33,25 @@ def supervise(state_dir: Path, node: NodeKind = "agent") -> int:
     def progress(message: str) -> None:
         print(f"localkube: {message}", flush=True)
 
-    state = ClusterState(supervisor_pid=os.getpid(), cluster_id=os.environ[MARKER_ENV], node=node)
+    state = ClusterState(
+        supervisor_pid=os.getpid(),
+        cluster_id=os.environ[MARKER_ENV],
+        node="kubelet" if nodes else node,
+        nodes=nodes,
+    )
 
     def on_failure(message: str) -> None:
         print(message, flush=True)
         state.failures.append(message)
         state.save(state_dir)
 
-    cluster = LocalCluster(state_dir, node=node, progress=progress, on_failure=on_failure)
+    cluster = LocalCluster(
+        state_dir,
+        node="kubelet" if nodes else node,
+        nodes=nodes,
+        progress=progress,
+        on_failure=on_failure,
+    )
     cluster.cluster_id = state.cluster_id
     state.save(state_dir)
     try:

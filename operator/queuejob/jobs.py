@@ -27,7 +27,12 @@ Guarantees of :func:`build_job`:
 - the pod passes the ``restricted`` Pod Security Standard (non-root uid 10001, seccomp
   RuntimeDefault, all capabilities dropped, no privilege escalation, read-only root filesystem
   with a writable ``/tmp`` emptyDir);
-- the Redis password never appears in the Job: workers read it from the per-QueueJob Secret;
+- with ``node_lost_seconds`` > 0 the pod tolerates the ``node.kubernetes.io/unreachable`` and
+  ``not-ready`` NoExecute taints for that long instead of the API server's default 300 s (see
+  :mod:`queuejob.nodeloss` for what the operator does about pods on a lost node);
+- no Redis credential appears in the Job: workers read their user name and password from the
+  per-QueueJob Secret (on the operator's Redis a per-QueueJob ACL user, never the operator's
+  password: ``queuejob.credentials``);
 - ``spec.worker.command`` reaches the worker byte for byte: it travels JSON-encoded in the env
   value ``QUEUEJOB_ITEM_COMMAND`` with every ``$`` written as ``$$`` (:func:`escape_expansion`),
   so Kubernetes' ``$(VAR)``/``$$`` expansion of env values gives back exactly the JSON written.
@@ -40,12 +45,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from queuejob import naming
+from queuejob import naming, nodeloss
 from queuejob.spec import MAX_PARALLELISM as _SPEC_MAX_PARALLELISM
 from queuejob.spec import QueueJobSpec
 
 WORKER_UID = 10001
 PASSWORD_KEY = "password"
+USERNAME_KEY = "username"
 CONTAINER_NAME = "worker"
 #: Exit code of a worker stopped by SIGTERM after releasing its lease (``queuejob.worker``).
 GRACEFUL_EXIT_CODE = 143
@@ -99,14 +105,23 @@ def _owned_metadata(body: Mapping[str, Any], name: str) -> dict[str, Any]:
     }
 
 
-def build_secret(body: Mapping[str, Any], password: str) -> dict[str, Any]:
-    """The per-QueueJob Secret with the Redis password, owned by the QueueJob."""
+def build_secret(
+    body: Mapping[str, Any], password: str, username: str | None = None
+) -> dict[str, Any]:
+    """The per-QueueJob Secret with the workers' Redis credentials, owned by the QueueJob.
+
+    On the operator's Redis: the QueueJob's own ACL user (``username``) and its password, never
+    the operator's. With ``spec.redis``: the password its owner supplied, and no user name.
+    """
+    data = {PASSWORD_KEY: password}
+    if username is not None:
+        data[USERNAME_KEY] = username
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": _owned_metadata(body, naming.secret_name(body["metadata"]["name"])),
         "type": "Opaque",
-        "data": {PASSWORD_KEY: base64.b64encode(password.encode()).decode()},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
     }
 
 
@@ -122,6 +137,16 @@ def _worker_env(
                 "secretKeyRef": {
                     "name": naming.secret_name(name),
                     "key": PASSWORD_KEY,
+                    "optional": True,
+                }
+            },
+        },
+        {
+            "name": "QUEUEJOB_REDIS_USERNAME",
+            "valueFrom": {
+                "secretKeyRef": {
+                    "name": naming.secret_name(name),
+                    "key": USERNAME_KEY,
                     "optional": True,
                 }
             },
@@ -208,6 +233,7 @@ def build_job(
     backoff_limit: int,
     wait_replicas: int = 0,
     parallelism: int | None = None,
+    node_lost_seconds: int = 0,
 ) -> dict[str, Any]:
     """The batch/v1 Job running ``queuejob worker`` pods for the QueueJob ``body``.
 
@@ -215,6 +241,7 @@ def build_job(
     autoscaler passes its own count for a QueueJob with ``spec.autoscaling``.
     ``backoff_limit`` becomes ``backoffLimitPerIndex``: counted failures tolerated per index.
     ``wait_replicas`` becomes the workers' ``QUEUEJOB_REDIS_WAIT_REPLICAS`` (unset when 0).
+    ``node_lost_seconds`` (> 0) becomes the ``tolerationSeconds`` of the node-lost taints.
     """
     name = body["metadata"]["name"]
     workers = spec.parallelism if parallelism is None else parallelism
@@ -238,6 +265,22 @@ def build_job(
     }
     if spec.worker.resources:
         container["resources"] = dict(spec.worker.resources)
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": 30,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": WORKER_UID,
+            "runAsGroup": WORKER_UID,
+            "fsGroup": WORKER_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    }
+    if node_lost_seconds > 0:
+        pod_spec["tolerations"] = nodeloss.tolerations(node_lost_seconds)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -251,22 +294,6 @@ def build_job(
             "podFailurePolicy": pod_failure_policy(),
             "podReplacementPolicy": "Failed",
             "suspend": spec.suspend,
-            "template": {
-                "metadata": {"labels": labels(name)},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "terminationGracePeriodSeconds": 30,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": WORKER_UID,
-                        "runAsGroup": WORKER_UID,
-                        "fsGroup": WORKER_UID,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}],
-                },
-            },
+            "template": {"metadata": {"labels": labels(name)}, "spec": pod_spec},
         },
     }

@@ -5,11 +5,14 @@ worker threads (``asyncio.to_thread``), with requests built here (:func:`request
 call is idempotent from the caller's view: "ensure" functions create or adopt what exists, and a
 patch or read of something absent returns ``None`` instead of raising. API calls made (for RBAC):
 
-- batch/jobs: create, get, patch
+- batch/jobs: create, get, patch, and list/watch (kopf's watch of the worker Jobs)
 - core/secrets: create, get, patch (get also for ``spec.redis.passwordSecretRef``)
 - core/configmaps: get (``spec.itemsFrom``)
 - coordination.k8s.io/leases: get, create, update (the leader election: ``queuejob.leaselock``)
-- workqueue.example.com/queuejobs/status: patch (the progress of a long seed, mid-handler)
+- workqueue.example.com/queuejobs/status: patch (the progress of a long seed, mid-handler;
+  the status of an event-driven refresh)
+- core/nodes: list; core/pods: list, delete; core/pods/status: patch (worker pods on a lost
+  node: ``queuejob.nodeloss``)
 - plus what kopf does itself: queuejobs list/watch/patch, queuejobs/status patch,
   events create, and (owner references with blockOwnerDeletion) queuejobs/finalizers update.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import json
 import os
 import threading
@@ -71,13 +75,15 @@ def request(
     body: dict[str, Any] | None = None,
     *,
     content_type: str = "application/json",
+    query: dict[str, str] | None = None,
     **path_params: str,
 ) -> dict[str, Any]:
     """One API request in the calling thread; the response's JSON object.
 
     ``path`` is relative to the server, with ``{name}`` placeholders filled from
-    ``path_params`` (URL-quoted). The body is sent as JSON as it is (no client models: building
-    a ``V1Job`` and turning it back into a dict took most of the operator's CPU per QueueJob).
+    ``path_params`` (URL-quoted), ``query`` as the query string. The body is sent as JSON as
+    it is (no client models: building a ``V1Job`` and turning it back into a dict took most of
+    the operator's CPU per QueueJob).
     The response is read to its end, which hands the connection back to the pool: an unread
     response keeps its connection out of the pool for good, and the next call opens a new TLS
     connection (one handshake per call; a fifth of the operator's CPU at 1,000 QueueJobs).
@@ -92,6 +98,7 @@ def request(
         method=method,
         resource_path=path,
         path_params=path_params,
+        query_params=list((query or {}).items()),
         header_params=headers,
         auth_settings=["BearerToken"],
     )
@@ -115,7 +122,13 @@ SECRETS = "/api/v1/namespaces/{namespace}/secrets"
 SECRET = SECRETS + "/{name}"
 CONFIGMAP = "/api/v1/namespaces/{namespace}/configmaps/{name}"
 QUEUEJOBS = f"/apis/{naming.GROUP}/{naming.VERSION}/namespaces/{{namespace}}/{naming.PLURAL}"
-QUEUEJOB_STATUS = QUEUEJOBS + "/{name}/status"
+QUEUEJOB = QUEUEJOBS + "/{name}"
+QUEUEJOB_STATUS = QUEUEJOB + "/status"
+EVENTS = "/api/v1/namespaces/{namespace}/events"
+NODES = "/api/v1/nodes"
+ALL_PODS = "/api/v1/pods"
+POD = "/api/v1/namespaces/{namespace}/pods/{name}"
+POD_STATUS = POD + "/status"
 
 
 async def ensure_job(body: dict[str, Any]) -> dict[str, Any]:
@@ -133,18 +146,19 @@ async def ensure_job(body: dict[str, Any]) -> dict[str, Any]:
     return await asyncio.to_thread(call)
 
 
+def _get_or_none(path: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """GET the object at ``path`` (blocking): the object, or None if it does not exist."""
+    try:
+        return request("GET", path, namespace=namespace, name=name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
 async def read_job(namespace: str, name: str) -> dict[str, Any] | None:
     """The Job as a dict, or None if it does not exist."""
-
-    def call() -> dict[str, Any] | None:
-        try:
-            return request("GET", JOB, namespace=namespace, name=name)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    return await asyncio.to_thread(call)
+    return await asyncio.to_thread(_get_or_none, JOB, namespace, name)
 
 
 async def patch_job(namespace: str, name: str, patch: dict[str, Any]) -> bool:
@@ -201,6 +215,31 @@ async def patch_queuejob_status(namespace: str, name: str, status: dict[str, Any
     return await asyncio.to_thread(call)
 
 
+async def patch_queuejob(
+    namespace: str, name: str, patch: dict[str, Any], *, status: bool = False
+) -> dict[str, Any] | None:
+    """Merge-patch the QueueJob (its ``status`` subresource with ``status=True``); the object
+    as the API returns it, or None if the QueueJob does not exist."""
+    path = QUEUEJOB_STATUS if status else QUEUEJOB
+
+    def call() -> dict[str, Any] | None:
+        try:
+            return request(
+                "PATCH",
+                path,
+                patch,
+                content_type="application/merge-patch+json",
+                namespace=namespace,
+                name=name,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    return await asyncio.to_thread(call)
+
+
 class NotFoundError(LookupError):
     """A referenced ConfigMap, Secret or key does not exist; the message names it."""
 
@@ -229,6 +268,20 @@ async def read_configmap_key(namespace: str, name: str, key: str) -> str:
     return await asyncio.to_thread(_read_key, "ConfigMap", namespace, name, key)
 
 
+async def read_secret(namespace: str, name: str) -> dict[str, str] | None:
+    """The decoded data of Secret ``name`` (undecodable values dropped), or None if absent."""
+    obj = await asyncio.to_thread(_get_or_none, SECRET, namespace, name)
+    if obj is None:
+        return None
+    data: dict[str, str] = {}
+    for key, value in (obj.get("data") or {}).items():
+        try:
+            data[key] = base64.b64decode(str(value)).decode()
+        except ValueError:
+            continue
+    return data
+
+
 async def read_secret_key(namespace: str, name: str, key: str) -> str:
     """The decoded value under ``key`` of Secret ``name``; :class:`NotFoundError` if absent."""
     encoded = await asyncio.to_thread(_read_key, "Secret", namespace, name, key)
@@ -253,3 +306,85 @@ async def delete_job(namespace: str, name: str, uid: str) -> None:
                 raise
 
     await asyncio.to_thread(call)
+
+
+async def list_nodes() -> list[dict[str, Any]]:
+    """Every Node (served from the API server's watch cache: ``resourceVersion=0``)."""
+
+    def call() -> list[dict[str, Any]]:
+        items = request("GET", NODES, query={"resourceVersion": "0"}).get("items") or []
+        return list(items)
+
+    return await asyncio.to_thread(call)
+
+
+async def list_pods_on_node(node: str, label_selector: str) -> list[dict[str, Any]]:
+    """The pods of every namespace bound to ``node`` that match ``label_selector``."""
+
+    def call() -> list[dict[str, Any]]:
+        query = {"fieldSelector": f"spec.nodeName={node}", "labelSelector": label_selector}
+        return list(request("GET", ALL_PODS, query=query).get("items") or [])
+
+    return await asyncio.to_thread(call)
+
+
+async def patch_pod_status(namespace: str, name: str, patch: dict[str, Any]) -> bool:
+    """Strategic-merge-patch the pod's status; False if the pod is gone or changed meanwhile
+    (404, or 409 when the patch carries a ``resourceVersion`` that is no longer current)."""
+
+    def call() -> bool:
+        try:
+            request(
+                "PATCH", POD_STATUS, patch, content_type=MERGE_PATCH, namespace=namespace, name=name
+            )
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return False
+            raise
+        return True
+
+    return await asyncio.to_thread(call)
+
+
+async def force_delete_pod(namespace: str, name: str, uid: str) -> bool:
+    """Delete the pod with grace period 0 if it still has ``uid``; False if it is gone or
+    replaced."""
+    options = {
+        "apiVersion": "v1",
+        "kind": "DeleteOptions",
+        "gracePeriodSeconds": 0,
+        "preconditions": {"uid": uid},
+    }
+
+    def call() -> bool:
+        try:
+            request("DELETE", POD, options, namespace=namespace, name=name)
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return False
+            raise
+        return True
+
+    return await asyncio.to_thread(call)
+
+
+async def post_event(
+    involved: dict[str, Any], type_: Literal["Normal", "Warning"], reason: str, message: str
+) -> None:
+    """Create a core/v1 Event about ``involved`` (``apiVersion``, ``kind``, ``name``,
+    ``namespace``, ``uid``), outside kopf's handler context (where ``kopf.event`` cannot post)."""
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{involved['name']}.", "namespace": involved["namespace"]},
+        "involvedObject": involved,
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": "queuejob-operator"},
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+    await asyncio.to_thread(request, "POST", EVENTS, body, namespace=involved["namespace"])

@@ -8,6 +8,8 @@
    that kopf's own serialization holds (it would record 2 if kopf overlapped them);
 2. waits for a slot of the operator-wide :class:`~workqueue.concurrency.ConcurrencyLimiter`
    (max concurrent handlers and optional QPS), measured as workqueue depth / queue duration;
+   waiters are queued fairly per namespace (the *flow*: fair queuing with shuffle sharding,
+   so one namespace's backlog does not hold another namespace's handlers behind it);
    timers ask for a background slot, so a freed slot goes to a waiting change handler first
    (creates are not queued behind the periodic status refresh of every other QueueJob);
 3. runs, measured as work duration, unfinished work and longest running processor;
@@ -83,7 +85,9 @@ def guarded(handler_id: str, kind: Kind = "change") -> Callable[[Handler], Handl
                 runtime.object_running[uid] += 1
                 metrics.object_concurrency.observe(runtime.object_running[uid])
                 try:
-                    async with runtime.limiter.slot(key, background=kind == "timer"):
+                    async with runtime.limiter.slot(
+                        key, background=kind == "timer", flow=kwargs["namespace"] or ""
+                    ):
                         waiting = False
                         metrics.depth.labels(label).dec()
                         metrics.queue_duration.labels(label).observe(time.monotonic() - enqueued)

@@ -7,7 +7,9 @@ Two kinds of "queues" are reported, both labelled ``name``:
   duration is that wait; work duration is the handler's run time; retries count temporary errors.
 - ``<namespace>/<queuejob>``: a QueueJob's Redis work queue, refreshed by the status timer.
   Depth is pending + delayed items; adds are items seeded; retries are item retries;
-  unfinished work is the number of leased items.
+  unfinished work is the number of leased items; work duration is each item's processing time
+  (lease to completion), as recorded by the workers in the queue (``workqueue.durations``; its
+  buckets, not the handlers').
 
 The ``queuejob_handler_concurrency`` and ``queuejob_object_handler_concurrency`` histograms
 record, at every handler start, how many handlers were in flight operator-wide and for the same
@@ -19,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import (
     CollectorRegistry,
@@ -28,8 +30,10 @@ from prometheus_client import (
     Histogram,
     start_http_server,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from workqueue.durations import DurationHistogram
 
 _DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -89,6 +93,115 @@ class _Running(Collector):
         yield longest
 
 
+class _WorkDurations(Collector):
+    """``workqueue_work_duration_seconds``: handler run times observed here (a Histogram) and
+    QueueJob item times copied from the queue's own histogram, in one metric family."""
+
+    NAME = "workqueue_work_duration_seconds"
+
+    def __init__(self) -> None:
+        self.handlers = Histogram(
+            self.NAME,
+            "How long in seconds processing an item from the workqueue takes.",
+            ["name"],
+            buckets=_DURATION_BUCKETS,
+            registry=None,
+        )
+        self._lock = threading.Lock()
+        self._queues: dict[str, DurationHistogram] = {}
+
+    def labels(self, name: str) -> Histogram:
+        return self.handlers.labels(name)
+
+    def set_queue(self, name: str, histogram: DurationHistogram) -> None:
+        with self._lock:
+            self._queues[name] = histogram
+
+    def forget_queue(self, name: str) -> None:
+        with self._lock:
+            self._queues.pop(name, None)
+
+    def describe(self) -> Iterable[Metric]:
+        return self.handlers.describe()
+
+    def collect(self) -> Iterable[Metric]:
+        families = list(self.handlers.collect())
+        family = families[0]
+        with self._lock:
+            queues = dict(self._queues)
+        for name, histogram in sorted(queues.items()):
+            for bound, count in histogram.cumulative():
+                le = "+Inf" if bound == float("inf") else repr(bound)
+                family.add_sample(f"{self.NAME}_bucket", {"name": name, "le": le}, count)
+            family.add_sample(f"{self.NAME}_count", {"name": name}, histogram.total)
+            family.add_sample(f"{self.NAME}_sum", {"name": name}, histogram.sum_seconds)
+        return families
+
+
+#: Event-driven refresh metrics: (name, kind, help), read from ``Refresher.stats()`` at scrape.
+REFRESHER_METRICS = (
+    ("queuejob_refresh_queue_depth", "gauge", "QueueJobs waiting for an event-driven refresh."),
+    ("queuejob_refresh_processing", "gauge", "Event-driven refreshes running now."),
+    ("queuejob_refresh_triggers", "counter", "Triggers of event-driven refreshes (all sources)."),
+    (
+        "queuejob_refresh_coalesced",
+        "counter",
+        "Triggers that joined a refresh already queued (no extra refresh).",
+    ),
+    ("queuejob_refreshes", "counter", "Event-driven refreshes run."),
+    (
+        "queuejob_queue_notifications",
+        "counter",
+        "Queue-change notifications received from Redis.",
+    ),
+    (
+        "queuejob_queue_notification_channels",
+        "gauge",
+        "Queue channels subscribed now (on connected links).",
+    ),
+)
+
+
+class _Sampled(Collector):
+    """The :data:`REFRESHER_METRICS`, sampled from a callable at every scrape."""
+
+    def __init__(self, source: Callable[[], Mapping[str, float]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        values = self._source()
+        for name, kind, text in REFRESHER_METRICS:
+            value = float(values.get(name, 0.0))
+            if kind == "counter":
+                yield CounterMetricFamily(name, text, value=value)
+            else:
+                yield GaugeMetricFamily(name, text, value=value)
+
+
+class _Flows(Collector):
+    """Waiting and running handler slots per flow (namespace), sampled at every scrape."""
+
+    def __init__(self, source: Callable[[], Mapping[str, tuple[int, int]]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        waiting = GaugeMetricFamily(
+            "queuejob_flow_waiting",
+            "Handlers waiting for an operator-wide slot, per flow (namespace).",
+            labels=["flow"],
+        )
+        running = GaugeMetricFamily(
+            "queuejob_flow_running",
+            "Handlers holding an operator-wide slot, per flow (namespace).",
+            labels=["flow"],
+        )
+        for flow, (w, r) in sorted(self._source().items()):
+            waiting.add_metric([flow], w)
+            running.add_metric([flow], r)
+        yield waiting
+        yield running
+
+
 class Metrics:
     """All operator metrics, in their own registry (no default process collectors twice)."""
 
@@ -114,13 +227,8 @@ class Metrics:
             buckets=_DURATION_BUCKETS,
             registry=r,
         )
-        self.work_duration = Histogram(
-            "workqueue_work_duration_seconds",
-            "How long in seconds processing an item from the workqueue takes.",
-            ["name"],
-            buckets=_DURATION_BUCKETS,
-            registry=r,
-        )
+        self.work_duration = _WorkDurations()
+        r.register(self.work_duration)
         self.running = _Running()
         r.register(self.running)
         self.queue_unfinished = Gauge(
@@ -168,6 +276,11 @@ class Metrics:
         self.phase_changes = Counter(
             "queuejob_phase_changes", "QueueJob phase transitions.", ["phase"], registry=r
         )
+        self.node_lost_pods = Counter(
+            "queuejob_node_lost_pods",
+            "Worker pods on a lost node that the operator marked Failed and deleted.",
+            registry=r,
+        )
         self.leader = Gauge(
             "queuejob_leader",
             "1 while this process reconciles (it holds the leader-election Lease, or leader "
@@ -200,6 +313,14 @@ class Metrics:
         self.retry_delay.labels(name)
         self.running.declare(name)
 
+    def sample(self, source: Callable[[], Mapping[str, float]]) -> None:
+        """Export the :data:`REFRESHER_METRICS` read from ``source`` at every scrape."""
+        self.registry.register(_Sampled(source))
+
+    def sample_flows(self, source: Callable[[], Mapping[str, tuple[int, int]]]) -> None:
+        """Export ``queuejob_flow_waiting``/``queuejob_flow_running`` read from ``source``."""
+        self.registry.register(_Flows(source))
+
     def serve(self, address: str, port: int) -> None:
         """Start the ``/metrics`` HTTP endpoint in a daemon thread (port 0: do nothing)."""
         if port:
@@ -216,9 +337,13 @@ class Metrics:
         dead: int,
         total: int,
         retries: int,
+        durations: DurationHistogram | None = None,
     ) -> None:
-        """Publish a QueueJob queue's stats; counters advance by the growth since last call."""
+        """Publish a QueueJob queue's stats; counters advance by the growth since last call;
+        ``durations``: the queue's per-item processing times (exported as they are)."""
         self.depth.labels(name).set(pending + delayed)
+        if durations is not None:
+            self.work_duration.set_queue(name, durations)
         self.queue_unfinished.labels(name).set(leased)
         for state, value in (
             ("pending", pending),
@@ -245,6 +370,7 @@ class Metrics:
         """Drop the label sets of a deleted QueueJob's queue."""
         with self._lock:
             self._queue_totals.pop(name, None)
+        self.work_duration.forget_queue(name)
         for metric in (
             self.depth,
             self.queue_unfinished,

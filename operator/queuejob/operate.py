@@ -257,10 +257,13 @@ async def restart_workers(
     settings: OperatorSettings,
     logger: kopf.Logger,
     work: int = 0,
+    why: str = "the queue has work again",
 ) -> dict[str, Any] | None:
-    """Delete the finished worker Job ``job`` and create it again (same name, fresh indexes).
+    """Delete the worker Job ``job`` and create it again (same name, fresh indexes).
 
-    ``work`` (pending + leased items) sizes the new Job under ``spec.autoscaling``.
+    ``work`` (pending + leased items) sizes the new Job under ``spec.autoscaling``; ``why``
+    ends the Event's message. A running Job's pods are deleted with it: each worker gets
+    SIGTERM, gives its item back and exits 143, which the Job's podFailurePolicy ignores.
 
     Returns the new Job, or None if the old one was still being deleted after
     :data:`JOB_GONE_SECONDS` (the next refresh tries again). Idempotent: the deletion has a
@@ -282,7 +285,7 @@ async def restart_workers(
     new = await ensure_workers(
         body, qspec, queue=queue, target=target, settings=settings, work=work
     )
-    message = f"Job {job_name} re-created: the queue has work again"
+    message = f"Job {job_name} re-created: {why}"
     logger.info(message)
     kopf.event(body, type="Normal", reason="WorkersRestarted", message=message)
     return new

@@ -8,6 +8,8 @@ from __future__ import annotations
 from queuejob.handlers import (
     autoscale,
     cleanup,
+    events,
+    nodeloss,
     probes,
     recheck,
     reconcile,
@@ -19,6 +21,8 @@ from queuejob.handlers import (
 __all__ = [
     "autoscale",
     "cleanup",
+    "events",
+    "nodeloss",
     "probes",
     "recheck",
     "reconcile",

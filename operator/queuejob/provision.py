@@ -1,4 +1,4 @@
-"""Make the worker side of a QueueJob exist: the password Secret and the Job, idempotently.
+"""Make the worker side of a QueueJob exist: its Redis credentials and the Job, idempotently.
 
 :func:`ensure_workers` creates both if absent, adopts them if present, and patches the Job's
 ``parallelism`` (with ``completions``, see :func:`queuejob.jobs.scale_fields`) and ``suspend``
@@ -18,7 +18,7 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from queuejob import autoscaler, jobs, jobstatus, kube, naming
+from queuejob import autoscaler, credentials, jobs, jobstatus, kube, naming
 from queuejob.errors import ConfigError
 from queuejob.queues import RedisTarget
 from queuejob.settings import OperatorSettings
@@ -38,14 +38,16 @@ async def ensure_workers(
 
     ``work``: the items pending or leased, which sizes a new Job under ``spec.autoscaling``.
     """
-    await ensure_secret(body, target)
+    await ensure_secret(body, target, queue, settings)
     return await ensure_job(body, spec, queue=queue, target=target, settings=settings, work=work)
 
 
-async def ensure_secret(body: kopf.Body, target: RedisTarget) -> None:
-    """Ensure the QueueJob's password Secret (first half of :func:`ensure_workers`)."""
-    owner = {"metadata": dict(body["metadata"])}
-    await kube.ensure_secret(jobs.build_secret(owner, target.password or ""))
+async def ensure_secret(
+    body: kopf.Body, target: RedisTarget, queue: str, settings: OperatorSettings
+) -> credentials.Ensured:
+    """Ensure the workers' Redis credentials: on the operator's Redis the QueueJob's ACL user,
+    then the Secret (first half of :func:`ensure_workers`; see :mod:`queuejob.credentials`)."""
+    return await credentials.ensure(body, target, queue, settings)
 
 
 async def ensure_job(
@@ -70,6 +72,7 @@ async def ensure_job(
         backoff_limit=settings.job_backoff_limit,
         wait_replicas=settings.worker_wait_replicas,
         parallelism=autoscaler.workers_for(spec, work),
+        node_lost_seconds=settings.node_lost_seconds,
     )
     try:
         job = await kube.ensure_job(manifest)

@@ -6,7 +6,8 @@
 - :func:`load_items`: inline items, the lines of ``spec.itemsFrom``'s ConfigMap key (or keys,
   in order, duplicates across them dropped), or the index range ``spec.itemsFrom.range``
   (never materialized here: Redis generates its items).
-- :func:`delete_queue`: remove a queue's keys (on deletion, or ttlSecondsAfterFinished).
+- :func:`delete_queue`: remove a queue's keys (on deletion, or ttlSecondsAfterFinished) and, on
+  the operator's Redis, the queue's ACL user.
 
 Missing ConfigMaps, Secrets or keys raise :class:`~queuejob.errors.ConfigError` (permanent).
 """
@@ -21,6 +22,7 @@ from queuejob import kube, redisconn
 from queuejob.errors import ConfigError
 from queuejob.settings import OperatorSettings, strip_password
 from queuejob.spec import ItemRange, QueueJobSpec, SpecError, parse_lines
+from workqueue import acl
 from workqueue.config import QueueConfig
 from workqueue.redisqueue import LeaseQueue
 
@@ -32,6 +34,9 @@ class RedisTarget:
     url: str
     password: str | None
     worker_url: str
+    #: The operator's own Redis (no ``spec.redis``): ``password`` is the admin password, which
+    #: never leaves the operator; workers get a per-QueueJob ACL user (``queuejob.credentials``).
+    shared: bool = False
 
 
 async def resolve_target(
@@ -40,7 +45,9 @@ async def resolve_target(
     """The Redis of ``spec`` (or the operator's default); reads the password Secret if any."""
     if spec.redis is None:
         password = settings.redis_password or urlsplit(settings.redis_url).password
-        return RedisTarget(settings.redis_url, password, settings.effective_worker_redis_url)
+        return RedisTarget(
+            settings.redis_url, password, settings.effective_worker_redis_url, shared=True
+        )
     password = None
     ref = spec.redis.password_secret_ref
     if ref is not None:
@@ -62,11 +69,20 @@ async def delete_queue(
 ) -> int:
     """Delete every Redis key of queue ``name`` on the spec's Redis; the number of keys removed.
 
-    Raises :class:`~queuejob.errors.ConfigError` if that Redis cannot be resolved (see
-    :func:`resolve_target`) and Redis errors if it cannot be reached.
+    On the operator's Redis the queue's ACL user goes too (on every node; its connections are
+    closed by Redis). Raises :class:`~queuejob.errors.ConfigError` if that Redis cannot be
+    resolved (see :func:`resolve_target`) and Redis errors if it cannot be reached.
     """
     target = await resolve_target(spec, namespace, settings)
-    return await asyncio.to_thread(open_queue(target, name, settings).delete)
+    queue = open_queue(target, name, settings)
+
+    def delete() -> int:
+        removed = queue.delete()
+        if target.shared:
+            acl.remove_user(queue.client, name)
+        return removed
+
+    return await asyncio.to_thread(delete)
 
 
 def queue_config(spec: QueueJobSpec) -> QueueConfig:

@@ -1,4 +1,4 @@
-"""Redis clients for the operator, one per (URL, password), with fail-fast timeouts.
+"""Redis clients for the operator, one per (URL, user, password), with fail-fast timeouts.
 
 Handlers call Redis through the synchronous ``workqueue.LeaseQueue`` in a worker thread
 (``asyncio.to_thread``): the queue's Lua scripts and error translation exist once, in the
@@ -20,14 +20,17 @@ from redis.retry import Retry
 from workqueue.connect import client_from_url
 
 _lock = threading.Lock()
-_clients: dict[tuple[str, str | None, float], redis.Redis | RedisCluster] = {}
+_clients: dict[tuple[str, str | None, float, str | None], redis.Redis | RedisCluster] = {}
 
 
-def client(url: str, password: str | None, timeout: float) -> redis.Redis | RedisCluster:
-    """A shared, thread-safe client (pool) for ``url``; ``password`` overrides the URL's.
+def client(
+    url: str, password: str | None, timeout: float, username: str | None = None
+) -> redis.Redis | RedisCluster:
+    """A shared, thread-safe client (pool) for ``url``; ``password`` (and ``username``, an ACL
+    user) override the URL's.
 
     ``redis+cluster://host:port`` gives a ``RedisCluster`` client (``workqueue.connect``)."""
-    key = (url, password, timeout)
+    key = (url, password, timeout, username)
     with _lock:
         found = _clients.get(key)
         if found is None:
@@ -39,6 +42,8 @@ def client(url: str, password: str | None, timeout: float) -> redis.Redis | Redi
             }
             if password:
                 kwargs["password"] = password
+            if username:
+                kwargs["username"] = username
             found = client_from_url(url, **kwargs)
             _clients[key] = found
         return found

@@ -15,6 +15,7 @@ from collections import defaultdict
 from queuejob.autoscaler import Stabilizer
 from queuejob.metrics import Metrics
 from queuejob.pacing import RefreshPacer
+from queuejob.refresher import Refresher
 from queuejob.settings import OperatorSettings
 from workqueue.concurrency import ConcurrencyLimiter
 from workqueue.limiters import ItemExponentialFailureRateLimiter
@@ -48,6 +49,8 @@ class Runtime:
     )
     #: recent worker-count recommendations of autoscaled QueueJobs (downscale stabilization)
     stabilizer: Stabilizer = dataclasses.field(default_factory=Stabilizer)
+    #: event-driven status refreshes (started by the operator's startup handler)
+    refresher: Refresher | None = None
 
     @classmethod
     def build(cls, settings: OperatorSettings, metrics: Metrics | None = None) -> Runtime:

@@ -168,16 +168,25 @@ SETTINGS: tuple[Setting, ...] = (
         "status_interval",
         "QUEUEJOB_STATUS_INTERVAL",
         "--status-interval",
-        "5",
-        "Seconds between status refreshes (reap, counts, phase) of each QueueJob.",
+        "120",
+        "Seconds between resyncs of each QueueJob: status refreshes (reap, counts, phase) that "
+        "run without any event, the safety net for lost notifications.",
     ),
     Setting(
         "status_idle_interval",
         "QUEUEJOB_STATUS_IDLE_INTERVAL",
         "--status-idle-interval",
-        "60",
-        "Longest gap between status refreshes of an idle QueueJob (doubling from the status "
+        "600",
+        "Longest gap between resyncs of an idle QueueJob (doubling from the status "
         "interval while nothing changes and no lease is out); = status interval: no backoff.",
+    ),
+    Setting(
+        "notify_delay",
+        "QUEUEJOB_NOTIFY_DELAY",
+        "--notify-delay",
+        "0.5",
+        "Seconds from a change (queue notification, QueueJob or Job event) to the status refresh; "
+        "every change of one QueueJob within it gives one refresh.",
     ),
     Setting(
         "config_recheck_interval",
@@ -185,6 +194,15 @@ SETTINGS: tuple[Setting, ...] = (
         "--config-recheck-interval",
         "30",
         "Seconds between re-checks of a QueueJob failed for a missing ConfigMap/Secret (or key).",
+    ),
+    Setting(
+        "node_lost_seconds",
+        "QUEUEJOB_NODE_LOST_SECONDS",
+        "--node-lost-seconds",
+        "20",
+        "Whole seconds a node may be NotReady/unreachable before its unfinished worker pods are "
+        "marked Failed (DisruptionTarget) and deleted so that their slots are refilled; also the "
+        "workers' toleration of those taints; 0 = off (Kubernetes' 300 s defaults).",
     ),
     Setting(
         "liveness_endpoint",
@@ -284,9 +302,11 @@ class OperatorSettings:
     kopf_worker_limit: int = 0
     kopf_error_delays: tuple[float, ...] = (1, 1, 2, 3, 5, 8, 13, 21, 34, 55)
     kopf_max_workers: int = 8
-    status_interval: float = 5.0
-    status_idle_interval: float = 60.0
+    status_interval: float = 120.0
+    status_idle_interval: float = 600.0
+    notify_delay: float = 0.5
     config_recheck_interval: float = 30.0
+    node_lost_seconds: int = 20
     liveness_endpoint: str = "http://0.0.0.0:8081/healthz"
     metrics_address: str = "0.0.0.0"
     metrics_port: int = 8080
@@ -325,6 +345,7 @@ _FLOATS = frozenset(
         "backoff_jitter",
         "status_interval",
         "status_idle_interval",
+        "notify_delay",
         "config_recheck_interval",
         "leader_election_renew_deadline",
         "leader_election_retry_period",
@@ -338,6 +359,7 @@ _INTS = frozenset(
         "handler_burst",
         "kopf_worker_limit",
         "kopf_max_workers",
+        "node_lost_seconds",
         "metrics_port",
         "leader_election_lease_duration",
     }
@@ -401,6 +423,8 @@ def _validate(settings: OperatorSettings) -> OperatorSettings:
         raise SettingsError("QUEUEJOB_STATUS_INTERVAL: must be > 0")
     if settings.status_idle_interval < settings.status_interval:
         raise SettingsError("QUEUEJOB_STATUS_IDLE_INTERVAL: must be >= QUEUEJOB_STATUS_INTERVAL")
+    if settings.notify_delay < 0:
+        raise SettingsError("QUEUEJOB_NOTIFY_DELAY: must be >= 0")
     if settings.config_recheck_interval <= 0:
         raise SettingsError("QUEUEJOB_CONFIG_RECHECK_INTERVAL: must be > 0")
     if settings.kopf_max_workers < 1:

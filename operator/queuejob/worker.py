@@ -13,10 +13,19 @@ Loop: lease one item, process it while a heartbeat thread renews the lease, then
   guard's grace period (10 s), well within the pod's 30 s;
 - a worker that loses an item's lease (a renewal finds the lease taken or gone) kills the item's
   command at once and reports no result for that item (it belongs to whoever holds it now);
-- Redis outages are waited out with capped, jittered backoff instead of crashing the pod.
+- Redis outages are waited out with capped, jittered backoff instead of crashing the pod;
+- an acknowledgement (complete or fail) that cannot reach Redis is re-sent with the same lease
+  token, with capped backoff, for as long as the lease is valid (its last confirmed expiry, on
+  the worker's monotonic clock): acknowledgements are idempotent, so a Redis restart or
+  failover shorter than the lease costs no re-run of the item. Past the lease the worker gives
+  the result up (the item comes back after expiry, as a counted retry). It does not renew the
+  lease meanwhile: a renewal needs Redis as much as the acknowledgement, and the first call that
+  reaches Redis is then the acknowledgement itself, which ends the lease.
 
-Redis: ``QUEUEJOB_REDIS_URL`` is ``redis://...`` (one server) or ``redis+cluster://host:port`` (a
-Redis Cluster: the worker follows slot moves and failovers by itself). With
+Redis: the worker logs in as ``QUEUEJOB_REDIS_USERNAME`` (its QueueJob's own ACL user, when set)
+with ``QUEUEJOB_REDIS_PASSWORD``, both from the QueueJob's Secret. ``QUEUEJOB_REDIS_URL`` is
+``redis://...`` (one server) or ``redis+cluster://host:port`` (a Redis Cluster: the worker
+follows slot moves and failovers by itself). With
 ``QUEUEJOB_REDIS_WAIT_REPLICAS=N`` every queue call returns only after N replicas have its effect
 (``WAIT``), so a completion the worker logged survives a failover (see docs/guarantees.md).
 
@@ -41,6 +50,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from types import FrameType
+from typing import TypeVar
 
 from queuejob import redisconn, wording
 from queuejob.itemproc import ItemProcess
@@ -50,10 +60,14 @@ from workqueue.models import Lease
 from workqueue.redisqueue import LeaseQueue
 
 log = logging.getLogger("queuejob.worker")
+T = TypeVar("T")
 
 EXIT_DONE = 0
 EXIT_TERMINATED = 143
 EXIT_CONFIG = 2
+#: Backoff of a re-sent acknowledgement (seconds): first pause, longest pause.
+ACK_RETRY_BASE = 0.05
+ACK_RETRY_CAP = 2.0
 
 
 class ItemFailed(Exception):
@@ -74,6 +88,7 @@ class WorkerConfig:
     redis_timeout: float = 5.0
     wait_replicas: int = 0
     demo_fixed_items: frozenset[str] = frozenset()
+    redis_username: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerConfig:
@@ -113,6 +128,7 @@ class WorkerConfig:
         return cls(
             redis_url=url,
             redis_password=env.get("QUEUEJOB_REDIS_PASSWORD") or None,
+            redis_username=env.get("QUEUEJOB_REDIS_USERNAME") or None,
             queue=queue,
             worker_id=env.get("QUEUEJOB_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
             lease_seconds=number("QUEUEJOB_LEASE_SECONDS", "30") if lease else None,
@@ -139,6 +155,8 @@ class Heartbeat:
         lease: Lease,
         period: float,
         on_lost: Callable[[], None] | None = None,
+        *,
+        lease_seconds: float | None = None,
     ) -> None:
         self._queue = queue
         self._lease = lease
@@ -146,6 +164,11 @@ class Heartbeat:
         self._stop = threading.Event()
         self._on_lost = on_lost
         self.lost: str | None = None
+        lease_seconds = period * 3 if lease_seconds is None else lease_seconds
+        self._lease_seconds = lease_seconds
+        #: Monotonic time until which the lease is known valid: the lease length after the
+        #: start (the lease was taken just before) or after the last renewal's request was sent.
+        self.valid_until = time.monotonic() + lease_seconds
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
     def __enter__(self) -> Heartbeat:
@@ -159,7 +182,9 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self._period):
             try:
-                self._queue.renew(self._lease)
+                sent = time.monotonic()
+                self._queue.renew(self._lease, self._lease_seconds)
+                self.valid_until = sent + self._lease_seconds
             except StaleLeaseError as exc:
                 self.lost = str(exc)
                 log.warning(f"lost the lease on {self._lease.item!r}: {exc.reason}")
@@ -175,7 +200,9 @@ class Worker:
 
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
-        client = redisconn.client(config.redis_url, config.redis_password, config.redis_timeout)
+        client = redisconn.client(
+            config.redis_url, config.redis_password, config.redis_timeout, config.redis_username
+        )
         # WAIT blocks up to wait_timeout inside a call: keep it below the socket timeout.
         self.queue = LeaseQueue(
             client,
@@ -234,10 +261,12 @@ class Worker:
             last = lines[-1].strip() if lines else ""
             raise ItemFailed(f"exit code {returncode}" + (f": {last}" if last else ""))
 
-    def _handle(self, lease: Lease, period: float) -> None:
+    def _handle(self, lease: Lease, lease_seconds: float) -> None:
         started = time.monotonic()
         self._item_lost.clear()
-        with Heartbeat(self.queue, lease, period, on_lost=self._lease_lost) as heartbeat:
+        with Heartbeat(
+            self.queue, lease, lease_seconds / 3, self._lease_lost, lease_seconds=lease_seconds
+        ) as heartbeat:
             try:
                 self._process(lease)
                 error = None
@@ -259,11 +288,20 @@ class Worker:
             return
         try:
             if error is None:
-                self.queue.complete(lease)
+                done = self._acknowledge(
+                    lambda: self._complete(lease), lease, heartbeat.valid_until
+                )
+                if done is None:
+                    return
                 self.processed += 1
                 log.info(f"item {lease.item!r} done (attempt {lease.attempt}, {took:.2f}s)")
             else:
-                result = self.queue.fail(lease, error)
+                failed = error
+                result = self._acknowledge(
+                    lambda: self.queue.fail(lease, failed), lease, heartbeat.valid_until
+                )
+                if result is None:
+                    return
                 what = "dead-lettered" if result.dead else "will be retried"
                 log.warning(
                     f"item {lease.item!r} failed (attempt {lease.attempt}): {error}; {what}"
@@ -273,6 +311,36 @@ class Worker:
                 f"item {lease.item!r}: result dropped, {exc.reason}"
                 + (f" ({heartbeat.lost})" if heartbeat.lost else "")
             )
+
+    def _complete(self, lease: Lease) -> bool:
+        self.queue.complete(lease)
+        return True
+
+    def _acknowledge(self, what: Callable[[], T], lease: Lease, valid_until: float) -> T | None:
+        """Run the acknowledgement ``what`` (complete or fail of ``lease``), re-sending it with
+        capped backoff while Redis is unreachable and the lease is valid (until
+        ``valid_until``, monotonic). Returns its result, or None when the lease ran out first
+        (the result is given up). Re-sending is safe: the queue accepts a repeated
+        acknowledgement with the same token, and refuses one whose lease is gone."""
+        tries = 0
+        while True:
+            try:
+                return what()
+            except (QueueUnavailableError, QueueAuthError) as exc:
+                tries += 1
+                left = valid_until - time.monotonic()
+                if left <= 0:
+                    log.warning(
+                        f"item {lease.item!r}: result given up, Redis was unreachable until "
+                        f"the lease ran out ({tries} tries): {exc}"
+                    )
+                    return None
+                delay = min(exponential_delay(tries - 1, ACK_RETRY_BASE, ACK_RETRY_CAP, 0.2), left)
+                log.warning(
+                    f"item {lease.item!r}: acknowledgement not delivered, re-sending in "
+                    f"{delay:.2f}s (lease valid {left:.1f}s more): {exc}"
+                )
+                time.sleep(delay)
 
     def run(self) -> int:
         """Process items until the queue is done (0) or a signal arrives (143)."""
@@ -301,7 +369,7 @@ class Worker:
                             log.info(f"reaped {wording.count(reaped, 'expired lease')}")
                     continue
                 lease_seconds = self.config.lease_seconds or self.queue.config.lease_seconds
-                self._handle(leases[0], lease_seconds / 3)
+                self._handle(leases[0], lease_seconds)
             except (QueueUnavailableError, QueueAuthError) as exc:
                 delay = exponential_delay(failures, 0.5, 10.0, 0.2)
                 failures += 1

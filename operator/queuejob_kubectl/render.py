@@ -90,6 +90,7 @@ def summary(qj: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> dict[
         "phase": status.get("phase"),
         "progress": status.get("progress"),
         "counts": status.get("counts") or {},
+        "itemDuration": status.get("itemDuration") or {},
         "activeWorkers": status.get("activeWorkers", 0),
         "jobName": status.get("jobName"),
         "conditions": status.get("conditions") or [],
@@ -126,6 +127,7 @@ def status_text(data: Mapping[str, Any]) -> str:
             f=failed,
             r=counts.get("retries", 0),
         ),
+        item_duration_line(data.get("itemDuration") or {}),
         "",
     ]
     if not (data["phase"] or data["conditions"] or data["counts"]):
@@ -180,6 +182,26 @@ def replaced_workers_note(events: Sequence[Mapping[str, Any]]) -> str | None:
         "Job's pods were deleted with it, and their logs with them: the lines above are from "
         "the current Job's pods only.\n"
     )
+
+
+def seconds(value: float) -> str:
+    """A duration for people: ``850ms``, ``4.2s``, ``3m12s``, ``1h5m``."""
+    if value < 1:
+        return f"{value * 1000:.0f}ms"
+    if value < 60:
+        return f"{value:.1f}s"
+    if value < 3600:
+        return f"{int(value) // 60}m{int(value) % 60}s"
+    return f"{int(value) // 3600}h{(int(value) % 3600) // 60}m"
+
+
+def item_duration_line(duration: Mapping[str, Any]) -> str:
+    """``per item: p50 1.2s   p95 4.8s   (340 items)``, from ``status.itemDuration``."""
+    count = int(duration.get("count") or 0)
+    if not count or "p50Seconds" not in duration or "p95Seconds" not in duration:
+        return "per item: p50 -   p95 -   (no item completed yet)"
+    p50, p95 = float(duration["p50Seconds"]), float(duration["p95Seconds"])
+    return f"per item: p50 {seconds(p50)}   p95 {seconds(p95)}   ({count} items)"
 
 
 def _indent(text: str) -> str:

@@ -1,6 +1,6 @@
 """Redis key names of one queue; all share the hash tag ``{name}`` (one Redis Cluster slot).
 
-Scripts receive every key, in the order of :data:`KEY_TYPES` (``KEYS[1..12]``, also the key
+Scripts receive every key, in the order of :data:`KEY_TYPES` (``KEYS[1..13]``, also the key
 numbering of ``check_types`` in ``scripts/lib.lua``): Redis Cluster checks only declared keys,
 so a queue's scripts stay whole during a slot migration (see ``scripts/lib.lua``).
 """
@@ -30,6 +30,7 @@ KEY_TYPES = (
     ("acked", "hash"),
     ("counters", "hash"),
     ("bucket", "hash"),
+    ("durations", "hash"),
 )
 ROLES = tuple(role for role, _ in KEY_TYPES)
 

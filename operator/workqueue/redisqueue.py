@@ -4,7 +4,8 @@ Data model (keys ``wq:{name}:*``, one hash tag, see ``workqueue.keys`` and
 ``scripts/lib.lua``): a ``pending`` list; ``holders`` (item -> lease token) for leased items;
 one ``timers`` zset holding the lease expiry of leased items and the due time of delayed
 retries; per-item ``attempts``; ``succeeded``; ``dead`` with the last ``errors``; the ``seen``
-set of every item ever seeded; the shared token ``bucket``.
+set of every item ever seeded or added, except those of the index range, which its cursor
+covers; the shared token ``bucket``; the ``durations`` histogram (``workqueue.durations``).
 
 Guarantees:
 
@@ -28,6 +29,10 @@ Guarantees:
 - **Index ranges.** ``seed_range(start, count)`` seeds the decimal indices server-side in
   chunks, each chunk atomic with a cursor in Redis, so a million items take about 500 round
   trips and an interrupted seed resumes where it stopped (see :meth:`LeaseQueue.seed_range`).
+  The range's items are known by the cursor (``[range_first, range_next)``), not listed in
+  ``seen``: a pending range item costs only its list entry (about 6 bytes).
+- **Per-item durations.** Each completion records the item's processing time (lease to
+  completion) in a histogram in Redis, O(1) per item (:meth:`LeaseQueue.durations`).
 - **Operating a live queue.** ``add`` appends items never seen before (idempotent, no item
   twice); ``redrive`` moves dead letters back to pending with their attempts reset, atomically
   per item (counts stay consistent: ``total`` unchanged, each item moved once); ``leases`` and
@@ -35,7 +40,9 @@ Guarantees:
   last error) in bounded pages, read-only.
 - **Self-healing.** ``lease`` first moves due retries to pending and reaps expired leases
   (bounded work per call), so a crashed worker's items come back without any reaper; ``reap``
-  does the same on demand and is safe to run concurrently.
+  does the same on demand and is safe to run concurrently. The timers are only looked at when
+  one can be due: the config hash keeps ``due``, a lower bound of every timer (lowered by each
+  script that sets an earlier timer, recomputed after each pass), so most calls skip them.
 - **Time.** By default scripts read the Redis server's ``TIME``: all workers share one clock and
   their own clocks do not matter. ``clock=`` (a callable returning seconds) passes the caller's
   time instead (as ``ARGV``), which makes tests deterministic; every user of one queue must then
@@ -94,6 +101,7 @@ from redis.connection import Connection
 
 from workqueue.backoff import Uniform, exponential_delay
 from workqueue.config import QueueConfig
+from workqueue.durations import DurationHistogram
 from workqueue.errors import (
     ItemError,
     QueueTypeError,
@@ -155,8 +163,9 @@ def _release_all(conns: list[tuple[redis.ConnectionPool, Connection]]) -> None:
 
 
 def _pause(attempt: int) -> float:
-    """Seconds to wait before following redirection number ``attempt`` (from 0)."""
-    return min(0.002 * 2**attempt, 0.25) if attempt else 0.0
+    """Seconds to wait before following redirection number ``attempt`` (from 1; the first
+    attempt is sent at once, without any sleep or yield)."""
+    return min(0.002 * 2.0**attempt, 0.25)
 
 
 def _check_page(limit: int) -> None:
@@ -447,6 +456,13 @@ class LeaseQueue:
         raw = self._run("stats", self._scripts.stats, ensure=False)
         return QueueStats(*(int(v) for v in raw[:7]))
 
+    def durations(self) -> DurationHistogram:
+        """The per-item processing times recorded so far (see ``workqueue.durations``); one
+        ``HGETALL`` of a hash of at most 20 fields, whatever the queue's size. Read-only."""
+        with translate(self.client, f"queue {self.name}: durations"):
+            raw = self.client.hgetall(self.queue_keys.key("durations"))
+        return DurationHistogram.from_redis({_text(k): _text(v) for k, v in raw.items()})
+
     def done(self) -> bool:
         """True exactly when nothing is pending, delayed or leased."""
         return self.stats().done
@@ -575,6 +591,13 @@ class LeaseQueue:
             out.append(InFlight(_text(raw[i]), worker, int(raw[i + 2]), int(raw[i + 3]) / 1e6))
         return out
 
+    def next_timer(self) -> float | None:
+        """When the queue's earliest timer fires (queue clock, seconds): the soonest lease
+        expiry or retry due time; None if no item is leased or waiting for a retry."""
+        with translate(self.client, f"queue {self.name}: next_timer"):
+            first = self.client.zrange(self.queue_keys.key("timers"), 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
     def succeeded_items(self) -> set[str]:
         """All succeeded items (for tests and small queues)."""
         with translate(self.client, f"queue {self.name}: succeeded_items"):
@@ -699,7 +722,8 @@ class LeaseQueue:
         ask = ""
         last: redis.exceptions.ResponseError | None = None
         for attempt in range(MAX_REDIRECTS):
-            time.sleep(_pause(attempt))
+            if attempt:
+                time.sleep(_pause(attempt))
             node = self._route.at(ask) if ask else self._route.owner()
             conn = self._connection(node)
             command = ("EVALSHA", script.sha, *self._declared, stamp, *args)

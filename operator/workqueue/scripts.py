@@ -1,13 +1,17 @@
 """The queue's Lua scripts, registered on a client with redis-py's ``register_script``.
 
-Each ``scripts/<name>.lua`` is run with ``scripts/lib.lua`` prepended (shared helpers: clock,
-type checks, token bucket, promote, reap, complete, lease). Every multi-step change of the
-queue happens inside one script, so it is atomic; scripts check key types before writing, so
-an error never leaves a half-applied change.
+Each ``scripts/<name>.lua`` is run with the parts of ``scripts/lib.lua`` it uses prepended:
+the key prelude, then each top-level definition (``local function f``, ``local NAME =``) that
+the script's body refers to, directly or through another included one, in the library's order.
+Redis runs the whole source on every call, so leaving unused helpers out makes each call
+cheaper (the hot scripts skip most of the library). Every multi-step change of the queue
+happens inside one script, so it is atomic; scripts check key types before writing, so an
+error never leaves a half-applied change.
 """
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 
@@ -35,9 +39,37 @@ NAMES = (
 )
 
 
+_DEFINITION = re.compile(r"local (?:function )?([A-Za-z_][A-Za-z0-9_]*)\b")
+
+
+def _split(lib: str) -> tuple[str, list[tuple[str, str]]]:
+    """The library's prelude (up to its first top-level definition after the keys) and its
+    definitions as (name, text), each with the comment lines just above it."""
+    lines = lib.splitlines(keepends=True)
+    starts: list[tuple[int, str]] = []
+    for index, line in enumerate(lines):
+        match = _DEFINITION.match(line)
+        if match and not line.startswith("local K_"):
+            first = index
+            while first > 0 and lines[first - 1].startswith("--"):
+                first -= 1
+            starts.append((first, match.group(1)))
+    if not starts:
+        return lib, []
+    prelude = "".join(lines[: starts[0][0]])
+    blocks = []
+    for (begin, name), (end, _) in zip(starts, [*starts[1:], (len(lines), "")], strict=True):
+        blocks.append((name, "".join(lines[begin:end])))
+    return prelude, blocks
+
+
+def _uses(text: str, name: str) -> bool:
+    return re.search(rf"(?<![A-Za-z0-9_.]){name}\b", text) is not None
+
+
 @cache
 def source(name: str) -> str:
-    """The full Lua source of script ``name`` (prelude + body)."""
+    """The full Lua source of script ``name`` (prelude, the definitions it uses, body)."""
     if name not in NAMES and name != "lib":
         raise KeyError(f"no queue script named {name!r}")
     # The scripts ship next to this module (package data).
@@ -45,7 +77,19 @@ def source(name: str) -> str:
     lib = (folder / "lib.lua").read_text(encoding="utf-8")
     if name == "lib":
         return lib
-    return lib + "\n" + (folder / f"{name}.lua").read_text(encoding="utf-8")
+    body = (folder / f"{name}.lua").read_text(encoding="utf-8")
+    prelude, blocks = _split(lib)
+    needed: set[str] = set()
+    grew = True
+    while grew:
+        grew = False
+        text = body + "".join(block for n, block in blocks if n in needed)
+        for block_name, _ in blocks:
+            if block_name not in needed and _uses(text, block_name):
+                needed.add(block_name)
+                grew = True
+    parts = [block for block_name, block in blocks if block_name in needed]
+    return prelude + "".join(parts) + "\n" + body
 
 
 class QueueScripts:

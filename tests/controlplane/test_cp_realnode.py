@@ -1,5 +1,7 @@
 """The real node (``localkube up --node=kubelet``): pods are containers run by kubelet + containerd.
 
+With ``--nodes=N`` the same tests run on the N real nodes of ``multi_node`` (pods go to any node).
+
 Needs root (this project's CI runs as root); see ``fixtures.realnode`` for when it is skipped.
 """
 
@@ -16,6 +18,7 @@ import pytest
 from fixtures.cluster import Cluster, wait_for
 from fixtures.realnode import TEST_IMAGE, RealNodeCluster, format_memory
 from localkube import hostnet
+from localkube.cluster import NodeAddresses
 
 pytestmark = [pytest.mark.realnode, pytest.mark.timeout(300)]
 
@@ -24,6 +27,16 @@ pytestmark = [pytest.mark.realnode, pytest.mark.timeout(300)]
 def node(real_node: RealNodeCluster) -> Cluster:
     real_node.local.check()
     return real_node.cluster
+
+
+@pytest.fixture
+def addresses(real_node: RealNodeCluster) -> NodeAddresses:
+    return real_node.local.addresses
+
+
+@pytest.fixture
+def node_names(node: Cluster) -> list[str]:
+    return sorted(n["metadata"]["name"] for n in node.kubectl_json("get", "nodes")["items"])
 
 
 @pytest.fixture
@@ -63,7 +76,9 @@ def wait_phase(cluster: Cluster, namespace: str, name: str, phases: set[str]) ->
     return wait_for(f"pod {namespace}/{name} in {phases}", probe, timeout=120)
 
 
-def test_cp_realnode_pod_is_a_container_with_logs(node: Cluster, ns: str) -> None:
+def test_cp_realnode_pod_is_a_container_with_logs(
+    node: Cluster, ns: str, addresses: NodeAddresses
+) -> None:
     # "$$$$": Kubernetes turns "$$" into "$" in commands, the shell then sees "$$" (its PID).
     script = "echo hello from $(hostname) pid=$$$$; cat /proc/1/cgroup | grep -m1 kubepods"
     apply(node, ns, pod("hello", script))
@@ -74,7 +89,7 @@ def test_cp_realnode_pod_is_a_container_with_logs(node: Cluster, ns: str) -> Non
     assert status["containerID"].startswith("containerd://")
     assert status["state"]["terminated"]["exitCode"] == 0
     pod_ip = ipaddress.ip_address(obj["status"]["podIP"])
-    assert pod_ip in ipaddress.ip_network(hostnet.POD_CIDR)
+    assert pod_ip in ipaddress.ip_network(addresses.pod_cidr)
     logs = node.kubectl("logs", "-n", ns, "hello").stdout
     # Its own PID namespace (the shell is PID 1) and a pod cgroup of the kubelet's.
     assert "hello from hello pid=1" in logs
@@ -82,7 +97,7 @@ def test_cp_realnode_pod_is_a_container_with_logs(node: Cluster, ns: str) -> Non
 
 
 def test_cp_realnode_pod_reaches_api_server_through_kubernetes_service(
-    node: Cluster, ns: str
+    node: Cluster, ns: str, addresses: NodeAddresses
 ) -> None:
     script = (
         "echo host=$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT; "
@@ -94,7 +109,7 @@ def test_cp_realnode_pod_reaches_api_server_through_kubernetes_service(
     logs = node.kubectl("logs", "-n", ns, "api").stdout
 
     assert obj["status"]["phase"] == "Succeeded", logs
-    assert f"host={hostnet.SERVICE_IP}:443" in logs  # the kubernetes Service's ClusterIP
+    assert f"host={addresses.service_ip}:443" in logs  # the kubernetes Service's ClusterIP
     assert '"gitVersion": "v1.35.4"' in logs
     assert f"user=system:serviceaccount:{ns}:default" in logs  # its token, verified over TLS
 
@@ -165,7 +180,9 @@ def test_cp_realnode_memory_of_the_node(
     memory = real_node.memory()
     with capsys.disabled():
         print(f"\nreal node memory: {format_memory(memory)}")
-    assert set(memory) == {"containerd", "kubelet", "kube-proxy", "coredns"}, memory
+    nodes = [n.name + "-" for n in real_node.local.nodes] or [""]
+    expected = {f"{n}{c}" for n in nodes for c in ("containerd", "kubelet", "kube-proxy")}
+    assert set(memory) == expected | {"coredns"}, memory
     assert all(now > 0 for now, _ in memory.values()), memory
 
 
@@ -225,7 +242,9 @@ def test_cp_realnode_statefulset_gets_a_bound_volume(
         node.kubectl("delete", "pv", f"pv-{ns}", "--wait=false", check=False)
 
 
-def test_cp_realnode_daemonset_runs_on_the_node(node: Cluster, ns: str) -> None:
+def test_cp_realnode_daemonset_runs_on_the_node(
+    node: Cluster, ns: str, node_names: list[str]
+) -> None:
     template = pod("x", "sleep 3600")["spec"]
     template.pop("restartPolicy")
     template["terminationGracePeriodSeconds"] = 0
@@ -246,13 +265,13 @@ def test_cp_realnode_daemonset_runs_on_the_node(node: Cluster, ns: str) -> None:
             if (s := node.kubectl_json("get", "ds", "agent", "-n", ns).get("status", {})).get(
                 "numberReady"
             )
-            == 1
+            == len(node_names)
             else None
         ),
     )
-    assert status["desiredNumberScheduled"] == 1
+    assert status["desiredNumberScheduled"] == len(node_names)
     pods = node.kubectl_json("get", "pods", "-n", ns, "-l", "app=agent")["items"]
-    assert [p["spec"]["nodeName"] for p in pods] == ["localkube-node"]
+    assert sorted(p["spec"]["nodeName"] for p in pods) == node_names  # one on every node
 
 
 def test_cp_realnode_cronjob_starts_jobs(node: Cluster, ns: str) -> None:
@@ -281,7 +300,9 @@ def test_cp_realnode_cronjob_starts_jobs(node: Cluster, ns: str) -> None:
     assert jobs and jobs[0]["metadata"]["ownerReferences"][0]["name"] == "tick"
 
 
-def test_cp_realnode_cluster_dns_answers_service_names_only(node: Cluster, ns: str) -> None:
+def test_cp_realnode_cluster_dns_answers_service_names_only(
+    node: Cluster, ns: str, addresses: NodeAddresses
+) -> None:
     node.kubectl("create", "service", "clusterip", "web", "--tcp=80:80", "-n", ns)
     web_ip = node.kubectl_json("get", "service", "web", "-n", ns)["spec"]["clusterIP"]
     script = (
@@ -294,39 +315,44 @@ def test_cp_realnode_cluster_dns_answers_service_names_only(node: Cluster, ns: s
     logs = node.kubectl("logs", "-n", ns, "dns").stdout
 
     assert obj["status"]["phase"] == "Succeeded", logs
-    assert f"nameserver {hostnet.DNS_IP}" in logs  # the kubelet's clusterDNS: kube-dns
+    assert f"nameserver {addresses.dns_ip}" in logs  # the kubelet's clusterDNS: kube-dns
     assert f"search {ns}.svc.cluster.local svc.cluster.local cluster.local" in logs
-    assert f"Name:\tkubernetes.default.svc.cluster.local\nAddress: {hostnet.SERVICE_IP}" in logs
+    assert f"Name:\tkubernetes.default.svc.cluster.local\nAddress: {addresses.service_ip}" in logs
     assert f"Name:\tweb.{ns}.svc.cluster.local\nAddress: {web_ip}" in logs
     assert logs.count(f"Address: {web_ip}") >= 2, 'the search path resolves a bare "web"'
     assert "can't find example.com: SERVFAIL" in logs and "no-upstream" in logs
 
 
-def _egress_drops() -> int:
-    listing = hostnet.run(
-        "iptables", "-w", "-t", "mangle", "-L", hostnet.EGRESS_CHAIN, "-v", "-x", "-n"
-    )
+def _egress_drops(chain: str) -> int:
+    listing = hostnet.run("iptables", "-w", "-t", "mangle", "-L", chain, "-v", "-x", "-n")
     return int(listing.stdout.splitlines()[2].split()[0])  # the DROP rule's packet counter
 
 
-def test_cp_realnode_pods_cannot_send_off_the_machine(node: Cluster, ns: str) -> None:
+def test_cp_realnode_pods_cannot_send_off_the_machine(
+    node: Cluster, ns: str, addresses: NodeAddresses
+) -> None:
     """The egress guard drops what a pod routes off the machine. The probe address (TEST-NET-2)
-    is routed into lkapi0, a bridge without ports, so nothing could leave even without it."""
+    is routed into a link of the cluster's own (lkapi0, a bridge without ports, or the nodes'
+    bridge), so nothing could leave even without it."""
+    chain, link = addresses.egress_chain, addresses.local_link
     forward = hostnet.run("iptables", "-w", "-t", "mangle", "-S", "FORWARD").stdout.splitlines()
-    assert forward[1] == f"-A FORWARD -j {hostnet.EGRESS_CHAIN}", forward  # first, before all
+    assert f"-A FORWARD -j {chain}" in forward, forward
+    # before every rule but the guards of other clusters on this machine (their own chains)
+    others = forward[1 : forward.index(f"-A FORWARD -j {chain}")]
+    assert all(rule.startswith("-A FORWARD -j LOCALKUBE") for rule in others), forward
     probe = "198.51.100.7"
-    hostnet.run("ip", "route", "add", f"{probe}/32", "dev", hostnet.API_LINK)
+    hostnet.run("ip", "route", "add", f"{probe}/32", "dev", link)
     try:
-        before = _egress_drops()
+        before = _egress_drops(chain)
         apply(
             node, ns, pod("out", f"nc -w 2 {probe} 80 </dev/null && echo reached || echo blocked")
         )
         wait_phase(node, ns, "out", {"Succeeded", "Failed"})
         logs = node.kubectl("logs", "-n", ns, "out").stdout
         assert "blocked" in logs and "reached" not in logs, logs
-        assert _egress_drops() > before, "the pod's packets were dropped by the guard"
+        assert _egress_drops(chain) > before, "the pod's packets were dropped by the guard"
     finally:
-        hostnet.run("ip", "route", "del", f"{probe}/32", "dev", hostnet.API_LINK, check=False)
+        hostnet.run("ip", "route", "del", f"{probe}/32", "dev", link, check=False)
 
 
 def test_cp_realnode_runs_the_project_image_restricted(

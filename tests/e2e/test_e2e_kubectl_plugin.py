@@ -64,7 +64,7 @@ def test_status_leases_and_logs(cluster: Cluster, operator: OperatorHandle, name
             namespace,
             items=items,
             parallelism=2,
-            leaseSeconds=30,
+            leaseSeconds=60,
             # 30 s an item: the status, leases and kubectl calls below all see it running,
             # also when each plugin call takes seconds on a loaded machine.
             worker={"env": [{"name": "QUEUEJOB_DEMO_WORK_SECONDS", "value": "30"}]},

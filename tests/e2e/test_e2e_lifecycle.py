@@ -1,13 +1,17 @@
-"""Life cycle: 50 items, parallelism 3 -> Succeeded with the right counts; delete cleans up."""
+"""Life cycle: 50 items, parallelism 3 -> Succeeded with the right counts; the workers log in
+as the QueueJob's own Redis user (the Secret holds no admin password); delete cleans up, the
+Redis user included."""
 
 from __future__ import annotations
 
+import base64
 import re
 
 import pytest
 
 from fixtures.cluster import Cluster
 from fixtures.operator import OperatorHandle, queuejob, wait_for
+from workqueue import acl
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -92,6 +96,23 @@ def test_lifecycle_50_items(cluster: Cluster, operator: OperatorHandle, namespac
     assert operator.redis_password is None or all(
         operator.redis_password not in str(e.get("value", "")) for e in container["env"]
     )
+    # The Secret in the QueueJob's namespace holds the QueueJob's own Redis user, never the
+    # operator's password; that user exists on the operator's Redis with the queue's keys only.
+    secret = cluster.kubectl_json("get", "secret", "life-redis", "-n", namespace)
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    queue_name = qj["status"]["queue"]
+    assert set(data) == {"username", "password"}, sorted(data)
+    assert data["username"] == acl.username(queue_name)
+    assert operator.redis_password is None or data["password"] != operator.redis_password
+    assert operator.redis_password is None or operator.redis_password not in str(secret)
+    user = operator.redis().execute_command("ACL", "GETUSER", data["username"])
+    assert user is not None and f"~{acl.key_pattern(queue_name)}" in str(user), user
+    user_env = next(e for e in container["env"] if e["name"] == "QUEUEJOB_REDIS_USERNAME")
+    assert user_env["valueFrom"]["secretKeyRef"] == {
+        "name": "life-redis",
+        "key": "username",
+        "optional": True,
+    }
     wait_for(
         lambda: (
             cluster.kubectl_json("get", "job", "life-workers", "-n", namespace)
@@ -136,6 +157,7 @@ def test_lifecycle_50_items(cluster: Cluster, operator: OperatorHandle, namespac
     assert queue.keys_in_use()
     cluster.kubectl("delete", "queuejob", "life", "-n", namespace, "--timeout=60s")
     assert queue.keys_in_use() == []
+    assert operator.redis().execute_command("ACL", "GETUSER", data["username"]) is None
     wait_for(
         lambda: (
             cluster.kubectl("get", "job", "life-workers", "-n", namespace, check=False).returncode

@@ -12,6 +12,7 @@ import pytest
 
 from fixtures.cluster import Cluster
 from fixtures.operator import OperatorHandle, queuejob, wait_for
+from workqueue import acl
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -122,6 +123,9 @@ def test_items_from_configmap_dedups(
 
     wait_for(removed, 60, "the queue's keys to be removed after the TTL")
     assert operator.get_qj(namespace, "fromcm")["status"]["phase"] == "Succeeded"
+    # ... and so does the QueueJob's Redis user.
+    user = operator.redis().execute_command("ACL", "GETUSER", acl.username(queue.name))
+    assert user is None, user
 
 
 def _events(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:

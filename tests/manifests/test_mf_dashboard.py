@@ -112,6 +112,24 @@ def test_every_exported_metric_is_on_the_dashboard(dashboard: dict[str, Any]) ->
     assert not missing, f"metrics with no panel: {missing}"
 
 
+def test_item_processing_time_has_a_panel_per_queuejob(dashboard: dict[str, Any]) -> None:
+    """The per-item durations the workers record are shown as p50/p95 per QueueJob, apart from
+    the handlers' run times that share the metric name."""
+    exprs = {p["title"]: [t["expr"] for t in p.get("targets", [])] for p in dashboard["panels"]}
+    (title,) = [t for t in exprs if t.startswith("Item processing time")]
+    assert [e.split(",")[0] for e in exprs[title]] == [
+        "histogram_quantile(0.5",
+        "histogram_quantile(0.95",
+    ]
+    for expr in exprs[title]:
+        assert 'workqueue_work_duration_seconds_bucket{name=~"$queuejob"}' in expr
+        assert "by (le, name)" in expr
+    handler_panels = [
+        e for es in exprs.values() for e in es if "workqueue_work_duration_seconds" in e
+    ]
+    assert all("$queuejob" in e or "handler:" in e for e in handler_panels)
+
+
 def test_the_kustomization_renders_the_dashboard_configmap(cluster: Any) -> None:
     rendered = cluster.kubectl("kustomize", str(REPO / "manifests" / "monitoring")).stdout
     (cm,) = list(yaml.safe_load_all(rendered))

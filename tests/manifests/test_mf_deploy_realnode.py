@@ -195,8 +195,11 @@ def test_mf_deploy_realnode_killed_workers_lose_and_double_count_nothing(
     node.kubectl("delete", "pod", "-n", ns, first["metadata"]["name"], "--force",
                  "--grace-period=0")  # fmt: skip
     container_id = second["status"]["containerStatuses"][0]["containerID"]
-    assert real_node.local.real_node is not None
-    layout = real_node.local.real_node.layout
+    if real_node.local.nodes:  # several nodes: the containerd of the pod's node
+        layout = real_node.local.node_by_name(second["spec"]["nodeName"]).layout
+    else:
+        assert real_node.local.real_node is not None
+        layout = real_node.local.real_node.layout
     kill = containerd.ctr(
         layout, "task", "kill", "--signal", "SIGKILL", container_id.split("://")[1]
     )

@@ -294,7 +294,7 @@ def test_measurements_are_on_the_benchmarks_page_only() -> None:
         if report.search(line)
     ]
     assert not found, found
-    assert "## The operator at scale" in (DOCS / "benchmarks.md").read_text()
+    assert "## The operator: status by events" in (DOCS / "benchmarks.md").read_text()
 
 
 def _section(text: str, heading: str) -> str:

@@ -195,3 +195,22 @@ def test_hadolint_reports_nothing() -> None:
             timeout=60,
         )
         assert out.returncode == 0 and not out.stdout.strip(), out.stdout + out.stderr
+
+
+def test_kubernetes_prune_keeps_what_the_image_imports() -> None:
+    # prune_kubernetes.py (run by the Dockerfile) keeps the generated modules the image's
+    # packages and kopf load: the Lease API of the leader election and the models it reads,
+    # and kopf's V1OwnerReference; the rest of the generated client goes.
+    code = (
+        "import json, sys; sys.path.insert(0, 'controlplane/images'); "
+        "import prune_kubernetes as p; print(json.dumps(sorted(p.needed_modules())))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert out.returncode == 0, out.stderr
+    keep = set(json.loads(out.stdout))
+    for module in ("api.coordination_v1_api", "models.v1_lease", "models.v1_owner_reference"):
+        assert f"kubernetes.client.{module}" in keep, module
+    assert "kubernetes.client.api.core_v1_api" not in keep
+    assert len(keep) < 40, f"the image would keep {len(keep)} generated modules"

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import zipfile
 
 import pytest
 from mf_docker import Images, docker, inspect
@@ -61,6 +62,49 @@ def test_no_development_tooling_in_the_image(images: Images) -> None:
     for role in ("operator", "worker", "seed"):
         help_text = docker("run", "--rm", images.queuejob, role, "--help").stdout
         assert "usage" in help_text.lower(), (role, help_text)
+
+
+_KUBERNETES = (
+    "import importlib.metadata as m, importlib.util as u, json; "
+    "import kubernetes.client as c\n"
+    "kept = [n for n in ('ApiClient', 'CoordinationV1Api', 'V1Lease', 'V1ObjectMeta', "
+    "'V1OwnerReference') if getattr(c, n)]\n"
+    "pruned = []\n"
+    "for n in ('CoreV1Api', 'BatchV1Api', 'V1Pod'):\n"
+    "    try: getattr(c, n)\n"
+    "    except ModuleNotFoundError: pruned.append(n)\n"
+    "d = m.distribution('kubernetes')\n"
+    "print(json.dumps({'kept': kept, 'pruned': pruned, 'aio': bool(u.find_spec('kubernetes.aio')), "
+    "'version': d.version, 'files': [str(f) for f in d.files], "
+    "'absent': [str(f) for f in d.files if not f.locate().exists()]}))"
+)
+#: Where the image build may remove files of the ``kubernetes`` wheel (prune_kubernetes.py).
+_PRUNABLE = ("kubernetes/aio/", "kubernetes/client/api/", "kubernetes/client/models/")
+
+
+def test_kubernetes_client_is_pruned_to_what_the_image_uses(images: Images) -> None:
+    result = _python(images.queuejob, _KUBERNETES)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert len(out["kept"]) == 5, out["kept"]
+    assert out["pruned"] == ["CoreV1Api", "BatchV1Api", "V1Pod"]
+    assert not out["aio"], "kubernetes.aio (the asyncio twin) is still in the image"
+    assert out["absent"] == [], f"RECORD lists files that are not there: {out['absent'][:5]}"
+    # What went, against the locked wheel itself: only the asyncio twin, generated API and model
+    # modules, and the package's own tests; every other file of the wheel is still there.
+    (wheel,) = (REPO / ".build" / "wheelhouse").glob(f"kubernetes-{out['version']}-*.whl")
+    shipped = {n for n in zipfile.ZipFile(wheel).namelist() if not n.endswith("/")}
+    gone = shipped - set(out["files"])
+    assert "kubernetes/client/api/core_v1_api.py" in gone and "kubernetes/aio/__init__.py" in gone
+    unexpected = [
+        name
+        for name in sorted(gone)
+        if not name.startswith(_PRUNABLE)
+        and not name.rsplit("/", 1)[-1].endswith("_test.py")
+        and not name.rsplit("/", 1)[-1].startswith("test_")
+        and "/e2e_test/" not in name
+    ]
+    assert unexpected == [], f"files of the wheel pruned outside the generated code: {unexpected}"
 
 
 def test_runs_as_numeric_non_root_with_a_read_only_root(images: Images) -> None:

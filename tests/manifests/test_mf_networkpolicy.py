@@ -2,8 +2,11 @@
 
 Label selectors are evaluated here against the real pod templates: the Redis Deployment's (the
 policy's target), the operator Deployment's and the worker Job the operator builds (both
-admitted), and the fine-parallel pods (not admitted: they have their own Redis). A label change
-on either side that would silently cut the workers off Redis, or open it to other pods, fails.
+admitted), pods missing any of the workers' labels and the fine-parallel pods (not admitted:
+they have their own Redis). A label change on either side that would silently cut the workers
+off Redis, or open it to other pods, fails. The API server's acceptance of the object is checked
+with manifests/deploy (test_mf_dryrun.py); no test here can check enforcement, which is the
+network plugin's (the local nodes have none that enforces NetworkPolicy).
 """
 
 from __future__ import annotations
@@ -84,13 +87,35 @@ def test_policy_targets_the_redis_pods_only() -> None:
 def test_operator_and_workers_are_admitted() -> None:
     operator = _template_labels("manifests/deploy/operator.yaml", "Deployment", "queuejob-operator")
     assert _admitted(operator, same_namespace=True)
+    assert set(_worker_labels()) == {"app.kubernetes.io/name", "workqueue.example.com/queuejob"}
     assert _admitted(_worker_labels(), same_namespace=False)
+    assert _admitted(_worker_labels(), same_namespace=True)
+    # The Job controller adds its own labels to the pods; they change nothing.
+    controller = {"batch.kubernetes.io/job-name": "q-workers", "job-name": "q-workers"}
+    assert _admitted({**_worker_labels(), **controller}, same_namespace=False)
+
+
+def test_only_tcp_6379_is_opened() -> None:
+    (rule,) = _policy()["spec"]["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 6379}]
 
 
 def test_other_pods_are_not_admitted() -> None:
     assert not _admitted({}, same_namespace=True)
+    assert not _admitted({}, same_namespace=False)
+    # The operator's label admits only in the operator's own namespace.
     assert not _admitted({"app.kubernetes.io/name": "queuejob-operator"}, same_namespace=False)
-    assert not _admitted({"app.kubernetes.io/name": "queuejob"}, same_namespace=False)
+    # A worker needs both labels of the operator's worker pods.
+    worker = _worker_labels()
+    for key in worker:
+        partial = {k: v for k, v in worker.items() if k != key}
+        assert not _admitted(partial, same_namespace=False), partial
+        assert not _admitted(partial, same_namespace=True), partial
+    # Only the QueueJob label (as on the plugin's ConfigMaps) is not enough.
+    assert not _admitted({"workqueue.example.com/queuejob": "q"}, same_namespace=False)
+    # The Redis pod itself is no client.
+    redis = _template_labels("manifests/deploy/redis.yaml", "Deployment", "redis")
+    assert not _admitted(redis, same_namespace=True)
     for name, kind, path in (
         ("job-wq-2", "Job", "manifests/fine-parallel/job.yaml"),
         ("redis-master", "Pod", "manifests/fine-parallel/redis-pod.yaml"),

@@ -44,6 +44,9 @@ GRANTS: frozenset[tuple[str, str, str]] = frozenset(
         ("batch", "jobs", "patch"),
         # queuejob.kube.delete_job: a finished Job re-created (queuejob.operate).
         ("batch", "jobs", "delete"),
+        # kopf's watch of the worker Jobs (queuejob.handlers.events): status changes refresh.
+        ("batch", "jobs", "list"),
+        ("batch", "jobs", "watch"),
         # queuejob.kube: ensure_secret, read_secret_key (by name: no list, no watch).
         ("", "secrets", "create"),
         ("", "secrets", "get"),
@@ -52,6 +55,12 @@ GRANTS: frozenset[tuple[str, str, str]] = frozenset(
         ("", "configmaps", "get"),
         # kopf: Kubernetes events about handlers.
         ("", "events", "create"),
+        # queuejob.kube: list_nodes, list_pods_on_node, patch_pod_status, force_delete_pod
+        # (worker pods on a lost node, queuejob.nodeloss).
+        ("", "nodes", "list"),
+        ("", "pods", "list"),
+        ("", "pods", "delete"),
+        ("", "pods/status", "patch"),
     }
 )
 
@@ -93,6 +102,15 @@ DENIED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("delete", "secrets", ("-n", "default")),
     ("delete", "nodes", ()),
     ("get", "nodes", ()),
+    ("watch", "nodes", ()),
+    ("patch", "nodes", ()),
+    ("update", "nodes", ("--subresource=status",)),
+    ("get", "pods", ("-n", "default")),
+    ("update", "pods", ("-n", "default")),
+    ("patch", "pods", ("-n", "default")),
+    ("update", "pods", ("-n", "default", "--subresource=status")),
+    ("create", "pods", ("-n", "default", "--subresource=eviction")),
+    ("deletecollection", "pods", ("-n", "default")),
     ("create", "clusterroles.rbac.authorization.k8s.io", ()),
     ("create", "clusterrolebindings.rbac.authorization.k8s.io", ()),
     ("create", "rolebindings.rbac.authorization.k8s.io", ("-n", "default")),
@@ -102,7 +120,6 @@ DENIED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("delete", "customresourcedefinitions.apiextensions.k8s.io", ()),
     ("update", "customresourcedefinitions.apiextensions.k8s.io", ()),
     ("deletecollection", "jobs.batch", ("-n", "default")),
-    ("list", "jobs.batch", ("-n", "default")),
     ("update", "configmaps", ("-n", "default")),
     ("create", "serviceaccounts", ("-n", "default", "--subresource=token")),
     ("impersonate", "serviceaccounts", ("-n", "default")),
@@ -216,9 +233,9 @@ def test_service_account_may(
     full = f"{name}.{group}" if group else name
     extra = [f"--subresource={sub}"] if sub else []
     scopes = [["-n", "default"], ["-n", "kube-public"]]
-    if name in ("customresourcedefinitions",):
+    if name in ("customresourcedefinitions", "nodes"):
         scopes = [[]]
-    elif verb in ("list", "watch") and name == "queuejobs":
+    elif verb in ("list", "watch") and name in ("queuejobs", "pods"):
         scopes.append(["--all-namespaces"])
     for scope in scopes:
         assert _can_i(cluster, verb, full, *extra, *scope), f"denied: {verb} {resource} {scope}"

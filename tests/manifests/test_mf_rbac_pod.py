@@ -38,8 +38,10 @@ REQUESTS: tuple[tuple[str, str, int], ...] = (
     ("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", 200),
     ("GET", "/api/v1/secrets", 403),
     ("GET", f"/api/v1/namespaces/{NS}/secrets", 403),
-    ("GET", "/api/v1/nodes", 403),
-    ("GET", "/api/v1/namespaces/default/pods", 403),
+    ("GET", "/api/v1/nodes", 200),
+    ("GET", "/api/v1/pods?labelSelector=app.kubernetes.io%2Fname%3Dqueuejob", 200),
+    ("GET", "/api/v1/nodes/localkube-node", 403),
+    ("GET", "/api/v1/namespaces/default/pods/any", 403),
     ("GET", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases", 403),
     ("DELETE", "/api/v1/namespaces/default?dryRun=All", 403),
     ("DELETE", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/queuejob-operator"

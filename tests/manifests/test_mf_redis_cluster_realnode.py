@@ -8,13 +8,13 @@ re-rolled with the cluster's URL and ``QUEUEJOB_WORKER_WAIT_REPLICAS=1``. At the
 manifests/deploy-local again (the operator back on the single Redis, which the overlay's apply
 left in place) and deletes the cluster's objects and claims.
 
-The failover: the pod of the master holding the QueueJob's queue is deleted while its node is
-cordoned (as when a node is lost; otherwise a quick replacement pod can take its slots back before
-the others notice it gone), the replica must be promoted, the node uncordoned, and the pod must
-come back with the same node id (its PVC's nodes.conf) as a replica, at its new IP. Both with the
-overlay's ``WAIT 1`` and without it (the workers' env overridden); each run checks that every item
-is completed and counted once and, with ``WAIT``, that no completion was lost (no item completed
-twice).
+The failover: the pod of the master holding the QueueJob's queue is deleted while the nodes are
+cordoned (as when its node is lost; otherwise a quick replacement pod can take its slots back
+before the others notice it gone), the replica must be promoted, the nodes uncordoned, and the
+pod must come back with the same node id (its PVC's nodes.conf) as a replica, at its new IP.
+Both with the overlay's ``WAIT 1`` and without it (the workers' env overridden); each run checks
+that every item is completed and counted once and, with ``WAIT``, that no completion was lost
+(no item completed twice).
 
 The drain's size is ``QUEUEJOB_RCLUSTER_ITEMS`` (default 20,000). The figures on the benchmarks
 page come from a larger run (``QUEUEJOB_RCLUSTER_ITEMS=40000 -s``); on this shared 2-core machine
@@ -251,16 +251,16 @@ def test_mf_redis_cluster_master_pod_deleted_mid_drain(
         )
         return time.time() if ok else None
 
-    # Its node cordoned first, as when a node is lost: a replacement pod that started before the
-    # others noticed (cluster-node-timeout, 5 s) would simply take its slots back.
-    host = node.kubectl_json("get", "pod", victim, "-n", NS)["spec"]["nodeName"]
-    node.kubectl("cordon", host)
+    # Every node cordoned first, as when the pod's node is lost: a replacement pod that started
+    # before the others noticed (cluster-node-timeout, 5 s) would simply take its slots back.
+    hosts = node.kubectl("get", "nodes", "-o", "name").stdout.split()
+    node.kubectl("cordon", *hosts)
     try:
         deleted = time.time()
         node.kubectl("delete", "pod", victim, "-n", NS, "--wait=false")
         promoted_at = wait_for("the replica promoted, cluster_state ok", promoted, timeout=300)
     finally:
-        node.kubectl("uncordon", host)
+        node.kubectl("uncordon", *hosts)
 
     def finished() -> dict[str, Any] | None:
         now = status()

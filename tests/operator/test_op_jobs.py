@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from op_expansion import kube_expand
 from op_strategies import queuejob_name
 
-from queuejob import jobs, jobstatus, naming, worker
+from queuejob import credentials, jobs, jobstatus, naming, worker
+from queuejob.queues import RedisTarget
 from queuejob.spec import parse
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -186,6 +187,15 @@ def test_secret_holds_the_password_and_is_owned_by_the_queuejob() -> None:
     # the Secret the Job refers to is the one built here
     ref = _env(_job({"items": ["a"]}))["QUEUEJOB_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
     assert (ref["name"], ref["key"]) == (secret["metadata"]["name"], "password")
+    assert "username" not in secret["data"]  # spec.redis: the owner's password only
+
+
+def test_secret_of_the_operators_redis_holds_the_queuejobs_own_user() -> None:
+    secret = jobs.build_secret(BODY, "per-queue-pw", "wq-worker:qj:team-a:crunch:6f1c2d3e")
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data == {"username": "wq-worker:qj:team-a:crunch:6f1c2d3e", "password": "per-queue-pw"}
+    ref = _env(_job({"items": ["a"]}))["QUEUEJOB_REDIS_USERNAME"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": secret["metadata"]["name"], "key": "username", "optional": True}
 
 
 def test_worker_spec_sets_image_command_env_and_resources() -> None:
@@ -389,3 +399,15 @@ def test_disruptions_and_graceful_stops_do_not_count_against_the_index_limit() -
     # The API accepts Ignore rules (and FailIndex, unused) beside backoffLimitPerIndex.
     assert {r["action"] for r in policy["rules"]} == {"Ignore"}
     assert spec["backoffLimitPerIndex"] == 10
+
+
+def test_a_job_of_an_older_operator_is_not_current_on_the_operators_redis() -> None:
+    shared = RedisTarget("redis://r:6379/0", "admin", "redis://r:6379/0", shared=True)
+    own = RedisTarget("redis://other:6379/0", "theirs", "redis://other:6379/0")
+    job = _job({"items": ["a"]})
+    assert credentials.job_is_current(job, shared)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    container["env"] = [e for e in container["env"] if e["name"] != "QUEUEJOB_REDIS_USERNAME"]
+    assert not credentials.job_is_current(job, shared)  # its workers log in as default
+    assert credentials.job_is_current(job, own)  # spec.redis: the owner's credentials
+    assert credentials.job_is_current(None, shared)

@@ -81,6 +81,8 @@ def test_flag_overrides_env_and_env_fills_the_rest() -> None:
         ({"QUEUEJOB_BACKOFF_JITTER": "2"}, "QUEUEJOB_BACKOFF_JITTER", "0..1"),
         ({"QUEUEJOB_STATUS_INTERVAL": "0"}, "QUEUEJOB_STATUS_INTERVAL", "> 0"),
         ({"QUEUEJOB_KOPF_MAX_WORKERS": "0"}, "QUEUEJOB_KOPF_MAX_WORKERS", ">= 1"),
+        ({"QUEUEJOB_NODE_LOST_SECONDS": "-5"}, "QUEUEJOB_NODE_LOST_SECONDS", ">= 0"),
+        ({"QUEUEJOB_NODE_LOST_SECONDS": "7.5"}, "QUEUEJOB_NODE_LOST_SECONDS", "not a valid"),
         ({"QUEUEJOB_REDIS_URL": "http://x"}, "QUEUEJOB_REDIS_URL", "redis://"),
         (
             {"QUEUEJOB_WORKER_IMAGE_PULL_POLICY": "Sometimes"},
@@ -216,3 +218,13 @@ def test_describe_never_shows_a_password() -> None:
     assert "envpw" not in text
     assert "redis_password=***" in text
     assert "redis_url=redis://h:1/0" in text
+
+
+def test_node_lost_seconds_defaults_to_20_and_0_turns_it_off() -> None:
+    """The default leaves room for the goal (a lost slot working again within 60 s of the node
+    going NotReady: 20 s + one scan + the Job's 10 s replacement delay + a pod start); 0 is
+    accepted and means off (the workers keep Kubernetes' 300 s tolerations)."""
+    assert OperatorSettings().node_lost_seconds == 20
+    assert qs.from_env({"QUEUEJOB_NODE_LOST_SECONDS": "0"}).node_lost_seconds == 0
+    parsed = qs.from_args(_parse_flags("--node-lost-seconds", "8"), {})
+    assert parsed.node_lost_seconds == 8

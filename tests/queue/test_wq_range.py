@@ -2,7 +2,10 @@
 
 - the items are the decimal indices, in order, each exactly once;
 - a seed killed mid-way (SIGKILL of the seeding process) resumes at the cursor and adds every
-  item exactly once, also when the cursor is lost;
+  item exactly once; the range's items are known by the cursor, not listed in the ``seen`` set
+  (a seed refuses to run when the cursor was deleted);
+- items added with ``add``/``seed`` that collide with range items, before or after the range
+  reaches them, are each in the queue once;
 - what a status refresh reads (reap, stats, dead letters) runs the same Redis commands, the same
   number of times, whatever the number of items (counters, not scans).
 """
@@ -19,6 +22,7 @@ from redis.cluster import RedisCluster
 
 from fixtures.redis import Backend
 from workqueue.config import QueueConfig
+from workqueue.errors import QueueError
 from workqueue.redisqueue import LeaseQueue
 
 pytestmark = pytest.mark.timeout(180)
@@ -126,12 +130,15 @@ def test_seed_killed_midway_resumes_with_no_item_lost_or_duplicated(
         count - seeded
     )
     assert progress[0] == cursor
-    # Even with the cursor lost, seeding again adds nothing (every item is remembered).
-    redis_client.hdel(queue.queue_keys.key("counters"), "range_next")
-    assert resumed.seed_range(0, count) == 0
     pending = text(redis_client.lrange(queue.queue_keys.key("pending"), 0, -1))
     assert pending == [str(i) for i in range(count)]
     assert queue.stats().total == count
+    assert not redis_client.exists(queue.queue_keys.key("seen"))  # deduplicated by the cursor
+    # The cursor is the range's only record: with it deleted, seeding refuses (adds nothing).
+    redis_client.hdel(queue.queue_keys.key("counters"), "range_next")
+    with pytest.raises(QueueError, match="range cursor was deleted"):
+        resumed.seed_range(0, count)
+    assert redis_client.llen(queue.queue_keys.key("pending")) == count
     resumed.client.close()
 
 
@@ -171,3 +178,70 @@ def test_status_refresh_runs_the_same_commands_at_any_size(
     # Reading the first 10 dead letters and the due timers use ranges bounded by LIMIT / 10,
     # never a whole key: no command that scans all of a key's items.
     assert set(runs[1_000]) - {"zrange", "zrangebyscore"} == set(runs[1_000]) - SCANS
+
+
+def drain(queue: LeaseQueue) -> list[str]:
+    """Lease and complete every item; returns the items in the order they were leased."""
+    done: list[str] = []
+    held = queue.lease("w", n=500)
+    while held:
+        done += [lease.item for lease in held]
+        held = queue.complete_and_lease(held, "w", n=500).leases
+    return done
+
+
+def test_added_items_that_collide_with_range_items_are_in_the_queue_once(
+    redis_client: redis.Redis | RedisCluster,
+) -> None:
+    queue = LeaseQueue(redis_client, "collide")
+    queue.configure(QueueConfig(lease_seconds=30))
+    # Added before the range reaches them: "150" and "260" (range items later), "0150" and
+    # "x" (never range items: not canonical decimals).
+    assert queue.add(["150", "260", "0150", "x"]).added == 4
+    assert queue.seed_range(0, 200) == 199  # "150" was there already
+    # Added after: "5" and "199" are range items now; "200" is not yet.
+    result = queue.add(["5", "199", "200"])
+    assert (result.added, result.present) == (1, 2)
+    assert queue.stats().total == 204  # 0..199, 200, 260, 0150, x
+    # The range grows over 200 and 260: neither is pushed again.
+    assert queue.seed_range(0, 300) == 98
+    # Every index once, plus the two non-range items; the seen set holds only those two.
+    assert queue.stats().total == 302
+    assert sorted(text(list(redis_client.smembers(queue.queue_keys.key("seen"))))) == [
+        "0150",
+        "x",
+    ]
+    done = drain(queue)
+    assert sorted(done) == sorted([str(i) for i in range(300)] + ["0150", "x"])
+    stats = queue.stats()
+    assert (stats.succeeded, stats.total, stats.pending) == (302, 302, 0)
+
+
+def test_a_range_seeded_with_a_gap_is_completed_without_doubles(
+    redis_client: redis.Redis | RedisCluster,
+) -> None:
+    queue = LeaseQueue(redis_client, "gap")
+    queue.configure(QueueConfig(lease_seconds=30))
+    assert queue.seed_range(0, 100) == 100
+    assert queue.seed_range(500, 100) == 100  # after a gap: remembered in the seen set
+    assert queue.seed_range(0, 600) == 400  # fills 100..499, skips 500..599
+    assert queue.seed_range(0, 600) == 0
+    assert queue.stats().total == 600
+    assert not redis_client.exists(queue.queue_keys.key("seen"))  # the range covers them now
+    assert sorted(drain(queue), key=int) == [str(i) for i in range(600)]
+
+
+def test_redrive_and_refusals_know_range_items(redis_client: redis.Redis | RedisCluster) -> None:
+    queue = LeaseQueue(redis_client, "range-redrive")
+    queue.configure(QueueConfig(lease_seconds=30, max_attempts=1, backoff_base=0.01))
+    queue.seed_range(0, 3)
+    first = queue.lease("w")[0]
+    assert queue.fail(first, "boom").dead
+    result = queue.redrive([first.item, "1", "3", "01"])
+    assert result.redriven == 1
+    assert result.skipped == {
+        "1": "pending",
+        "3": "not an item of this queue",
+        "01": "not an item of this queue",
+    }
+    assert sorted(drain(queue), key=int) == ["0", "1", "2"]

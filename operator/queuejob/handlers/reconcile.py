@@ -5,7 +5,10 @@ resumed handler never duplicates work; an index range resumes at its cursor, and
 shows its progress in the condition Seeded (False, reason Seeding) while it runs
 (``queuejob.seeding``). The Job is created after the queue is complete, so
 workers never see a partial queue and exit early. A finished QueueJob is left alone on resume
-(one failed for a missing ConfigMap or Secret is picked up by ``handlers.recheck`` instead).
+(one failed for a missing ConfigMap or Secret is picked up by ``handlers.recheck`` instead),
+except that a Secret of an older operator holding the operator's Redis password gets the
+QueueJob's own user instead. On resume, a running Job whose workers do not log in as the
+QueueJob's own Redis user (an older operator's) is re-created (:func:`move_workers`).
 A new QueueJob goes to phase Running (or Suspended) directly, with one Event; only if the
 handler fails before does it record phase Pending (with its Event) before the failure.
 """
@@ -17,7 +20,7 @@ from typing import Any, cast
 
 import kopf
 
-from queuejob import kube, naming, queues, seeding, wording
+from queuejob import credentials, jobs, kube, naming, operate, queues, seeding, wording
 from queuejob.conditions import now
 from queuejob.errors import ConfigError
 from queuejob.limits import guarded
@@ -48,6 +51,7 @@ async def reconcile(
     writer = StatusWriter(body, status, patch, logger, runtime.metrics)
     if writer.phase in FINISHED:
         logger.info(f"Already {writer.phase}; nothing to resume")
+        await scrub_old_secret(body, spec, status, namespace, name, uid, runtime, logger)
         return
     try:
         try:
@@ -77,6 +81,65 @@ async def reconcile(
         if writer.phase is None:
             writer.phase_to("Pending", "Created", "seeding the queue")
         raise
+
+
+async def scrub_old_secret(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    namespace: str,
+    name: str,
+    uid: str,
+    runtime: Runtime,
+    logger: kopf.Logger,
+) -> None:
+    """A finished QueueJob of an older operator still has the operator's password in its Secret
+    (no ``username`` in it): give it its own user instead (a redrive may start workers again)."""
+    try:
+        qspec = parse(spec)
+        target = await queues.resolve_target(qspec, namespace, runtime.settings)
+    except (SpecError, ConfigError):
+        return
+    if not target.shared:
+        return
+    data = await kube.read_secret(namespace, naming.secret_name(name))
+    if data is None or data.get(jobs.USERNAME_KEY):
+        return
+    queue_name = status.get("queue") or naming.queue_name(namespace, name, uid)
+    await credentials.ensure(body, target, queue_name, runtime.settings)
+    logger.info(f"Secret {naming.secret_name(name)}: the operator's password replaced by a user")
+
+
+async def move_workers(
+    body: kopf.Body,
+    qspec: QueueJobSpec,
+    rewritten: bool,
+    *,
+    queue: str,
+    target: queues.RedisTarget,
+    runtime: Runtime,
+    logger: kopf.Logger,
+    work: int,
+) -> None:
+    """Re-create a running worker Job whose workers do not log in as the QueueJob's ACL user
+    (made by an older operator) or whose Secret was just replaced (``rewritten``).
+
+    Its pods are deleted with it (SIGTERM: each gives its item back, exit 143 is ignored by the
+    Job); the new Job's pods read the new Secret. Raises kopf's TemporaryError while the old
+    Job is still being deleted, so the handler runs again.
+    """
+    meta = body["metadata"]
+    job = await kube.read_job(meta["namespace"], naming.job_name(meta["name"]))
+    if job is None or (not rewritten and credentials.job_is_current(job, target)):
+        return
+    why = "its workers move to the QueueJob's own Redis user"
+    logger.info(f"Re-creating Job {job['metadata']['name']}: {why}")
+    new = await operate.restart_workers(
+        body, qspec, job, queue=queue, target=target, settings=runtime.settings,
+        logger=logger, work=work, why=why,
+    )  # fmt: skip
+    if new is None:
+        raise kopf.TemporaryError("waiting for the old worker Job to be deleted", delay=5)
 
 
 async def start_queue(
@@ -119,12 +182,18 @@ async def start_queue(
     # a partial queue or miss the Secret).
     seeded, secret = await asyncio.gather(
         seeding.seed(queue, queues.queue_config(qspec), items, report, logger=logger),
-        ensure_secret(body, target),
+        ensure_secret(body, target, queue_name, runtime.settings),
         return_exceptions=True,
     )
     for outcome in (seeded, secret):
         if isinstance(outcome, BaseException):
             raise outcome
+    rewritten = cast(credentials.Ensured, secret).rewritten
+    if rewritten or writer.get("jobName"):  # a Job may exist (a new QueueJob has none)
+        await move_workers(
+            body, qspec, rewritten, queue=queue_name, target=target, runtime=runtime,
+            logger=logger, work=items.count,
+        )  # fmt: skip
     added = int(cast(int, seeded))
     logger.info(f"Queue {queue_name}: {added} of {wording.count(items.count, 'item')} added")
     message = f"{wording.count(items.count, 'item')} in queue {queue_name}"

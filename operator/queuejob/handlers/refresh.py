@@ -1,8 +1,12 @@
-"""On a timer: reap expired leases, refresh the status, finish, expire the Redis keys.
+"""Refresh a QueueJob: reap expired leases, refresh the status, finish, expire the Redis keys.
 
-Every ``QUEUEJOB_STATUS_INTERVAL`` seconds per QueueJob (skipped until the queue is seeded;
-an idle QueueJob backs off up to ``QUEUEJOB_STATUS_IDLE_INTERVAL``, see ``queuejob.pacing``;
-a finished one with no worker left and no TTL removal pending is not ticked at all):
+A refresh runs when something changed (``queuejob.handlers.events``: a queue notification from
+Redis, a watch event of the QueueJob or of its Job, the queue's earliest lease expiry or retry,
+a TTL or autoscaler deadline) and, as a safety net for lost notifications, on kopf's timer every
+``QUEUEJOB_STATUS_INTERVAL`` seconds per QueueJob (the resync; skipped until the queue is
+seeded; an idle QueueJob backs off up to ``QUEUEJOB_STATUS_IDLE_INTERVAL``, see
+``queuejob.pacing``; a finished one with no worker left and no TTL removal pending is not
+ticked at all). Each refresh:
 
 - reap leases whose holder died (the item goes back to pending, counted as a retry);
 - counts, progress, dead letters, active workers, queue metrics;
@@ -13,6 +17,10 @@ a finished one with no worker left and no TTL removal pending is not ticked at a
   ``backoffLimitPerIndex`` (Job reason ``MaxFailedIndexesExceeded``, ``maxFailedIndexes: 0``);
   a NonIndexed Job of an older operator fails on ``backoffLimit`` (``BackoffLimitExceeded``);
 - a Job deleted by hand is re-created (with the same name) while the queue is unfinished;
+- on the operator's Redis, the QueueJob's ACL user is re-applied on the nodes that lack it (a
+  node restarted without an ACL file); a Secret deleted or replaced gets new credentials, and a
+  Job whose workers do not log in as that user (made by an older operator) is re-created
+  (``queuejob.credentials``);
 - a request in the annotation ``workqueue.example.com/request`` (redrive, add; see
   ``queuejob.operate``) is carried out first, once; a finished QueueJob whose queue has work
   again goes back to Running, and a finished Job is re-created while the queue has work;
@@ -29,20 +37,22 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from queuejob import conditions, jobstatus, kube, naming, operate, queues, wording
+from queuejob import conditions, credentials, jobstatus, kube, naming, operate, queues, wording
 from queuejob import settings as qj_settings
 from queuejob.conditions import now
 from queuejob.handlers import autoscale
 from queuejob.limits import guarded
-from queuejob.provision import ensure_workers
+from queuejob.provision import ensure_secret, ensure_workers
 from queuejob.runtime import Runtime
 from queuejob.spec import QueueJobSpec, SpecError, parse
 from queuejob.statuswriter import FINISHED, StatusWriter
+from workqueue.durations import DurationHistogram
 
 DEAD_LETTERS_SHOWN = 10
 
@@ -57,12 +67,26 @@ def queue_removed(seeded: Mapping[str, Any] | None) -> bool:
 
 
 @dataclasses.dataclass(frozen=True)
+class Watch:
+    """Where the queue of a refreshed QueueJob lives, to subscribe to its notifications."""
+
+    url: str
+    password: str | None
+    queue: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Outcome:
-    """What one refresh found, for the pacer: ``idle`` if there was nothing to do; ``next_in``
-    seconds until something is due by the clock (a TTL removal), if any."""
+    """What one refresh found, for the pacer and the event-driven refresher: ``idle`` if there
+    was nothing to do; ``next_in`` seconds until something is due by the clock (a TTL removal,
+    an autoscaler scale-down), if any; ``timer_in`` seconds until the queue's earliest lease
+    expires or retry falls due (it changes the queue without any notification), if any;
+    ``watch`` the queue to subscribe to."""
 
     idle: bool
     next_in: float | None = None
+    timer_in: float | None = None
+    watch: Watch | None = None
 
 
 async def _expire(
@@ -168,6 +192,8 @@ def needs_refresh(
     naming.PLURAL,
     id="refresh",
     interval=qj_settings.from_env().status_interval,
+    # The first resync one interval after the QueueJob appears: events drive the first refresh.
+    initial_delay=qj_settings.from_env().status_interval,
     when=needs_refresh,
 )
 async def refresh_tick(body: kopf.Body, uid: str, memo: kopf.Memo, **kwargs: Any) -> None:
@@ -178,7 +204,8 @@ async def refresh_tick(body: kopf.Body, uid: str, memo: kopf.Memo, **kwargs: Any
         return
     outcome = await refresh(body=body, uid=uid, memo=memo, **kwargs)
     if outcome is not None:
-        runtime.pacer.ran(uid, version, idle=outcome.idle, next_in=outcome.next_in)
+        next_in = outcome.next_in if outcome.idle else None
+        runtime.pacer.ran(uid, version, idle=outcome.idle, next_in=next_in)
 
 
 @guarded("refresh", kind="timer")
@@ -196,6 +223,10 @@ async def refresh(
 ) -> Outcome | None:
     """Reap, count, finish and expire (see the module doc); None if not refreshed at all."""
     runtime: Runtime = memo.runtime
+    newer = runtime.refresher.latest(uid, body) if runtime.refresher is not None else None
+    if newer is not None:
+        # Another refresh held the lock meanwhile and patched the status: start from its result.
+        body, spec, status = newer, newer.spec, newer.status
     writer = StatusWriter(body, status, patch, logger, runtime.metrics)
     queue_name = writer.get("queue")
     if not queue_name or writer.has_condition("ConfigError"):
@@ -225,14 +256,28 @@ async def refresh(
 
     target = await queues.resolve_target(qspec, namespace, runtime.settings)
     queue = queues.open_queue(target, queue_name, runtime.settings)
+    resynced = await credentials.resync(body, target, queue_name, runtime.settings)
+    rewritten = False
+    if resynced is None:  # the Secret is gone or was replaced: new credentials
+        await ensure_secret(body, target, queue_name, runtime.settings)
+        rewritten = True
+    elif resynced:
+        where = ", ".join(resynced) or "the server"
+        logger.warning(
+            f"The Redis user of queue {queue_name} was missing on {where} (restarted without "
+            "an ACL file?); re-applied"
+        )
 
-    def read() -> tuple[int, Any, list[Any], list[Any]]:
+    def read() -> tuple[int, Any, list[Any], list[Any], DurationHistogram, float | None]:
         reaped = queue.reap()
         stats = queue.stats()
         leases = queue.all_leases(10 * operate.LEASES_SHOWN) if stats.leased else []
-        return reaped, stats, queue.dead_letters(DEAD_LETTERS_SHOWN), leases
+        dead = queue.dead_letters(DEAD_LETTERS_SHOWN)
+        timer = queue.next_timer() if stats.leased or stats.delayed else None
+        timer_in = None if timer is None else max(0.0, timer - time.time())
+        return reaped, stats, dead, leases, queue.durations(), timer_in
 
-    reaped, stats, dead, leases = await asyncio.to_thread(read)
+    reaped, stats, dead, leases, durations, timer_in = await asyncio.to_thread(read)
     if reaped:
         logger.info(
             f"Reaped {wording.count(reaped, 'expired lease')}; "
@@ -249,18 +294,29 @@ async def refresh(
             settings=runtime.settings,
             work=stats.pending + stats.delayed + stats.leased,
         )
-    elif operate.restart_due(job, stats.done, reopened):
-        assert job is not None
-        job = await operate.restart_workers(
-            body,
-            qspec,
-            job,
-            queue=queue_name,
-            target=target,
-            settings=runtime.settings,
-            logger=logger,
-            work=stats.pending + stats.delayed + stats.leased,
-        )
+    else:
+        why = None
+        if (
+            job is not None
+            and not stats.done
+            and (rewritten or not credentials.job_is_current(job, target))
+        ):
+            why = "its workers move to the QueueJob's own Redis user"
+        elif operate.restart_due(job, stats.done, reopened):
+            why = "the queue has work again"
+        if why is not None:
+            assert job is not None
+            job = await operate.restart_workers(
+                body,
+                qspec,
+                job,
+                queue=queue_name,
+                target=target,
+                settings=runtime.settings,
+                logger=logger,
+                work=stats.pending + stats.delayed + stats.leased,
+                why=why,
+            )
     active = jobstatus.active_workers(job)
     scale_down_in = await autoscale.sync_workers(
         writer,
@@ -286,6 +342,7 @@ async def refresh(
     }
     writer.set("counts", counts)
     writer.set("progress", f"{stats.succeeded}/{stats.total}")
+    writer.set("itemDuration", durations.summary())
     writer.set("activeWorkers", active)
     writer.set("leases", operate.lease_rows(leases))
     writer.set(
@@ -301,6 +358,7 @@ async def refresh(
         dead=stats.dead,
         total=stats.total,
         retries=stats.retries,
+        durations=durations,
     )
 
     if stats.done and stats.total > 0:
@@ -338,4 +396,9 @@ async def refresh(
     # Idle: nothing to write, no lease to watch for expiry, and the Job is there. An idle
     # QueueJob whose autoscaler holds a scale-down is refreshed when that falls due.
     idle = not patch.status and not stats.leased and not reaped and job is not None
-    return Outcome(idle=idle, next_in=scale_down_in if idle else None)
+    return Outcome(
+        idle=idle,
+        next_in=scale_down_in,
+        timer_in=timer_in,
+        watch=Watch(target.url, target.password, queue_name),
+    )

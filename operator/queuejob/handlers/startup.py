@@ -11,15 +11,26 @@ import kopf
 
 from queuejob import kube, redisconn
 from queuejob import settings as qj_settings
+from queuejob.handlers.events import refresh_if_needed
 from queuejob.limits import HANDLER_LABELS
 from queuejob.metrics import Metrics
+from queuejob.notifications import QueueNotifications
+from queuejob.refresher import Refresher
 from queuejob.runtime import Runtime
 
-_QUIET = frozenset({"Timer 'refresh' succeeded.", "Timer 'config-recheck' succeeded."})
+_QUIET = frozenset(
+    {
+        "Timer 'refresh' succeeded.",
+        "Timer 'config-recheck' succeeded.",
+        "Handler 'observe' succeeded.",
+        "Handler 'job' succeeded.",
+    }
+)
 
 
 def _quiet_timer_success(record: logging.LogRecord) -> bool:
-    """Drop kopf's per-run "Timer '...' succeeded." lines (one per QueueJob per interval)."""
+    """Drop kopf's per-run "Timer '...' succeeded." lines (one per QueueJob per interval) and
+    those of the watch-event handlers (one per event)."""
     return not (record.levelno == logging.INFO and record.getMessage() in _QUIET)
 
 
@@ -61,6 +72,20 @@ async def configure(
     if served is None:
         runtime.metrics.leader.set(1)
         runtime.metrics.serve(config.metrics_address, config.metrics_port)
+    # Event-driven refreshes hold at most half of the handler slots: a burst of creates keeps
+    # the other half even when refreshes slip into the gaps between them.
+    refresher = Refresher(
+        refresh_if_needed,
+        delay=config.notify_delay,
+        workers=max(1, config.max_concurrent_handlers // 2),
+    )
+    refresher.memo = memo
+    refresher.settings = settings
+    refresher.notifications = QueueNotifications(refresher.trigger, timeout=config.redis_timeout)
+    runtime.refresher = refresher
+    runtime.metrics.sample(refresher.stats)
+    limiter = runtime.limiter
+    runtime.metrics.sample_flows(lambda: {str(k): v for k, v in limiter.flows().items()})
     logger.info(f"QueueJob operator settings: {qj_settings.describe(config)}")
     if config.metrics_port:
         logger.info(f"Metrics on http://{config.metrics_address}:{config.metrics_port}/metrics")
@@ -74,6 +99,11 @@ async def close(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     flag is left waiting, and kopf gives such leftover tasks 5 s before cancelling them: setting
     the flag here ends it at once (a leader releases its Lease 5 s sooner).
     """
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is not None and runtime.refresher is not None:
+        await runtime.refresher.stop()
+        if runtime.refresher.notifications is not None:
+            await runtime.refresher.notifications.close()
     flag = memo.get("stop_flag")
     if isinstance(flag, asyncio.Event):
         flag.set()

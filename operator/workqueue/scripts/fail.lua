@@ -8,7 +8,7 @@ if holder ~= token then
   if redis.call('HGET', K_ACKED, item) == token then return {'acked', ''} end
   return {'stale', stale_reason(item, holder)}
 end
-local _, max_attempts = config()
+local _, max_attempts, _, _, due = config()
 local attempts = tonumber(redis.call('HGET', K_ATTEMPTS, item) or '0')
 redis.call('HSET', K_ACKED, item, token)
 redis.call('HSET', K_ERRORS, item, err)
@@ -16,8 +16,9 @@ redis.call('HDEL', K_HOLDERS, item)
 if attempts >= max_attempts then
   redis.call('ZADD', K_DEAD, now, item)
   redis.call('ZREM', K_TIMERS, item)
-  return {'dead', attempts}
+  return notify_if(true, {'dead', attempts})
 end
 redis.call('ZADD', K_TIMERS, now + delay, item)
+timer_set(now + delay, due)
 redis.call('HINCRBY', K_COUNTERS, 'retries', 1)
-return {'retry', us(now + delay)}
+return notify_if(true, {'retry', us(now + delay)})

@@ -9,7 +9,7 @@ local function state(item)
   if redis.call('HEXISTS', K_HOLDERS, item) == 1 then return 'leased' end
   if redis.call('HEXISTS', K_SUCCEEDED, item) == 1 then return 'succeeded' end
   if redis.call('ZSCORE', K_TIMERS, item) then return 'waiting for a retry' end
-  if redis.call('SISMEMBER', K_SEEN, item) == 0 then return 'not an item of this queue' end
+  if not is_known(item) then return 'not an item of this queue' end
   return 'pending'
 end
 local candidates, skipped = {}, {}
@@ -40,4 +40,4 @@ if #candidates > 0 then
 end
 local reply = {#candidates, redis.call('ZCARD', K_DEAD)}
 for _, v in ipairs(skipped) do reply[#reply + 1] = v end
-return reply
+return notify_if(#candidates > 0, reply)

@@ -14,4 +14,4 @@ if tonumber(redis.call('HINCRBY', K_ATTEMPTS, item, -1)) <= 0 then
 end
 redis.call('ZREM', K_TIMERS, item)
 redis.call('HDEL', K_HOLDERS, item)
-return {'ok', ''}
+return notify_if(true, {'ok', ''})

@@ -1,0 +1,256 @@
+"""Event-driven status refreshes: a refresh per change, coalesced, instead of polling.
+
+The :class:`Refresher` keeps the latest body of every QueueJob (from kopf's watch) and a
+:class:`~workqueue.coalescing.CoalescingQueue` of QueueJob uids. What puts a uid in the queue:
+
+- a notification on the queue's Redis channel (:mod:`queuejob.notifications`);
+- a watch event of the QueueJob that a refresh must see (first sight, a new generation, a
+  request annotation, the queue name, the phase, a ConfigError);
+- a watch event of its worker Job (pods started, finished or failed change the Job's status);
+- the refresh itself: at the queue's earliest lease expiry or retry (nothing notifies when a
+  lease runs out), at a TTL removal or an autoscaler scale-down that falls due.
+
+Guarantees:
+
+- every trigger waits ``delay`` seconds (``QUEUEJOB_NOTIFY_DELAY``) and all triggers of one
+  QueueJob in that window give one refresh; a trigger during a refresh gives one more after it;
+- a QueueJob is never refreshed by two workers at once, and ``workers`` refreshes run at most
+  (each also takes a slot of the operator-wide limiter, like every handler);
+- an idle QueueJob costs nothing here: no timer, no Redis or API call until a trigger;
+- lost triggers (pub/sub is at-most-once) are caught by kopf's ``refresh`` timer, the slow
+  resync, which stays in place;
+- a refresh's status patch is sent at once, and the returned object replaces the kept body, so
+  the next refresh compares against what it wrote (no repeated phase Events).
+
+kopf posts Events (``kopf.event``) through a queue it binds to each object's task; the workers
+are therefore started from the first QueueJob watch event (:meth:`Refresher.ensure_started`),
+whose context they inherit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, cast
+
+import kopf
+
+from queuejob import kube
+from queuejob.notifications import QueueNotifications
+from workqueue.coalescing import CoalescingQueue
+
+logger = logging.getLogger(__name__)
+
+#: Seconds after a lease's expiry before the refresh that reaps it (clock skew, rounding).
+EXPIRY_MARGIN = 0.25
+
+#: Runs one refresh of a body: returns the outcome (``queuejob.handlers.refresh.Outcome``).
+RefreshFn = Callable[..., Awaitable[Any]]
+
+
+def _version(raw: Mapping[str, Any]) -> int:
+    try:
+        return int(raw.get("metadata", {}).get("resourceVersion", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def signature(raw: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What in a QueueJob a refresh must react to (status fields the refresh writes are not)."""
+    meta = raw.get("metadata", {})
+    status = raw.get("status") or {}
+    annotations = meta.get("annotations") or {}
+    config_error = [
+        c.get("status") for c in status.get("conditions") or [] if c.get("type") == "ConfigError"
+    ]
+    return (
+        meta.get("generation"),
+        tuple(sorted((k, v) for k, v in annotations.items() if k.endswith("/request"))),
+        status.get("queue"),
+        status.get("phase"),
+        tuple(config_error),
+        bool(meta.get("deletionTimestamp")),
+    )
+
+
+class Refresher:
+    """Bodies, the queue of due refreshes and the workers that run them (see the module doc)."""
+
+    def __init__(self, run: RefreshFn, *, delay: float, workers: int) -> None:
+        if delay < 0 or workers < 1:
+            raise ValueError(f"need delay >= 0 and workers >= 1, got {delay}, {workers}")
+        self.run = run
+        self.delay = delay
+        self.workers = workers
+        self.queue: CoalescingQueue[str] = CoalescingQueue()
+        self.bodies: dict[str, dict[str, Any]] = {}
+        self._signatures: dict[str, tuple[Any, ...]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.refreshes = 0
+        self.memo: kopf.Memo | None = None
+        self.settings: kopf.OperatorSettings | None = None
+        self.notifications: QueueNotifications | None = None
+
+    def stats(self) -> dict[str, float]:
+        """The figures behind ``queuejob.metrics.REFRESHER_METRICS``."""
+        n = self.notifications
+        return {
+            "queuejob_refresh_queue_depth": len(self.queue),
+            "queuejob_refresh_processing": self.queue.processing,
+            "queuejob_refresh_triggers": self.queue.adds,
+            "queuejob_refresh_coalesced": self.queue.coalesced,
+            "queuejob_refreshes": self.refreshes,
+            "queuejob_queue_notifications": n.received if n is not None else 0,
+            "queuejob_queue_notification_channels": n.channels if n is not None else 0,
+        }
+
+    # -- triggers ----------------------------------------------------------------------------
+
+    def trigger(self, uid: str, delay: float | None = None) -> None:
+        """Refresh ``uid`` in ``delay`` seconds (default: the coalescing delay), if known."""
+        if uid in self.bodies:
+            self.queue.add(uid, self.delay if delay is None else delay)
+
+    def observe(self, raw: Mapping[str, Any], event_type: str | None) -> None:
+        """A watch event of a QueueJob: keep its body; trigger if a refresh must see it."""
+        uid = str(raw.get("metadata", {}).get("uid", ""))
+        if not uid:
+            return
+        if event_type == "DELETED":
+            self.forget(uid)
+            return
+        kept = self.bodies.get(uid)
+        if kept is not None and _version(kept) > _version(raw):
+            return  # older than what a refresh's own patch returned
+        self.bodies[uid] = dict(raw)
+        sig = signature(raw)
+        if self._signatures.get(uid) != sig:
+            self._signatures[uid] = sig
+            self.trigger(uid)
+
+    def latest(self, uid: str, body: Mapping[str, Any]) -> kopf.Body | None:
+        """The kept body of ``uid`` if it is newer than ``body`` (a refresh that waited for the
+        QueueJob's lock must not act on the state from before the one that held it)."""
+        kept = self.bodies.get(uid)
+        if kept is None or _version(kept) <= _version(body):
+            return None
+        return kopf.Body(cast(kopf.RawBody, kept))
+
+    def forget(self, uid: str) -> None:
+        """A deleted QueueJob: drop its body and any queued refresh."""
+        self.bodies.pop(uid, None)
+        self._signatures.pop(uid, None)
+        self.queue.forget(uid)
+        if self.notifications is not None:
+            self.notifications.unwatch(uid)
+
+    # -- workers -----------------------------------------------------------------------------
+
+    def ensure_started(self) -> None:
+        """Start the workers (once), in the caller's context (see the module doc)."""
+        if self._tasks:
+            return
+        for i in range(self.workers):
+            self._tasks.append(asyncio.create_task(self._work(), name=f"queuejob-refresh-{i}"))
+
+    async def stop(self) -> None:
+        """Cancel the workers and wait for them."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _work(self) -> None:
+        while True:
+            uid = await self.queue.get()
+            after: float | None = None
+            try:
+                after = await self._refresh(uid)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.exception(f"Refresh of {uid} failed: {exc}")
+                after = 5.0
+            finally:
+                self.queue.done(uid)
+            if after is not None and uid in self.bodies:
+                self.queue.add(uid, after)
+
+    async def _refresh(self, uid: str) -> float | None:
+        """One refresh of ``uid``; the seconds until the next one it asks for, or None."""
+        raw = self.bodies.get(uid)
+        if raw is None:
+            return None
+        body = kopf.Body(cast(kopf.RawBody, raw))
+        meta = body.metadata
+        if meta.get("deletionTimestamp"):
+            return None
+        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+        patch = kopf.Patch()
+        obj_logger: kopf.Logger = (
+            kopf.ObjectLogger(body=body, settings=self.settings)
+            if self.settings is not None
+            else logger
+        )
+        self.refreshes += 1
+        outcome: Any = None
+        retry: float | None = None
+        try:
+            outcome = await self.run(
+                body=body,
+                spec=body.spec,
+                meta=meta,
+                status=body.status,
+                patch=patch,
+                namespace=namespace,
+                name=name,
+                uid=uid,
+                memo=self.memo,
+                logger=obj_logger,
+            )
+        except kopf.TemporaryError as exc:
+            retry = float(exc.delay or self.delay or 1.0)
+        except kopf.PermanentError:
+            pass
+        finally:
+            if patch:
+                await self._apply(uid, namespace, name, patch)
+        if retry is not None or outcome is None:
+            return retry
+        watch = getattr(outcome, "watch", None)
+        if watch is not None and self.notifications is not None:
+            self.notifications.watch(watch.url, watch.password, watch.queue, uid)
+        return next_due(outcome, self.delay)
+
+    async def _apply(self, uid: str, namespace: str, name: str, patch: kopf.Patch) -> None:
+        """Send the refresh's patch now; keep the object the API returns."""
+        body = dict(patch)
+        status = body.pop("status", None)
+        latest: dict[str, Any] | None = None
+        if body:
+            latest = await kube.patch_queuejob(namespace, name, body) or latest
+        if status:
+            latest = await kube.patch_queuejob(namespace, name, {"status": status}, status=True)
+        kept = self.bodies.get(uid)
+        if latest is not None and kept is not None and _version(latest) >= _version(kept):
+            self.bodies[uid] = latest
+            self._signatures[uid] = signature(latest)
+
+
+def next_due(outcome: Any, delay: float) -> float | None:
+    """Seconds until the refresh an outcome asks for (lease expiry, deadline), or None."""
+    times = []
+    if outcome.timer_in is not None:
+        times.append(outcome.timer_in + EXPIRY_MARGIN)
+    if outcome.next_in is not None:
+        times.append(outcome.next_in)
+    if not times:
+        return None
+    return float(max(delay, min(times)))
+
+
+__all__ = ["Refresher", "next_due", "signature"]
