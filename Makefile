@@ -113,7 +113,7 @@ E2E_AGENT_ONLY = tests/e2e/test_e2e_failover.py tests/e2e/test_e2e_status_events
 E2E_ON_AGENT ?= $(E2E_AGENT_ONLY) tests/e2e/test_e2e_lifecycle.py
 E2E_ONLY_ON_NODES = $(filter-out $(E2E_ON_AGENT),$(sort $(wildcard tests/e2e/test_e2e_*.py)))
 TEST_NODES ?= 3
-REALNODE_TESTS ?= tests/controlplane/test_cp_realnode.py tests/controlplane/test_cp_multinode.py tests/e2e tests/manifests/test_mf_deploy_realnode.py tests/manifests/test_mf_rbac_pod.py
+REALNODE_TESTS ?= tests/controlplane/test_cp_realnode.py tests/controlplane/test_cp_multinode.py tests/e2e tests/manifests/test_mf_deploy_realnode.py tests/manifests/test_mf_rbac_pod.py tests/manifests/test_mf_redis_cluster_realnode.py
 test: install lint controlplane-check images ## Lint, Go checks, images (Docker), then pytest: the suite on the node agent (e2e smoke only), then the real-node tests and the e2e suite on 3 real nodes (.ci/run)
 	$(PY) -m pytest -m "not realnode" $(addprefix --ignore=,$(E2E_ONLY_ON_NODES)) $(PYTEST_ARGS)
 	@if [ -n "$(strip $(REALNODE_TESTS))" ]; then \

@@ -84,6 +84,21 @@ def test_a_bad_queuejob_is_rejected_by_the_crd_schema(
     assert "parallelism" in result.stderr
 
 
+@pytest.mark.parametrize("overlay", ["redis-cluster", "redis-cluster-local"])
+def test_redis_cluster_kustomization_passes_server_dry_run(
+    cluster: Any, deployed: list[dict[str, Any]], overlay: str
+) -> None:
+    rendered = cluster.kubectl("kustomize", str(REPO / "manifests" / overlay)).stdout
+    docs = load_docs(rendered)
+    kinds = {(doc["kind"], doc["metadata"]["name"]) for doc in docs}
+    assert ("StatefulSet", "redis-cluster") in kinds and ("Job", "redis-cluster-create") in kinds
+    assert ("Deployment", "redis") not in kinds, "the single Redis is replaced"
+    result = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr, result.stderr
+    assert result.stdout.count("(server dry run)") == len(docs)
+
+
 def test_admission_policy_passes_server_dry_run(cluster: Any, crds: None) -> None:
     result = cluster.kubectl("apply", "--dry-run=server", "-f", str(POLICY), check=False)
     assert result.returncode == 0, result.stderr

@@ -65,6 +65,30 @@ def test_deploy_objects_exist_after_real_apply(
         assert got["metadata"]["name"] == meta["name"]
 
 
+def test_redis_cluster_pods_are_admitted_in_the_deploy_namespace(
+    cluster: Any, deployed: list[dict[str, Any]]
+) -> None:
+    # The six nodes' template (its claim template's volume as the PVC of pod 0) and the create Job.
+    rendered = load_docs(
+        cluster.kubectl("kustomize", str(REPO / "manifests" / "redis-cluster-local")).stdout
+    )
+    (statefulset,) = [d for d in rendered if d["kind"] == "StatefulSet"]
+    (job,) = [d for d in rendered if d["kind"] == "Job"]
+    node = statefulset["spec"]["template"]
+    claims = [c["metadata"]["name"] for c in statefulset["spec"]["volumeClaimTemplates"]]
+    volumes = [
+        {"name": c, "persistentVolumeClaim": {"claimName": f"{c}-redis-cluster-0"}} for c in claims
+    ]
+    node = {**node, "spec": {**node["spec"], "volumes": volumes}}
+    for name, template in (
+        ("redis-cluster-0", node),
+        ("redis-cluster-create", job["spec"]["template"]),
+    ):
+        security = template["spec"]["securityContext"]
+        assert security["runAsUser"] == 999 and security["runAsNonRoot"] is True
+        _assert_admitted(cluster, DEPLOY_NS, as_pod(f"psa-{name}", template))
+
+
 def test_fine_parallel_pods_are_admitted(cluster: Any, namespace: str) -> None:
     restrict(cluster, namespace)
     templates: list[tuple[str, dict[str, Any]]] = []
