@@ -201,7 +201,7 @@ def item_duration_line(duration: Mapping[str, Any]) -> str:
     if not count or "p50Seconds" not in duration or "p95Seconds" not in duration:
         return "per item: p50 -   p95 -   (no item completed yet)"
     p50, p95 = float(duration["p50Seconds"]), float(duration["p95Seconds"])
-    return f"per item: p50 {seconds(p50)}   p95 {seconds(p95)}   ({count} items)"
+    return f"per item: p50 {seconds(p50)}   p95 {seconds(p95)}   ({wording.count(count, 'item')})"
 
 
 def _indent(text: str) -> str:
