@@ -10,6 +10,7 @@ import ipaddress
 import json
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -149,8 +150,16 @@ def test_cp_multinode_freeze_stops_a_kubelet_and_thaw_resumes_it(cluster3: Clust
     node.freeze()
     try:
         for name in ("kubelet", "containerd"):
-            stat = Path(f"/proc/{node.pids()[name]}/stat").read_text()
-            assert stat.rsplit(")", 1)[1].split()[0] == "T", (name, stat)
+            # SIGSTOP is delivered asynchronously: wait for the state, not a first read.
+            stat = Path(f"/proc/{node.pids()[name]}/stat")
+            wait_for(
+                f"{name} stopped",
+                lambda stat=stat: stat.read_text().rsplit(")", 1)[1].split()[0] == "T",
+                timeout=10,
+                interval=0.2,
+            )
+        # A renewal the kubelet sent just before the stop may still land: let it, then read.
+        time.sleep(3)
         before = _lease_renewed(cluster3, node.name)
         # The kubelet renews its node Lease every 10 s; frozen, it cannot.
         with pytest.raises(AssertionError):
