@@ -113,14 +113,23 @@ E2E_AGENT_ONLY = tests/e2e/test_e2e_failover.py tests/e2e/test_e2e_status_events
 E2E_ON_AGENT ?= $(E2E_AGENT_ONLY) tests/e2e/test_e2e_lifecycle.py
 E2E_ONLY_ON_NODES = $(filter-out $(E2E_ON_AGENT),$(sort $(wildcard tests/e2e/test_e2e_*.py)))
 TEST_NODES ?= 3
+# Quarantined: real-node tests that failed in the last full run of `make test` on merged main and
+# are not yet fixed. They stay out of `make test` (so a failure there means something else broke)
+# and run alone with `make test-quarantined`; they are no less required, and docs/contributing/
+# testing.md lists why each one is here.
+QUARANTINED_TESTS ?= tests/e2e/test_e2e_nodes.py
 REALNODE_TESTS ?= tests/controlplane/test_cp_realnode.py tests/controlplane/test_cp_multinode.py tests/e2e tests/manifests/test_mf_deploy_realnode.py tests/manifests/test_mf_rbac_pod.py tests/manifests/test_mf_redis_cluster_realnode.py
 test: install lint controlplane-check images ## Lint, Go checks, images (Docker), then pytest: the suite on the node agent (e2e smoke only), then the real-node tests and the e2e suite on 3 real nodes (.ci/run)
 	$(PY) -m pytest -m "not realnode" $(addprefix --ignore=,$(E2E_ONLY_ON_NODES)) $(PYTEST_ARGS)
 	@if [ -n "$(strip $(REALNODE_TESTS))" ]; then \
 	  echo "==> real nodes: $(REALNODE_TESTS) (pytest --cluster=local-kubelet --nodes=$(TEST_NODES))"; \
 	  $(PY) -m pytest --cluster=local-kubelet --nodes=$(TEST_NODES) \
-	    $(addprefix --ignore=,$(E2E_AGENT_ONLY)) $(REALNODE_TESTS); \
+	    $(addprefix --ignore=,$(E2E_AGENT_ONLY) $(QUARANTINED_TESTS)) $(REALNODE_TESTS); \
 	fi
+
+.PHONY: test-quarantined
+test-quarantined: install images ## As root: the quarantined real-node tests alone, on TEST_NODES real nodes
+	$(PY) -m pytest --cluster=local-kubelet --nodes=$(TEST_NODES) $(QUARANTINED_TESTS) $(PYTEST_ARGS)
 
 demo: install ## Run the demo: control plane + Redis + operator + an example QueueJob, with live progress
 	$(PY) -m queuejob_demo
