@@ -211,6 +211,14 @@ def ctr(layout: ContainerdLayout, *args: str) -> list[str]:
     return ["ctr", "--address", str(layout.socket), "--namespace", NAMESPACE, *args]
 
 
+def ready(layout: ContainerdLayout) -> bool:
+    """True once containerd of ``layout`` answers on its socket (``ctr version`` succeeds)."""
+    if not layout.socket.exists():
+        return False
+    probe = subprocess.run(ctr(layout, "version"), capture_output=True, check=False, timeout=10)
+    return probe.returncode == 0
+
+
 def import_image(layout: ContainerdLayout, archive: Path) -> None:
     """Load an image archive into the ``k8s.io`` namespace (unpacked for overlayfs)."""
     result = subprocess.run(

@@ -27,7 +27,6 @@ import contextlib
 import http.client
 import os
 import signal
-import subprocess
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -132,12 +131,7 @@ class NetnsNode:
         return runtime
 
     def runtime_ready(self) -> bool:
-        if not self.layout.socket.exists():
-            return False
-        probe = subprocess.run(
-            containerd.ctr(self.layout, "version"), capture_output=True, check=False, timeout=10
-        )
-        return probe.returncode == 0
+        return containerd.ready(self.layout)
 
     def import_image(self, archive: Path) -> None:
         containerd.import_image(self.layout, archive)

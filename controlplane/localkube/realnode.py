@@ -163,12 +163,7 @@ class RealNode:
         )
 
     def _containerd_ready(self) -> bool:
-        if not self.layout.socket.exists():
-            return False
-        probe = subprocess.run(
-            containerd.ctr(self.layout, "version"), capture_output=True, check=False, timeout=10
-        )
-        return probe.returncode == 0
+        return containerd.ready(self.layout)
 
     def deploy_dns(self, admin_kubeconfig: Path) -> None:
         """Import the CoreDNS image and apply the cluster DNS (see :mod:`localkube.clusterdns`)."""
