@@ -195,24 +195,8 @@ async def ensure_secret(body: dict[str, Any]) -> None:
 async def patch_queuejob_status(namespace: str, name: str, status: dict[str, Any]) -> bool:
     """Merge-patch the QueueJob's ``status`` now (kopf patches only after a handler returns);
     False if the QueueJob does not exist."""
-
-    def call() -> bool:
-        try:
-            request(
-                "PATCH",
-                QUEUEJOB_STATUS,
-                {"status": status},
-                content_type="application/merge-patch+json",
-                namespace=namespace,
-                name=name,
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
-
-    return await asyncio.to_thread(call)
+    patched = await patch_queuejob(namespace, name, {"status": status}, status=True)
+    return patched is not None
 
 
 async def patch_queuejob(
