@@ -20,7 +20,9 @@ Guarantees:
 - lost triggers (pub/sub is at-most-once) are caught by kopf's ``refresh`` timer, the slow
   resync, which stays in place;
 - a refresh's status patch is sent at once, and the returned object replaces the kept body, so
-  the next refresh compares against what it wrote (no repeated phase Events).
+  the next refresh compares against what it wrote (no repeated phase Events); a refresh that
+  carries out a request records it before it lets go of the QueueJob's lock (:meth:`keep`),
+  so the refresh waiting for that lock never runs the request a second time.
 
 kopf posts Events (``kopf.event``) through a queue it binds to each object's task; the workers
 are therefore started from the first QueueJob watch event (:meth:`Refresher.ensure_started`),
@@ -235,9 +237,13 @@ class Refresher:
             latest = await kube.patch_queuejob(namespace, name, body) or latest
         if status:
             latest = await kube.patch_queuejob(namespace, name, {"status": status}, status=True)
+        self.keep(uid, latest)
+
+    def keep(self, uid: str, latest: Mapping[str, Any] | None) -> None:
+        """Keep ``latest`` (an object a patch returned) as the body of ``uid`` if it is newer."""
         kept = self.bodies.get(uid)
         if latest is not None and kept is not None and _version(latest) >= _version(kept):
-            self.bodies[uid] = latest
+            self.bodies[uid] = dict(latest)
             self._signatures[uid] = signature(latest)
 
 

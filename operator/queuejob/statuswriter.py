@@ -45,6 +45,11 @@ class StatusWriter:
         value = self._patch.status.get("phase", self._status.get("phase"))
         return None if value is None else str(value)
 
+    @property
+    def status_patch(self) -> Mapping[str, Any]:
+        """The status fields this run changed so far (what its patch will write)."""
+        return self._patch.status
+
     def get(self, field: str) -> Any:
         """A status field after this run's changes."""
         return self._patch.status.get(field, self._status.get(field))

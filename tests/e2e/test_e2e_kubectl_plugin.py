@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +228,65 @@ def test_redrive_failed_queuejob_reruns_and_succeeds(
     assert job_uid(cluster, namespace, "redrive") not in (first_job, second_job)
     assert len(events(cluster, namespace, "redrive", "Redriven")) >= 1
     assert operator.queue(namespace, "redrive").succeeded_items() == set(items)
+
+
+def test_a_redrive_runs_once_while_the_old_job_is_slow_to_go(
+    cluster: Cluster, operator: OperatorHandle, namespace: str
+) -> None:
+    """Reopening a Failed QueueJob holds its lock while the old Job is deleted. Here a finalizer
+    keeps that Job for seconds, so the 1 s status timer and the event-driven refresh both queue
+    up behind the lock: the one that comes second must see the request as done (not move the
+    dead letters again and report 0, nor re-create the new Job once more)."""
+    operator.apply(
+        queuejob(
+            "slowgo",
+            namespace,
+            items=["ok-1", "poison-a", "poison-b"],
+            parallelism=1,
+            retry={"maxAttempts": 1},
+            worker={"env": [{"name": "QUEUEJOB_DEMO_WORK_SECONDS", "value": "0.05"}]},
+        )
+    )
+    operator.wait_phase(namespace, "slowgo", ("Failed",), timeout=150)
+    job = "slowgo-workers"
+    hold = '{"metadata": {"finalizers": ["example.com/hold"]}}'
+    cluster.kubectl("patch", "job", job, "-n", namespace, "--type=merge", "-p", hold)
+    first_job = job_uid(cluster, namespace, "slowgo")
+
+    def release() -> None:
+        # Foreground-free deletion leaves the Job with a deletionTimestamp until this runs.
+        wait_for(
+            lambda: cluster.kubectl_json("get", "job", job, "-n", namespace)["metadata"].get(
+                "deletionTimestamp"
+            ),
+            60,
+            "the old Job marked for deletion",
+        )
+        time.sleep(6)  # several timer ticks and refresh triggers wait behind the lock meanwhile
+        cluster.kubectl(
+            "patch", "job", job, "-n", namespace, "--type=merge",
+            "-p", '{"metadata": {"finalizers": null}}',
+        )  # fmt: skip
+
+    releaser = threading.Thread(target=release, daemon=True)
+    releaser.start()
+    result = json.loads(
+        ok(plugin(cluster, "redrive", "slowgo", "--all", "-n", namespace, "-o", "json"))
+    )
+    releaser.join(timeout=120)
+    assert not releaser.is_alive()
+    assert result["message"] == "2 dead letters back to pending", result
+
+    # Both items fail again; the record still names the one redrive that moved them.
+    wait_for(lambda: job_uid(cluster, namespace, "slowgo") != first_job, 60, "the re-created Job")
+    qj = operator.wait_phase(namespace, "slowgo", ("Failed",), timeout=150)
+    time.sleep(3)  # any second refresh that was queued behind the lock has run by now
+    qj = operator.get_qj(namespace, "slowgo")
+    assert qj["status"]["lastRequest"]["id"] == result["id"]
+    assert qj["status"]["lastRequest"]["message"] == "2 dead letters back to pending"
+    assert qj["status"]["counts"]["failed"] == 2
+    assert len(events(cluster, namespace, "slowgo", "WorkersRestarted")) == 1
+    assert len(events(cluster, namespace, "slowgo", "Redriven")) == 1
 
 
 def test_add_items_to_running_and_finished_queuejobs(

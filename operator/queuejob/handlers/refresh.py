@@ -156,10 +156,26 @@ async def _carry_out_request(
     request, message, error = await operate.carry_out(raw, queue, namespace)
     logger.info(f"Request {operate.request_id(raw)}: {error or message}")
     operate.record(writer, body, raw, request, message, error)
-    if writer.phase not in FINISHED or (await asyncio.to_thread(queue.stats)).done:
-        return False
-    operate.reopen(writer, f"the queue has work again: {message}")
-    return True
+    reopened = writer.phase in FINISHED and not (await asyncio.to_thread(queue.stats)).done
+    if reopened:
+        operate.reopen(writer, f"the queue has work again: {message}")
+    await _record_now(writer, runtime, body, namespace)
+    return reopened
+
+
+async def _record_now(
+    writer: StatusWriter, runtime: Runtime, body: kopf.Body, namespace: str
+) -> None:
+    """Write the status so far (the request's record, a reopening) before the QueueJob's lock
+    is released. kopf and the refresher patch only after the handler returns, outside the lock:
+    a refresh waiting for it would still see the request pending and run it a second time (and
+    restart the new worker Job). The later patch sends the same fields again."""
+    meta = body.get("metadata", {})
+    latest = await kube.patch_queuejob(
+        namespace, str(meta.get("name")), {"status": dict(writer.status_patch)}, status=True
+    )
+    if runtime.refresher is not None:
+        runtime.refresher.keep(str(meta.get("uid", "")), latest)
 
 
 def needs_refresh(
