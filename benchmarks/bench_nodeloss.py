@@ -380,6 +380,15 @@ def run_multinode_scenario(cluster: LocalCluster, scenario: str, number: int) ->
         if _ready_condition(cluster, victim) is None:  # deleted: a new VM of the same name
             with contextlib.suppress(RuntimeError):
                 kubectl(cluster, "create", "-f", "-", stdin=json.dumps(node.node_object()))
+        # The QueueJob first: a namespace deleted under a running Job can leave its finished
+        # pods Terminating (job-tracking finalizer), and the next drain would wait for them.
+        with contextlib.suppress(RuntimeError, TimeoutError):
+            kubectl(cluster, "delete", "queuejob", NAME, "-n", namespace, "--timeout=180s")
+            wait_until(
+                lambda: not _json(cluster, "get", "pods", "-n", namespace)["items"],
+                240,
+                "the QueueJob's pods gone",
+            )
         with contextlib.suppress(RuntimeError):
             kubectl(cluster, "delete", "namespace", namespace, "--wait=false")
         wait_until(lambda: _ready_condition(cluster, victim) == "True", 240, f"{victim} Ready")

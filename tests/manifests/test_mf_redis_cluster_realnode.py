@@ -292,9 +292,12 @@ def test_mf_redis_cluster_master_pod_deleted_mid_drain(
     attempts: dict[str, int] = {}
     stamps: list[float] = []
     dropped = 0
+    tails: list[str] = []
     for pod in workers["items"]:
         logs = node.kubectl("logs", "--timestamps", "-n", ns, pod["metadata"]["name"],
                             timeout=300).stdout  # fmt: skip
+        phase = pod["status"].get("phase")
+        tails.append(f"{pod['metadata']['name']} ({phase}): " + " | ".join(logs.splitlines()[-4:]))
         for line in logs.splitlines():
             match = DONE.match(line)
             if match:
@@ -322,6 +325,9 @@ def test_mf_redis_cluster_master_pod_deleted_mid_drain(
         f"{released}; results dropped as stale {dropped}; old master back as replica with IP "
         f"{back['ip']} (pod IP {new_ip}, before {master['ip']})"
     )
+    if final["phase"] != "Succeeded":
+        failed = [c for c in final.get("conditions", []) if c.get("type") == "Failed"]
+        print(f"QueueJob {final['phase']}: {failed}\nworkers' last lines:\n" + "\n".join(tails))
     assert final["phase"] == "Succeeded", final
     assert counts["total"] == counts["succeeded"] == ITEMS, counts  # nothing lost, none twice
     assert counts["failed"] == 0, counts
