@@ -277,14 +277,21 @@ def _running_pods(cluster: LocalCluster, namespace: str, selector: str) -> list[
 
 def _multinode_victim(cluster: LocalCluster, names: list[str]) -> str:
     system = "queuejob-system"
-    lease = _json(cluster, "get", "lease", "queuejob-operator", "-n", system)
-    leader = str(lease["spec"].get("holderIdentity") or "").rpartition("_")[0]
-    operators = _running_pods(cluster, system, "app.kubernetes.io/name=queuejob-operator")
-    leader_node = next(
-        (p["spec"]["nodeName"] for p in operators if p["metadata"]["name"] == leader), ""
-    )
+
+    def leader_node() -> str | None:
+        # After a rollout the Lease may still name an old pod: wait for a running leader, so
+        # the victim is never the leader's node (that would measure a failover instead).
+        lease = _json(cluster, "get", "lease", "queuejob-operator", "-n", system)
+        leader = str(lease["spec"].get("holderIdentity") or "").rpartition("_")[0]
+        operators = _running_pods(cluster, system, "app.kubernetes.io/name=queuejob-operator")
+        return next(
+            (p["spec"]["nodeName"] for p in operators if p["metadata"]["name"] == leader), None
+        )
+
+    leader_node = wait_until(leader_node, 120, "a running operator holding the Lease")
     [redis] = _running_pods(cluster, system, "app.kubernetes.io/name=redis")
     victim = next(n for n in names if n not in (leader_node, redis["spec"]["nodeName"]))
+    print(f"victim {victim} (leader on {leader_node}, Redis on {redis['spec']['nodeName']})")
     dns = [
         p["metadata"]["name"]
         for p in _running_pods(cluster, "kube-system", "k8s-app=kube-dns")

@@ -9,8 +9,8 @@ client itself and nothing ever moves.
 
 The queue sends its worker calls on connections of the node client returned here (never
 re-sent, see ``workqueue.redisqueue``); redirections that Redis answers *instead of* running a
-command (``MOVED``, ``ASK``, ``TRYAGAIN``, ``CLUSTERDOWN``) are safe to follow, because nothing
-ran. :func:`redirect_of` classifies them.
+command (``MOVED``, ``ASK``, ``TRYAGAIN``, ``CLUSTERDOWN``, and ``READONLY`` from a node that
+became a replica) are safe to follow, because nothing ran. :func:`redirect_of` classifies them.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ RedisClient: TypeAlias = "redis.Redis | RedisCluster"
 @dataclass(frozen=True, slots=True)
 class Redirect:
     """What to do after a reply that means "not run here": ``kind`` is ``moved`` (refresh the
-    slot map, retry), ``ask`` (send ``ASKING`` + the command to ``address`` once), ``again``
-    (the slot is migrating with the keys split: wait, retry) or ``down`` (the cluster cannot
-    serve the slot yet, e.g. during a failover: refresh, wait, retry)."""
+    slot map, retry; also for ``READONLY``, a node that became a replica), ``ask`` (send
+    ``ASKING`` + the command to ``address`` once), ``again`` (the slot is migrating with the
+    keys split: wait, retry) or ``down`` (the cluster cannot serve the slot yet, e.g. during a
+    failover: refresh, wait, retry)."""
 
     kind: str
     address: str = ""
@@ -48,6 +49,10 @@ def redirect_of(exc: redis.exceptions.ResponseError) -> Redirect | None:
         return Redirect("again")
     if isinstance(exc, redis.exceptions.ClusterDownError):
         return Redirect("down")
+    if isinstance(exc, redis.exceptions.ReadOnlyError):
+        # The node is a replica now (a failover the slot map has not caught up with): a replica
+        # applies no write of a client, so nothing ran; ask the new master.
+        return Redirect("moved")
     return None
 
 

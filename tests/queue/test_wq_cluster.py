@@ -180,4 +180,6 @@ def test_redirect_replies_name_the_node_to_go_to() -> None:
     assert moved == Redirect("moved", "127.0.0.1:7002")
     assert redirect_of(redis.exceptions.TryAgainError("TRYAGAIN")) == Redirect("again")
     assert redirect_of(redis.exceptions.ClusterDownError("CLUSTERDOWN")) == Redirect("down")
+    # A master demoted to replica refuses the script's first write: nothing ran, ask again.
+    assert redirect_of(redis.exceptions.ReadOnlyError("READONLY")) == Redirect("moved")
     assert redirect_of(redis.exceptions.ResponseError("WRONGTYPE x")) is None
