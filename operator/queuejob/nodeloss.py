@@ -61,6 +61,17 @@ DISRUPTION_FRACTION = 0.55
 WORKER_SELECTOR = f"app.kubernetes.io/name=queuejob,{naming.QUEUEJOB_LABEL}"
 
 
+#: Longest pause between two scans for lost nodes, whatever the other intervals.
+MAX_SCAN_SECONDS = 5.0
+
+
+def scan_period(lost_after: int) -> float:
+    """Seconds between two scans for lost nodes: a quarter of ``QUEUEJOB_NODE_LOST_SECONDS``,
+    1 s at least and :data:`MAX_SCAN_SECONDS` at most, so a lost node's pods are let go at
+    most that long after the limit (one Node list from the watch cache per scan)."""
+    return min(MAX_SCAN_SECONDS, max(1.0, lost_after / 4))
+
+
 def tolerations(seconds: int) -> list[dict[str, Any]]:
     """Worker pod tolerations of the unreachable/not-ready NoExecute taints for ``seconds``.
 

@@ -197,3 +197,12 @@ def test_the_worker_job_carries_the_tolerations() -> None:
     assert pod["tolerations"] == nodeloss.tolerations(20)
     off = jobs.build_job(body, spec, node_lost_seconds=0, **args)["spec"]["template"]["spec"]
     assert "tolerations" not in off
+
+
+def test_the_scan_period_follows_the_limit_not_the_status_resync() -> None:
+    # A lost node is let go at most one scan after the limit: with the default 20 s the scan
+    # runs every 5 s, whatever QUEUEJOB_STATUS_INTERVAL (a resync of minutes) says.
+    assert nodeloss.scan_period(20) == 5.0
+    assert nodeloss.scan_period(8) == 2.0
+    assert nodeloss.scan_period(2) == 1.0
+    assert nodeloss.scan_period(600) == nodeloss.MAX_SCAN_SECONDS

@@ -2,7 +2,8 @@
 
 Started with the operator (a startup handler; kopf runs only on the leader, so only the leader
 scans) when ``QUEUEJOB_NODE_LOST_SECONDS`` > 0, stopped at cleanup. Every
-``QUEUEJOB_STATUS_INTERVAL`` seconds (at least 1 s) it lists the Nodes. For each node that
+:func:`queuejob.nodeloss.scan_period` seconds (5 s with the default 20 s; not the status
+resync interval, which is minutes) it lists the Nodes. For each node that
 :class:`queuejob.nodeloss.NodeWatch` reports lost (none while most nodes are not Ready), it
 lists that node's worker pods (field and label selectors, every namespace); it patches each
 unfinished one to ``Failed`` with ``DisruptionTarget``, deletes it with grace period 0 and
@@ -114,7 +115,7 @@ async def _run(
     settings: qj_settings.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger
 ) -> None:
     watch = NodeWatch(lost_after=settings.node_lost_seconds)
-    period = max(settings.status_interval, 1.0)
+    period = nodeloss.scan_period(settings.node_lost_seconds)
     while True:
         await asyncio.sleep(period)  # first after startup's other handlers (API client set up)
         try:
