@@ -55,9 +55,15 @@ from typing import TypeVar
 from queuejob import redisconn, wording
 from queuejob.itemproc import ItemProcess
 from workqueue.backoff import exponential_delay
-from workqueue.errors import QueueAuthError, QueueUnavailableError, StaleLeaseError
+from workqueue.errors import (
+    REDIS_ERRORS,
+    QueueAuthError,
+    QueueUnavailableError,
+    StaleLeaseError,
+)
 from workqueue.models import Lease
 from workqueue.redisqueue import LeaseQueue
+from workqueue.routing import RedisClient
 
 log = logging.getLogger("queuejob.worker")
 T = TypeVar("T")
@@ -200,9 +206,7 @@ class Worker:
 
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
-        client = redisconn.client(
-            config.redis_url, config.redis_password, config.redis_timeout, config.redis_username
-        )
+        client = self._connect()
         # WAIT blocks up to wait_timeout inside a call: keep it below the socket timeout.
         self.queue = LeaseQueue(
             client,
@@ -214,6 +218,30 @@ class Worker:
         self._child: ItemProcess | None = None
         self._item_lost = threading.Event()
         self.processed = 0
+
+    def _connect(self) -> RedisClient:
+        """The worker's Redis client, retried with capped backoff while Redis cannot be reached.
+
+        A Redis Cluster client reads the slot map as it is made, so it fails when no node
+        answers: during a failover, or while the node behind the cluster's address lacks the
+        QueueJob's user (restarted without its ACL file; the operator's next refresh puts the
+        user back). Failing the pod for that would use up its index's retries; nothing is held
+        yet, so waiting is safe, and SIGTERM still ends the process at once."""
+        config = self.config
+        failures = 0
+        while True:
+            try:
+                return redisconn.client(
+                    config.redis_url,
+                    config.redis_password,
+                    config.redis_timeout,
+                    config.redis_username,
+                )
+            except REDIS_ERRORS as exc:
+                delay = exponential_delay(failures, 0.5, 10.0, 0.2)
+                failures += 1
+                log.warning(f"Redis problem, retrying in {delay:.1f}s: cannot connect: {exc}")
+                time.sleep(delay)
 
     def stop(self, signum: int, _frame: FrameType | None = None) -> None:
         """Signal handler: stop after giving the current item back."""

@@ -57,6 +57,12 @@ class QueueConfigError(QueueError, ValueError):
     """A queue setting is out of range; the message names the field."""
 
 
+#: Every exception redis-py raises for a failed call. ``RedisClusterException`` is not a
+#: ``RedisError``: a cluster client raises it when no node answers its read of the slot map, for
+#: example while the node behind the cluster's address refuses the caller's user (a node that
+#: restarted without its ACL file, until the operator puts the user back).
+REDIS_ERRORS = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
+
 #: Redis Cluster states that pass (a failover, a slot migration): not a failed command.
 _CLUSTER_UNAVAILABLE = (
     redis.exceptions.ClusterDownError,
@@ -81,7 +87,9 @@ def describe(client: redis.Redis | RedisCluster) -> str:
 
 
 def translated(
-    client: redis.Redis | RedisCluster, what: str, exc: redis.exceptions.RedisError
+    client: redis.Redis | RedisCluster,
+    what: str,
+    exc: redis.exceptions.RedisError | redis.exceptions.RedisClusterException,
 ) -> QueueError:
     """The typed :class:`QueueError` for a redis-py error raised while doing ``what``."""
     where = describe(client)
@@ -111,5 +119,5 @@ def translate(client: redis.Redis | RedisCluster, what: str) -> Iterator[None]:
     """Re-raise redis-py errors raised in the block as typed :class:`QueueError` subclasses."""
     try:
         yield
-    except redis.exceptions.RedisError as exc:
+    except REDIS_ERRORS as exc:
         raise translated(client, what, exc) from exc

@@ -103,6 +103,7 @@ from workqueue.backoff import Uniform, exponential_delay
 from workqueue.config import QueueConfig
 from workqueue.durations import DurationHistogram
 from workqueue.errors import (
+    REDIS_ERRORS,
     ItemError,
     QueueTypeError,
     StaleLeaseError,
@@ -674,7 +675,7 @@ class LeaseQueue:
             except redis.exceptions.NoScriptError:
                 script.sha = self._load(_text(script.script))
                 return self._evalsha_pooled(script.sha, stamp, args)
-        except redis.exceptions.RedisError as exc:
+        except REDIS_ERRORS as exc:
             error = translated(self.client, f"queue {self.name}: {what}", exc)
             if isinstance(error, QueueTypeError):
                 raise QueueTypeError(f"{error}{self._type_report()}") from exc

@@ -23,6 +23,8 @@ import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
+from workqueue.errors import REDIS_ERRORS
+
 #: A client of one server or of a Redis Cluster.
 RedisClient: TypeAlias = "redis.Redis | RedisCluster"
 
@@ -105,6 +107,6 @@ class SlotRoute:
             self._stale = False
         try:
             client.nodes_manager.initialize()
-        except redis.exceptions.RedisError:
+        except REDIS_ERRORS:
             self._stale = True
             raise

@@ -19,6 +19,7 @@ from redis.cluster import RedisCluster
 
 from localkube.redis_cluster import LocalRedisCluster
 from queuejob import redisconn
+from workqueue import acl
 from workqueue.config import QueueConfig
 from workqueue.errors import QueueUnavailableError
 from workqueue.redisqueue import LeaseQueue
@@ -35,12 +36,21 @@ OUTAGE_SEEN = (
 )
 
 
-def start_worker(url: str, password: str, worker_id: str, log: Path) -> subprocess.Popen[bytes]:
+def start_worker(
+    url: str,
+    password: str,
+    worker_id: str,
+    log: Path,
+    *,
+    queue: str = "wc",
+    username: str | None = None,
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "QUEUEJOB_REDIS_URL": url,
         "QUEUEJOB_REDIS_PASSWORD": password,
-        "QUEUEJOB_QUEUE": "wc",
+        "QUEUEJOB_REDIS_USERNAME": username or "",
+        "QUEUEJOB_QUEUE": queue,
         "QUEUEJOB_LEASE_SECONDS": "3",
         "QUEUEJOB_WORKER_ID": worker_id,
         "QUEUEJOB_DEMO_WORK_SECONDS": "0.02",
@@ -98,3 +108,38 @@ def test_workers_ride_out_a_master_failover(tmp_path: Path) -> None:
                 time.sleep(0.1)
         assert (stats.succeeded, stats.pending, stats.leased, stats.dead) == (ITEMS, 0, 0, 0)
         redisconn.close_all()
+
+
+def test_a_worker_waits_for_its_user_instead_of_failing(tmp_path: Path) -> None:
+    """A worker that starts while the cluster refuses its ACL user (a node restarted without its
+    ACL file, until the operator's refresh puts the user back) cannot even read the slot map:
+    redis-py raises ``RedisClusterException``, which is no ``RedisError``. The worker retries
+    instead of exiting (an exit would use up its Job index's retries), and drains the queue once
+    the user exists."""
+    with LocalRedisCluster() as cluster:
+        port = cluster.url.rsplit(":", 1)[1]
+        url = f"redis+cluster://127.0.0.1:{port}"
+        admin = redisconn.client(url, cluster.password, 2.0)
+        queue = LeaseQueue(admin, "wu")
+        queue.configure(QueueConfig(lease_seconds=3, max_attempts=3))
+        assert queue.seed([f"u{i}" for i in range(20)]) == 20
+        password = acl.new_password()
+        log = tmp_path / "w.log"
+        worker = start_worker(url, password, "w", log, queue="wu", username=acl.username("wu"))
+        try:
+            deadline = time.monotonic() + 60
+            while "cannot connect" not in log.read_text(errors="replace"):
+                assert worker.poll() is None, log.read_text(errors="replace")
+                assert time.monotonic() < deadline, log.read_text(errors="replace")
+                time.sleep(0.1)
+            time.sleep(1.5)  # at least one more refused try
+            assert worker.poll() is None, log.read_text(errors="replace")
+            acl.apply_user(admin, "wu", password)
+            assert worker.wait(timeout=60) == 0, log.read_text(errors="replace")
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+        text = log.read_text(errors="replace")
+        assert "WRONGPASS" in text or "invalid username-password" in text, text
+        assert queue.stats().succeeded == 20

@@ -23,7 +23,7 @@ from fixtures.redis import Backend
 from localkube.redis_cluster import LocalRedisCluster
 from workqueue import acl
 from workqueue.config import QueueConfig
-from workqueue.errors import QueueAuthError
+from workqueue.errors import QueueAuthError, QueueUnavailableError
 from workqueue.redisqueue import LeaseQueue
 
 pytestmark = pytest.mark.timeout(120)
@@ -127,6 +127,42 @@ def test_user_runs_the_worker_path_with_wait_replicas(redis_cluster: LocalRedisC
     finally:
         client.close()
         acl.remove_user(admin, "acl-wait")
+        admin.flushdb()
+        admin.close()
+
+
+def test_cluster_calls_while_the_user_is_gone_are_unavailable_not_a_crash(
+    redis_cluster: LocalRedisCluster,
+) -> None:
+    """While the cluster does not know the queue's user (a node restarted without its ACL file,
+    until the operator puts the user back), the worker path's calls cannot even read the slot
+    map. They raise ``QueueUnavailableError``, which workers retry, not redis-py's
+    ``RedisClusterException`` (no ``RedisError``); once the user is back the same queue object
+    works again."""
+    admin = redis_cluster.client()
+    password = acl.new_password()
+    acl.apply_user(admin, "acl-gone", password)
+    LeaseQueue(admin, "acl-gone").seed(["a", "b"])
+    client = redis_cluster.client(username=acl.username("acl-gone"), password=password)
+    try:
+        queue = LeaseQueue(client, "acl-gone")
+        [first] = queue.lease("w1")
+        acl.remove_user(admin, "acl-gone")  # Redis also closes the user's connections
+        errors = []
+        for _ in range(3):  # the broken connection, then slot-map reads refused by every node
+            with pytest.raises(QueueUnavailableError) as caught:
+                queue.complete(first)
+            errors.append(str(caught.value))
+        assert any("RedisClusterException" in e or "cannot be connected" in e for e in errors)
+        acl.apply_user(admin, "acl-gone", password)
+        queue.complete(first)
+        [second] = queue.lease("w1")
+        queue.complete(second)
+        assert queue.done()
+        queue.close()
+    finally:
+        client.close()
+        acl.remove_user(admin, "acl-gone")
         admin.flushdb()
         admin.close()
 
