@@ -117,8 +117,7 @@ TEST_NODES ?= 3
 # are not yet fixed. They stay out of `make test` (so a failure there means something else broke)
 # and run alone with `make test-quarantined`; they are no less required, and docs/contributing/
 # testing.md lists why each one is here.
-QUARANTINED_TESTS ?= \
-  tests/manifests/test_mf_redis_cluster_realnode.py::test_mf_redis_cluster_master_pod_deleted_mid_drain[wait1]
+QUARANTINED_TESTS ?=
 REALNODE_TESTS ?= tests/controlplane/test_cp_realnode.py tests/controlplane/test_cp_multinode.py tests/e2e tests/manifests/test_mf_deploy_realnode.py tests/manifests/test_mf_rbac_pod.py tests/manifests/test_mf_redis_cluster_realnode.py
 test: install lint controlplane-check images ## Lint, Go checks, images (Docker), then pytest: the suite on the node agent (e2e smoke only), then the real-node tests and the e2e suite on 3 real nodes (.ci/run)
 	$(PY) -m pytest -m "not realnode" $(addprefix --ignore=,$(E2E_ONLY_ON_NODES)) $(PYTEST_ARGS)

@@ -224,12 +224,23 @@ def test_mf_redis_cluster_master_pod_deleted_mid_drain(
         )
         return got
 
-    def quarter() -> dict[str, Any] | None:
-        now = status()
-        return now if now.get("counts", {}).get("succeeded", 0) >= ITEMS // 4 else None
+    def queue_name() -> str | None:
+        name = status().get("queue")
+        return str(name) if name else None
 
-    before = wait_for("a quarter of the items done", quarter, timeout=900, interval=2)
-    slot = int(redis_cli(node, NODES[0], "cluster", "keyslot", f"{{{before['queue']}}}").strip())
+    queue = wait_for("the QueueJob's queue in its status", queue_name, timeout=300, interval=1)
+
+    def succeeded() -> int:
+        """Completions so far, from Redis itself: the status can lag a fast drain by seconds."""
+        key = f"wq:{{{queue}}}:succeeded"
+        return int(redis_cli(node, NODES[0], "-c", "hlen", key).strip() or 0)
+
+    def quarter() -> int | None:
+        now = succeeded()
+        return now if now >= ITEMS // 4 else None
+
+    wait_for("a quarter of the items done", quarter, timeout=900, interval=0.5)
+    slot = int(redis_cli(node, NODES[0], "cluster", "keyslot", f"{{{queue}}}").strip())
     nodes = cluster_nodes(node, NODES[0])
     (master,) = [n for n in nodes if "master" in n["flags"] and owns(n["slots"], slot)]
     (replica,) = [n for n in nodes if n["master"] == master["id"]]
@@ -256,6 +267,7 @@ def test_mf_redis_cluster_master_pod_deleted_mid_drain(
     hosts = node.kubectl("get", "nodes", "-o", "name").stdout.split()
     node.kubectl("cordon", *hosts)
     try:
+        at_deletion = succeeded()
         deleted = time.time()
         node.kubectl("delete", "pod", victim, "-n", NS, "--wait=false")
         promoted_at = wait_for("the replica promoted, cluster_state ok", promoted, timeout=300)
@@ -319,7 +331,7 @@ def test_mf_redis_cluster_master_pod_deleted_mid_drain(
     lost = ITEMS - len(done)
     print(
         f"\nredis cluster failover (WAIT {wait_replicas}, {ITEMS} items, 4 workers): master pod "
-        f"{victim} deleted at {before['counts']['succeeded']} done; replica {witness} promoted "
+        f"{victim} deleted at {at_deletion} done; replica {witness} promoted "
         f"and cluster_state ok after {promoted_at - deleted:.1f}s; drain paused {pause:.1f}s, "
         f"first completion again {resumed - deleted:.1f}s after the deletion; drain "
         f"{ended - started:.0f}s ({ITEMS / (ended - started):.0f} items/s incl. the failover); "
@@ -332,6 +344,9 @@ def test_mf_redis_cluster_master_pod_deleted_mid_drain(
         failed = [c for c in final.get("conditions", []) if c.get("type") == "Failed"]
         print(f"QueueJob {final['phase']}: {failed}\nworkers' last lines:\n" + "\n".join(tails))
     assert final["phase"] == "Succeeded", final
+    # The failover happened mid-drain: items were still to do when the master went.
+    assert at_deletion < ITEMS, f"the drain was over ({at_deletion} done) before the deletion"
+    assert stamps[-1] > deleted, "no completion after the deletion"
     assert counts["total"] == counts["succeeded"] == ITEMS, counts  # nothing lost, none twice
     assert counts["failed"] == 0, counts
     assert lost == 0, f"{lost} items without a completion in the workers' logs"
