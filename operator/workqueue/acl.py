@@ -149,11 +149,50 @@ def rules(queue: str, password: str) -> list[str]:
 
 
 def nodes(client: redis.Redis | RedisCluster) -> list[ClusterNode] | list[None]:
-    """Every node the user must exist on: each master and replica of a cluster, else the one
-    server (``[None]``)."""
+    """Every node the user must exist on: each master and replica of a cluster (the client's
+    node list brought up to date first, see :func:`catch_up`), else the one server
+    (``[None]``)."""
     if isinstance(client, RedisCluster):
+        catch_up(client)
         return list(client.get_nodes())  # type: ignore[no-untyped-call]
     return [None]
+
+
+def live_addresses(cluster_nodes: str) -> set[str]:
+    """``host:port`` of every node a ``CLUSTER NODES`` reply lists as reachable (not ``fail``,
+    ``noaddr`` or still in ``handshake``)."""
+    found = set()
+    for line in cluster_nodes.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        flags = set(fields[2].split(","))
+        if flags & {"fail", "noaddr", "handshake"}:
+            continue
+        found.add(fields[1].split("@", 1)[0])
+    return found
+
+
+def catch_up(client: RedisCluster) -> bool:
+    """Re-read the slot map when the cluster's reachable nodes differ from the client's list;
+    whether it did.
+
+    redis-py learns the nodes from ``CLUSTER SLOTS`` when the client starts and after a failed
+    call, so a node can stay unknown while every call succeeds: a replica attached just after
+    the client started, or a restarted pod back at a new address. A user created on every
+    *known* node would then be missing there, and once that replica is promoted the workers
+    could not log in. Costs one ``CLUSTER NODES`` (the slot map is read only on a difference).
+    """
+    asked = client.get_default_node()  # type: ignore[no-untyped-call]
+    try:
+        reply = client.execute_command("CLUSTER", "NODES", target_nodes=asked)  # type: ignore[no-untyped-call]
+    except redis.exceptions.RedisError:
+        reply = None  # that node is gone or refuses: the slot map is out of date anyway
+    known = {node.name for node in client.get_nodes()}  # type: ignore[no-untyped-call]
+    if reply is not None and live_addresses(str(reply)) == known:
+        return False
+    client.nodes_manager.initialize(disconnect_startup_nodes_pools=False)
+    return True
 
 
 def _run(client: redis.Redis | RedisCluster, node: ClusterNode | None, *args: Any) -> Any:

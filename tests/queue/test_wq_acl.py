@@ -131,6 +131,42 @@ def test_user_runs_the_worker_path_with_wait_replicas(redis_cluster: LocalRedisC
         admin.close()
 
 
+def test_live_addresses_of_a_cluster_nodes_reply() -> None:
+    reply = (
+        "a1 10.0.0.1:6379@16379 myself,master - 0 0 1 connected 0-5460\n"
+        "b2 10.0.0.2:6379@16379,redis-2 slave a1 0 0 1 connected\n"
+        "c3 10.0.0.3:6379@16379 master,fail - 0 0 2 disconnected\n"
+        "d4 :0@0 master,noaddr - 0 0 0 disconnected\n"
+        "e5 10.0.0.5:6379@16379 handshake - 0 0 0 connected\n"
+        "f6 10.0.0.6:6379@16379 master,fail? - 0 0 3 connected 5461-10922\n"
+    )
+    assert acl.live_addresses(reply) == {"10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.6:6379"}
+
+
+def test_user_reaches_a_replica_the_client_did_not_know() -> None:
+    """The operator's client may not know every node: redis-py reads the slot map when it starts
+    and after errors only, so a replica attached just after that stays out of its list while
+    every call succeeds. The user must still land on it: once that replica is promoted, the
+    workers log in there."""
+    with LocalRedisCluster() as cluster:
+        admin = cluster.client()
+        manager = admin.nodes_manager
+        replica = next(n for n in admin.get_nodes() if n.server_type == "replica")
+        with manager._lock:  # the client's view as redis-py leaves it in that case
+            del manager.nodes_cache[replica.name]
+        assert replica.name not in {n.name for n in admin.get_nodes()}
+        password = acl.new_password()
+        acl.apply_user(admin, "acl-late", password)
+        fresh = cluster.client()
+        try:
+            assert acl.missing_nodes(fresh, "acl-late") == []
+            assert len(acl.nodes(fresh)) == 6
+            assert acl.catch_up(fresh) is False  # nothing to do when the view is complete
+        finally:
+            fresh.close()
+            admin.close()
+
+
 def test_cluster_calls_while_the_user_is_gone_are_unavailable_not_a_crash(
     redis_cluster: LocalRedisCluster,
 ) -> None:
