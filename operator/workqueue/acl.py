@@ -29,8 +29,10 @@ Guarantees of the rules (Redis >= 7.0):
 
 from __future__ import annotations
 
+import contextlib
 import secrets
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, TypeAlias
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
@@ -148,14 +150,9 @@ def rules(queue: str, password: str) -> list[str]:
     ]
 
 
-def nodes(client: redis.Redis | RedisCluster) -> list[ClusterNode] | list[None]:
-    """Every node the user must exist on: each master and replica of a cluster (the client's
-    node list brought up to date first, see :func:`catch_up`), else the one server
-    (``[None]``)."""
-    if isinstance(client, RedisCluster):
-        catch_up(client)
-        return list(client.get_nodes())  # type: ignore[no-untyped-call]
-    return [None]
+#: A node to run an ACL command on: a cluster node redis-py knows, a direct client of one it
+#: does not know (yet), or None for the one server.
+Node: TypeAlias = "ClusterNode | redis.Redis | None"
 
 
 def live_addresses(cluster_nodes: str) -> set[str]:
@@ -173,31 +170,67 @@ def live_addresses(cluster_nodes: str) -> set[str]:
     return found
 
 
-def catch_up(client: RedisCluster) -> bool:
-    """Re-read the slot map when the cluster's reachable nodes differ from the client's list;
-    whether it did.
+@contextlib.contextmanager
+def nodes(client: redis.Redis | RedisCluster) -> Iterator[list[Node]]:
+    """Every node the user must exist on: the one server (``[None]``), or every reachable master
+    and replica of a cluster as ``CLUSTER NODES`` lists them.
 
-    redis-py learns the nodes from ``CLUSTER SLOTS`` when the client starts and after a failed
-    call, so a node can stay unknown while every call succeeds: a replica attached just after
-    the client started, or a restarted pod back at a new address. A user created on every
-    *known* node would then be missing there, and once that replica is promoted the workers
-    could not log in. Costs one ``CLUSTER NODES`` (the slot map is read only on a difference).
+    Not redis-py's node list: it comes from ``CLUSTER SLOTS``, which leaves out a replica that
+    has not replicated anything yet (a new cluster, a replica just attached), and it is read only
+    when the client starts and after errors. A user missing on a replica stays unnoticed until
+    that replica is promoted, and then the workers cannot log in. Nodes redis-py does not know
+    get a direct client for the block, closed after it; a node flagged ``fail`` is skipped (the
+    status refresh finds it without the user once it is back).
     """
-    asked = client.get_default_node()  # type: ignore[no-untyped-call]
+    if not isinstance(client, RedisCluster):
+        yield [None]
+        return
+    known = {node.name: node for node in client.get_nodes()}  # type: ignore[no-untyped-call]
+    reply = _cluster_nodes(client, list(known.values()))
+    direct: list[redis.Redis] = []
+    found: list[Node] = []
+    for address in sorted(live_addresses(reply)):
+        if address in known:
+            found.append(known[address])
+            continue
+        host, _, port = address.rpartition(":")
+        kwargs = client.nodes_manager.connection_kwargs
+        direct.append(redis.Redis(host=host, port=int(port), **kwargs))
+        found.append(direct[-1])
     try:
-        reply = client.execute_command("CLUSTER", "NODES", target_nodes=asked)  # type: ignore[no-untyped-call]
-    except redis.exceptions.RedisError:
-        reply = None  # that node is gone or refuses: the slot map is out of date anyway
-    known = {node.name for node in client.get_nodes()}  # type: ignore[no-untyped-call]
-    if reply is not None and live_addresses(str(reply)) == known:
-        return False
-    client.nodes_manager.initialize(disconnect_startup_nodes_pools=False)
-    return True
+        yield found
+    finally:
+        for node in direct:
+            node.close()
 
 
-def _run(client: redis.Redis | RedisCluster, node: ClusterNode | None, *args: Any) -> Any:
+def _cluster_nodes(client: RedisCluster, known: list[ClusterNode]) -> str:
+    """``CLUSTER NODES`` from the first known node that answers (the default node first)."""
+    default = client.get_default_node()  # type: ignore[no-untyped-call]
+    first: redis.exceptions.RedisError | None = None
+    for node in [default, *(n for n in known if n is not default)]:
+        try:
+            return str(client.execute_command("CLUSTER", "NODES", target_nodes=node))  # type: ignore[no-untyped-call]
+        except redis.exceptions.RedisError as exc:
+            first = first or exc
+    raise first or redis.exceptions.ConnectionError("no cluster node known")
+
+
+def node_name(node: Node) -> str:
+    """``host:port`` of ``node`` (``""`` for the one server)."""
+    if node is None:
+        return ""
+    if isinstance(node, redis.Redis):
+        kwargs = node.get_connection_kwargs()
+        return f"{kwargs.get('host')}:{kwargs.get('port')}"
+    return str(node.name)
+
+
+def _run(client: redis.Redis | RedisCluster, node: Node, *args: Any) -> Any:
     if node is None:
         return client.execute_command(*args)  # type: ignore[no-untyped-call]
+    if isinstance(node, redis.Redis):
+        return node.execute_command(*args)  # type: ignore[no-untyped-call]
     return client.execute_command(*args, target_nodes=node)  # type: ignore[no-untyped-call]
 
 
@@ -205,11 +238,12 @@ def _each_node(client: redis.Redis | RedisCluster, *args: Any) -> list[Any]:
     """Run ``args`` on every node; all nodes are tried, then the first error is raised."""
     results: list[Any] = []
     first: redis.exceptions.RedisError | None = None
-    for node in nodes(client):
-        try:
-            results.append(_run(client, node, *args))
-        except redis.exceptions.RedisError as exc:
-            first = first or exc
+    with nodes(client) as targets:
+        for node in targets:
+            try:
+                results.append(_run(client, node, *args))
+            except redis.exceptions.RedisError as exc:
+                first = first or exc
     if first is not None:
         raise first
     return results
@@ -234,9 +268,10 @@ def missing_nodes(client: redis.Redis | RedisCluster, queue: str) -> list[str]:
     """
     name = username(queue)
     missing: list[str] = []
-    for node in nodes(client):
-        if _run(client, node, "ACL", "GETUSER", name) is None:
-            missing.append("" if node is None else str(node.name))
+    with nodes(client) as targets:
+        for node in targets:
+            if _run(client, node, "ACL", "GETUSER", name) is None:
+                missing.append(node_name(node))
     return missing
 
 
