@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -112,23 +113,33 @@ def test_user_runs_the_whole_worker_path_on_its_own_queue(
     assert LeaseQueue(redis_client, THEIRS).stats().pending == 5
 
 
-def test_user_runs_the_worker_path_with_wait_replicas(redis_cluster: LocalRedisCluster) -> None:
-    admin = redis_cluster.client()
+@contextlib.contextmanager
+def cluster_user(
+    cluster: LocalRedisCluster, queue: str, items: list[str]
+) -> Iterator[tuple[RedisCluster, RedisCluster, str]]:
+    """``queue`` seeded with ``items`` and its user created: (admin client, client logged in
+    as the user, its password); the user and the data are removed afterwards."""
+    admin = cluster.client()
     password = acl.new_password()
-    acl.apply_user(admin, "acl-wait", password)
-    LeaseQueue(admin, "acl-wait").seed(["w"])
-    client = redis_cluster.client(username=acl.username("acl-wait"), password=password)
+    acl.apply_user(admin, queue, password)
+    LeaseQueue(admin, queue).seed(items)
+    client = cluster.client(username=acl.username(queue), password=password)
     try:
+        yield admin, client, password
+    finally:
+        client.close()
+        acl.remove_user(admin, queue)
+        admin.flushdb()
+        admin.close()
+
+
+def test_user_runs_the_worker_path_with_wait_replicas(redis_cluster: LocalRedisCluster) -> None:
+    with cluster_user(redis_cluster, "acl-wait", ["w"]) as (_, client, _):
         queue = LeaseQueue(client, "acl-wait", wait_replicas=1, wait_timeout=2.0)
         [lease] = queue.lease("w1")
         queue.complete(lease)
         assert queue.done()
         queue.close()
-    finally:
-        client.close()
-        acl.remove_user(admin, "acl-wait")
-        admin.flushdb()
-        admin.close()
 
 
 def test_live_addresses_of_a_cluster_nodes_reply() -> None:
@@ -178,12 +189,7 @@ def test_cluster_calls_while_the_user_is_gone_are_unavailable_not_a_crash(
     map. They raise ``QueueUnavailableError``, which workers retry, not redis-py's
     ``RedisClusterException`` (no ``RedisError``); once the user is back the same queue object
     works again."""
-    admin = redis_cluster.client()
-    password = acl.new_password()
-    acl.apply_user(admin, "acl-gone", password)
-    LeaseQueue(admin, "acl-gone").seed(["a", "b"])
-    client = redis_cluster.client(username=acl.username("acl-gone"), password=password)
-    try:
+    with cluster_user(redis_cluster, "acl-gone", ["a", "b"]) as (admin, client, password):
         queue = LeaseQueue(client, "acl-gone")
         [first] = queue.lease("w1")
         acl.remove_user(admin, "acl-gone")  # Redis also closes the user's connections
@@ -199,11 +205,6 @@ def test_cluster_calls_while_the_user_is_gone_are_unavailable_not_a_crash(
         queue.complete(second)
         assert queue.done()
         queue.close()
-    finally:
-        client.close()
-        acl.remove_user(admin, "acl-gone")
-        admin.flushdb()
-        admin.close()
 
 
 def test_user_is_refused_everything_outside_its_queue(
