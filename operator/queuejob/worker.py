@@ -206,6 +206,7 @@ class Worker:
 
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
+        self.stopping = threading.Event()
         client = self._connect()
         # WAIT blocks up to wait_timeout inside a call: keep it below the socket timeout.
         self.queue = LeaseQueue(
@@ -214,7 +215,6 @@ class Worker:
             wait_replicas=config.wait_replicas,
             wait_timeout=max(0.1, config.redis_timeout / 2),
         )
-        self.stopping = threading.Event()
         self._child: ItemProcess | None = None
         self._item_lost = threading.Event()
         self.processed = 0
@@ -238,10 +238,15 @@ class Worker:
                     config.redis_username,
                 )
             except REDIS_ERRORS as exc:
-                delay = exponential_delay(failures, 0.5, 10.0, 0.2)
+                self._back_off(failures, f"cannot connect: {exc}")
                 failures += 1
-                log.warning(f"Redis problem, retrying in {delay:.1f}s: cannot connect: {exc}")
-                time.sleep(delay)
+
+    def _back_off(self, failures: int, problem: str) -> None:
+        """Wait before the next try after ``failures`` failed ones in a row (capped exponential
+        backoff with jitter), or until a stop is asked for."""
+        delay = exponential_delay(failures, 0.5, 10.0, 0.2)
+        log.warning(f"Redis problem, retrying in {delay:.1f}s: {problem}")
+        self.stopping.wait(delay)
 
     def stop(self, signum: int, _frame: FrameType | None = None) -> None:
         """Signal handler: stop after giving the current item back."""
@@ -399,10 +404,8 @@ class Worker:
                 lease_seconds = self.config.lease_seconds or self.queue.config.lease_seconds
                 self._handle(leases[0], lease_seconds)
             except (QueueUnavailableError, QueueAuthError) as exc:
-                delay = exponential_delay(failures, 0.5, 10.0, 0.2)
+                self._back_off(failures, str(exc))
                 failures += 1
-                log.warning(f"Redis problem, retrying in {delay:.1f}s: {exc}")
-                self.stopping.wait(delay)
         log.info(f"stopped; processed {wording.count(self.processed, 'item')}")
         return EXIT_TERMINATED
 

@@ -187,6 +187,7 @@ def nodes(client: redis.Redis | RedisCluster) -> Iterator[list[Node]]:
         return
     known = {node.name: node for node in client.get_nodes()}  # type: ignore[no-untyped-call]
     reply = _cluster_nodes(client, list(known.values()))
+    kwargs = client.nodes_manager.connection_kwargs  # what redis-py's own node clients get
     direct: list[redis.Redis] = []
     found: list[Node] = []
     for address in sorted(live_addresses(reply)):
@@ -194,7 +195,6 @@ def nodes(client: redis.Redis | RedisCluster) -> Iterator[list[Node]]:
             found.append(known[address])
             continue
         host, _, port = address.rpartition(":")
-        kwargs = client.nodes_manager.connection_kwargs
         direct.append(redis.Redis(host=host, port=int(port), **kwargs))
         found.append(direct[-1])
     try:
