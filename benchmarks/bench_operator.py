@@ -852,12 +852,13 @@ def wait_finished(
 
 def redis_commands(redis_server: RedisServer) -> tuple[int, int]:
     """Commands the Redis server has processed so far (``INFO stats``: this counts the commands
-    run inside Lua scripts too) and script calls (EVALSHA + EVAL, ``INFO commandstats``)."""
+    run inside Lua scripts too) and script calls (EVALSHA + EVAL + FCALL, ``INFO commandstats``)."""
     c = redis_server.client()
     stats: Any = c.info("stats")
     commandstats: Any = c.info("commandstats")
     scripts = sum(
-        int(commandstats.get(k, {}).get("calls", 0)) for k in ("cmdstat_evalsha", "cmdstat_eval")
+        int(commandstats.get(k, {}).get("calls", 0))
+        for k in ("cmdstat_evalsha", "cmdstat_eval", "cmdstat_fcall")
     )
     return int(stats["total_commands_processed"]), scripts
 

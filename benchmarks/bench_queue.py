@@ -8,6 +8,8 @@ processes that do no work, measures items/s from the start signal to the last co
 - ``single``: ``LeaseQueue`` with one item per lease, acknowledging each item together with the
   next lease (``complete_and_lease(n=1)``: one round trip per item);
 - ``batched``: ``LeaseQueue`` with ``complete_and_lease(n=BATCH)``;
+- ``single-scripts``: ``single`` with the worker calls run as scripts (``EVALSHA``,
+  ``LeaseQueue(functions=False)``) instead of the function library (``FCALL``, the default);
 - ``single-acl`` / ``batched-acl``: the same, the workers logged in as the queue's own Redis ACL
   user (``workqueue.acl``: the user the operator gives a QueueJob's workers) instead of the
   default user, so Redis checks every command and every key a script touches against the ACL.
@@ -24,9 +26,10 @@ goals (single >= 3x, batched >= 20x), then the cost of the ACL: each ``-acl`` fi
 default user's figure of the same mode and worker count (a ratio of 1.00 is free).
 
 Server time per item: Redis' own accounting (``INFO commandstats``, reset before each run)
-divided by the items of the run: for ours the ``evalsha`` time (it includes the commands the
-script runs), for the baseline the sum over its commands. Redis measures wall-clock time, so
-on a busy machine a command preempted mid-way counts the time it waited: the table also gives
+divided by the items of the run: for ours the ``fcall`` and ``evalsha`` time (it includes the
+commands the function or script runs), for the baseline the sum over its commands. Redis
+measures wall-clock time, so on a busy machine a command preempted mid-way counts the time it
+waited: the table also gives
 the redis-server process' CPU time (user + system, from /proc, including reading and answering
 each round trip) per item, which a loaded machine does not inflate as much. The progress
 display reads a few stats per second during a run; that adds well under 1% to either figure.
@@ -54,9 +57,11 @@ from workqueue.baseline import DocsWorkQueue
 from workqueue.config import QueueConfig
 from workqueue.redisqueue import LeaseQueue
 
-MODES = ("baseline", "single", "single-acl", "batched", "batched-acl")
+MODES = ("baseline", "single", "single-scripts", "single-acl", "batched", "batched-acl")
 WORKERS = (1, 4, 16)
 GOALS = {"single": 3.0, "batched": 20.0}
+#: Goal for the server time (commandstats) of one single-item complete_and_lease, in us.
+SINGLE_USEC_GOAL = 15.0
 BATCH = 1000
 #: The password of the benchmark's per-queue ACL users (loopback, throwaway server).
 ACL_PASSWORD = acl.new_password()
@@ -97,6 +102,8 @@ def _worker(url: str, mode: str, name: str, wid: str, barrier: Barrier, out: mp.
         mode = mode.removesuffix("-acl")
     else:
         client = redis.Redis.from_url(url)
+    functions = mode != "single-scripts"
+    mode = mode.removesuffix("-scripts")
     count = 0
     last = 0.0
     if mode == "baseline":
@@ -110,7 +117,7 @@ def _worker(url: str, mode: str, name: str, wid: str, barrier: Barrier, out: mp.
                 count += 1
                 last = time.monotonic()
     else:
-        queue = LeaseQueue(client, name)
+        queue = LeaseQueue(client, name, functions=functions)
         _ = queue.config  # load the config before the clock starts
         n = 1 if mode == "single" else BATCH
         barrier.wait()
@@ -192,7 +199,9 @@ def _server_usec(client: redis.Redis, mode: str) -> float:
     """Redis' time in the run's commands (see the module doc)."""
     stats = client.info("commandstats")
     if mode != "baseline":
-        return float(stats.get("cmdstat_evalsha", {}).get("usec", 0))
+        return float(
+            sum(stats.get(k, {}).get("usec", 0) for k in ("cmdstat_evalsha", "cmdstat_fcall"))
+        )
     skip = ("cmdstat_config", "cmdstat_info", "cmdstat_flushdb")
     return float(sum(v["usec"] for k, v in stats.items() if not k.startswith(skip)))
 
@@ -214,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = {
         "baseline": 8_000,
         "single": 20_000,
+        "single-scripts": 20_000,
         "single-acl": 20_000,
         "batched": 150_000,
         "batched-acl": 150_000,
@@ -265,6 +275,28 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "met" if worst[mode] >= goal else "NOT met"
         lowest = worst[mode]
         print(f"goal {mode:<7} >= {goal:>4.0f}x baseline: lowest ratio {lowest:.1f}x -> {verdict}")
+    print()
+    print("Single-item path: the function library (FCALL) against the same code as scripts")
+    print("(EVALSHA), same run; server us per item (commandstats) and redis-server CPU us")
+    print(
+        f"{'workers':>7} | {'FCALL us':>8} {'cpu':>6} | {'EVALSHA us':>10} {'cpu':>6} "
+        f"| {'ratio':>6}"
+    )
+    print("-" * 56)
+    lowest_usec = float("inf")
+    for workers in args.workers:
+        fcall, script = runs["single", workers], runs["single-scripts", workers]
+        lowest_usec = min(lowest_usec, fcall.usec_per_item)
+        print(
+            f"{workers:>7} | {fcall.usec_per_item:>8.2f} {fcall.cpu_usec_per_item:>6.1f} | "
+            f"{script.usec_per_item:>10.2f} {script.cpu_usec_per_item:>6.1f} | "
+            f"{fcall.usec_per_item / script.usec_per_item:>6.2f}"
+        )
+    verdict = "met" if lowest_usec <= SINGLE_USEC_GOAL else "NOT met"
+    print(
+        f"goal single-item server time <= {SINGLE_USEC_GOAL:.0f} us: "
+        f"lowest {lowest_usec:.1f} us -> {verdict}"
+    )
     print()
     print("Cost of the per-queue ACL user (same run): items/s as the default user and as the")
     print("queue's ACL user, and their ratio (1.00 = no cost)")

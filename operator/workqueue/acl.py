@@ -3,7 +3,8 @@
 - :func:`username`: the user of queue ``name`` (``wq-worker:<name>``), derived from the name only.
 - :func:`rules`: the full ``ACL SETUSER`` rule list of that user.
 - :func:`apply_user`: create or redefine the user on every node (one server, or every master
-  *and* replica of a Redis Cluster: ACLs are not replicated).
+  *and* replica of a Redis Cluster: ACLs are not replicated), and load the function library
+  its workers call (:func:`load_library`).
 - :func:`missing_nodes`: the nodes where the user does not exist (after a node restart without
   an ACL file, a new replica, ...).
 - :func:`remove_user`: ``ACL DELUSER`` on every node (which also disconnects its clients).
@@ -16,10 +17,11 @@ Guarantees of the rules (Redis >= 7.0):
   escaped, so a name with ``*`` or ``?`` never widens the pattern);
 - channels: only ``wq:{<name>}:*`` (pub/sub notifications of that queue);
 - commands: ``-@all`` plus :data:`COMMANDS`: the queue scripts (EVALSHA, EVAL, SCRIPT
-  LOAD/EXISTS), the data commands those scripts and the worker's client call, the connection
-  handshake of redis-py (HELLO, AUTH, CLIENT SETNAME/ID; its CLIENT SETINFO is refused
-  and redis-py ignores that), PING, WAIT, and what a
-  Redis Cluster client needs to follow the slot map (CLUSTER SLOTS/SHARDS/NODES/MYID,
+  LOAD/EXISTS) and functions (FCALL; never FUNCTION LOAD: a library is shared by every user of
+  the server, so only the operator loads it, see :func:`apply_user`), the data commands those
+  scripts and the worker's client call, the connection handshake of redis-py (HELLO, AUTH,
+  CLIENT SETNAME/ID; its CLIENT SETINFO is refused and redis-py ignores that), PING, WAIT, and
+  what a Redis Cluster client needs to follow the slot map (CLUSTER SLOTS/SHARDS/NODES/MYID,
   ASKING, READONLY, COMMAND). Never FLUSHALL, FLUSHDB, KEYS, SCAN, CONFIG, ACL (except
   WHOAMI), SCRIPT FLUSH/KILL, FUNCTION, DEBUG, SHUTDOWN, MONITOR, CLIENT LIST/KILL, ...
 - Redis checks every command a Lua script runs against the calling user, keys included: a
@@ -38,6 +40,7 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 
 from workqueue.keys import QueueKeys
+from workqueue.scripts import library
 
 #: Prefix of every per-queue user name.
 USER_PREFIX = "wq-worker:"
@@ -62,6 +65,7 @@ COMMANDS = (
     "eval_ro",
     "script|load",
     "script|exists",
+    "fcall",
     # replication barrier (QUEUEJOB_REDIS_WAIT_REPLICAS)
     "wait",
     # Redis Cluster: the slot map and redirections
@@ -258,7 +262,32 @@ def apply_user(client: redis.Redis | RedisCluster, queue: str, password: str) ->
     """
     name = username(queue)
     _each_node(client, "ACL", "SETUSER", name, *rules(queue, password))
+    load_library(client)
     return name
+
+
+def load_library(client: redis.Redis | RedisCluster) -> int:
+    """Load the worker calls' function library (``scripts.library``) on every node that lacks
+    it; the number of nodes that now hold it.
+
+    Best effort, never raises: a replica refuses (READONLY; it gets the library by replication),
+    a Redis whose operator user may not run FUNCTION LOAD refuses (NOPERM), a node may be down.
+    Workers then run the same code as scripts (``LeaseQueue``), so nothing but speed depends
+    on it. Only this (admin) side loads: a worker's user cannot, so no tenant can define or
+    replace the code other tenants' workers call.
+    """
+    code = library().code
+    loaded = 0
+    with nodes(client) as targets:
+        for node in targets:
+            try:
+                _run(client, node, "FUNCTION", "LOAD", code)
+                loaded += 1
+            except redis.exceptions.ResponseError as exc:
+                loaded += "already exists" in str(exc)
+            except redis.exceptions.RedisError:
+                continue
+    return loaded
 
 
 def missing_nodes(client: redis.Redis | RedisCluster, queue: str) -> list[str]:

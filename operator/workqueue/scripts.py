@@ -1,4 +1,5 @@
-"""The queue's Lua scripts, registered on a client with redis-py's ``register_script``.
+"""The queue's Lua scripts, registered on a client with redis-py's ``register_script``, and
+the worker calls' function library (:func:`library`).
 
 Each ``scripts/<name>.lua`` is run with the parts of ``scripts/lib.lua`` it uses prepended:
 the key prelude, then each top-level definition (``local function f``, ``local NAME =``) that
@@ -11,7 +12,9 @@ error never leaves a half-applied change.
 
 from __future__ import annotations
 
+import hashlib
 import re
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -67,17 +70,20 @@ def _uses(text: str, name: str) -> bool:
     return re.search(rf"(?<![A-Za-z0-9_.]){name}\b", text) is not None
 
 
+def _read(name: str) -> str:
+    # The scripts ship next to this module (package data).
+    return (Path(__file__).resolve().parent / "scripts" / f"{name}.lua").read_text(encoding="utf-8")
+
+
 @cache
 def source(name: str) -> str:
     """The full Lua source of script ``name`` (prelude, the definitions it uses, body)."""
     if name not in NAMES and name != "lib":
         raise KeyError(f"no queue script named {name!r}")
-    # The scripts ship next to this module (package data).
-    folder = Path(__file__).resolve().parent / "scripts"
-    lib = (folder / "lib.lua").read_text(encoding="utf-8")
+    lib = _read("lib")
     if name == "lib":
         return lib
-    body = (folder / f"{name}.lua").read_text(encoding="utf-8")
+    body = "bind_keys()\n" + _read(name)
     prelude, blocks = _split(lib)
     needed: set[str] = set()
     grew = True
@@ -90,6 +96,54 @@ def source(name: str) -> str:
                 grew = True
     parts = [block for block_name, block in blocks if block_name in needed]
     return prelude + "".join(parts) + "\n" + body
+
+
+#: The worker calls, also loaded as Redis functions (:func:`library`).
+FUNCTIONS = ("lease", "complete", "complete_and_lease", "fail", "renew", "release")
+
+
+@dataclass(frozen=True)
+class Library:
+    """The Redis function library of the worker calls (``FUNCTION LOAD`` once, ``FCALL`` per call).
+
+    An ``EVALSHA`` runs the whole script source on every call, so each call defines its helper
+    functions again (about a tenth of a single-item ``complete_and_lease``); a library is run once,
+    when loaded, and each ``FCALL`` runs only the function's body. The library holds all of
+    ``lib.lua`` (the helpers become the library's locals, the ``K_*`` key names its upvalues,
+    bound by each call) and one function per name in :data:`FUNCTIONS`, with the same body,
+    keys, arguments and reply as the script of that name.
+
+    The name carries a digest of the code (``wq_<digest>``, functions ``wq_<digest>_<script>``):
+    two releases never replace each other's library, and a library of that name always holds
+    exactly this code. Redis keeps functions in its RDB/AOF files and replicates them, but not
+    across a restart without persistence, nor onto a new cluster node: callers fall back to the
+    scripts when a function is missing (see ``LeaseQueue``).
+    """
+
+    name: str
+    code: str
+
+    def function(self, script: str) -> str:
+        """The function name of ``script`` (one of :data:`FUNCTIONS`)."""
+        if script not in FUNCTIONS:
+            raise KeyError(f"no queue function named {script!r}")
+        return f"{self.name}_{script}"
+
+
+@cache
+def library() -> Library:
+    """The worker calls' function library (see :class:`Library`)."""
+    prelude, blocks = _split(_read("lib"))
+    parts = ["local KEYS, ARGV\n", prelude, *(block for _, block in blocks)]
+    bodies = [(name, _read(name)) for name in FUNCTIONS]
+    digest = hashlib.sha1("".join([*parts, *(b for _, b in bodies)]).encode()).hexdigest()[:16]
+    name = f"wq_{digest}"
+    for script, body in bodies:
+        parts.append(
+            f"redis.register_function('{name}_{script}', function(keys, args)\n"
+            f"KEYS, ARGV = keys, args\nbind_keys()\n{body}end)\n"
+        )
+    return Library(name, f"#!lua name={name}\n" + "".join(parts))
 
 
 class QueueScripts:

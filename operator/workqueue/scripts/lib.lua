@@ -1,4 +1,5 @@
--- Shared prelude of every queue script (prepended by workqueue/scripts.py).
+-- Shared prelude of every queue script (prepended by workqueue/scripts.py), and the body of the
+-- worker calls' function library (workqueue/scripts.py: library()).
 --
 -- Keys, all under the hash tag {name} (see workqueue/keys.py), numbered for check_types():
 --   1 config(hash)  2 seen(set: every item ever seeded)  3 pending(list)
@@ -26,17 +27,22 @@
 
 local K_CONFIG, K_SEEN, K_PENDING, K_TIMERS, K_HOLDERS, K_ATTEMPTS, K_SUCCEEDED, K_DEAD, K_ERRORS,
       K_ACKED, K_COUNTERS, K_BUCKET, K_DURATIONS
-if #KEYS == 13 then
-  K_CONFIG, K_SEEN, K_PENDING, K_TIMERS, K_HOLDERS, K_ATTEMPTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-  K_SUCCEEDED, K_DEAD, K_ERRORS, K_ACKED, K_COUNTERS, K_BUCKET = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
-  K_DURATIONS = KEYS[13]
-else
-  local PREFIX = string.sub(KEYS[1], 1, -7)
-  K_CONFIG, K_SEEN, K_PENDING = KEYS[1], PREFIX .. 'seen', PREFIX .. 'pending'
-  K_TIMERS, K_HOLDERS, K_ATTEMPTS = PREFIX .. 'timers', PREFIX .. 'holders', PREFIX .. 'attempts'
-  K_SUCCEEDED, K_DEAD, K_ERRORS = PREFIX .. 'succeeded', PREFIX .. 'dead', PREFIX .. 'errors'
-  K_ACKED, K_COUNTERS, K_BUCKET = PREFIX .. 'acked', PREFIX .. 'counters', PREFIX .. 'bucket'
-  K_DURATIONS = PREFIX .. 'durations'
+
+-- Bind the K_* names to this call's keys (each script and function calls it first: as a
+-- function library, the K_* are the library's upvalues, set again by every call).
+local function bind_keys()
+  if #KEYS == 13 then
+    K_CONFIG, K_SEEN, K_PENDING, K_TIMERS, K_HOLDERS, K_ATTEMPTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+    K_SUCCEEDED, K_DEAD, K_ERRORS, K_ACKED, K_COUNTERS, K_BUCKET = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
+    K_DURATIONS = KEYS[13]
+  else
+    local PREFIX = string.sub(KEYS[1], 1, -7)
+    K_CONFIG, K_SEEN, K_PENDING = KEYS[1], PREFIX .. 'seen', PREFIX .. 'pending'
+    K_TIMERS, K_HOLDERS, K_ATTEMPTS = PREFIX .. 'timers', PREFIX .. 'holders', PREFIX .. 'attempts'
+    K_SUCCEEDED, K_DEAD, K_ERRORS = PREFIX .. 'succeeded', PREFIX .. 'dead', PREFIX .. 'errors'
+    K_ACKED, K_COUNTERS, K_BUCKET = PREFIX .. 'acked', PREFIX .. 'counters', PREFIX .. 'bucket'
+    K_DURATIONS = PREFIX .. 'durations'
+  end
 end
 
 local function fmt(x)
