@@ -140,7 +140,12 @@ class _WorkDurations(Collector):
 
 #: Event-driven refresh metrics: (name, kind, help), read from ``Refresher.stats()`` at scrape.
 REFRESHER_METRICS = (
-    ("queuejob_refresh_queue_depth", "gauge", "QueueJobs waiting for an event-driven refresh."),
+    (
+        "queuejob_refresh_queue_depth",
+        "gauge",
+        "QueueJobs with a refresh queued for an event or a time it named (not the resync).",
+    ),
+    ("queuejob_refresh_resyncs_queued", "gauge", "QueueJobs queued for their next resync only."),
     ("queuejob_refresh_processing", "gauge", "Event-driven refreshes running now."),
     ("queuejob_refresh_triggers", "counter", "Triggers of event-driven refreshes (all sources)."),
     (

@@ -1,22 +1,25 @@
-"""Adaptive status-refresh intervals: idle QueueJobs are refreshed less and less often.
+"""Adaptive resync intervals: idle QueueJobs are refreshed less and less often, and all of them
+together at most ``max_rate`` times per second.
 
-kopf ticks the refresh timer of every QueueJob every ``status_interval`` seconds; the
-:class:`RefreshPacer` decides, before the handler takes the object lock or a concurrency slot,
-whether this tick does the work. Guarantees:
+The resync is the status refresh that runs without any event, the safety net for lost queue
+notifications (``queuejob.refresher``). After each refresh of a QueueJob the refresher asks the
+:class:`RefreshPacer` when the next resync is due (:meth:`RefreshPacer.wait`). Guarantees:
 
 - a QueueJob never seen before, or whose ``resourceVersion`` changed since its last refresh
-  (a spec change, a status patch by any handler), is refreshed at this tick, and its backoff
-  starts again from ``status_interval``;
+  (a spec change, a status patch by any handler), starts again from ``status_interval``;
 - after a refresh that found something to do (a status change, an outstanding lease, a reaped
-  lease), the next refresh is one ``status_interval`` later;
-- after an idle refresh (nothing changed, no lease outstanding), the gap doubles, up to
-  ``idle_interval``; so an idle QueueJob costs at most ``1 / idle_interval`` refreshes per second
-  once backed off, and its status lags a change in Redis by at most ``idle_interval``;
-- a refresh may name its own next time (e.g. when ``ttlSecondsAfterFinished`` falls due);
+  lease), the next resync is one ``status_interval`` later;
+- after an idle refresh (nothing changed, no lease outstanding), the gap doubles, up to the idle
+  cap: ``idle_interval``, or ``n / max_rate`` seconds when ``n`` QueueJobs are paced and that is
+  longer. So idle QueueJobs cost about ``min(n / idle_interval, max_rate)`` resyncs per second
+  together once backed off (at most that divided by ``1 - jitter``): the cost stops growing
+  with their number (a flat CPU at thousands of QueueJobs), and a lost notification of an idle
+  QueueJob is seen within that cap;
+- a refresh may name its own next time (e.g. when ``ttlSecondsAfterFinished`` falls due),
+  within ``interval`` .. the idle cap;
 - with ``jitter`` j, a backed-off wait is shortened by a random fraction in [0, j), so QueueJobs
   that went idle together (e.g. created in one burst) do not keep refreshing in one wave.
 
-Ticks are ``status_interval`` apart, so a refresh due within half a tick runs at this tick.
 State is in memory only: after an operator restart every QueueJob starts at ``status_interval``.
 """
 
@@ -36,7 +39,7 @@ class _Pace:
 
 
 class RefreshPacer:
-    """When the next status refresh of each QueueJob is due (only used from the event loop)."""
+    """When the next resync of each QueueJob is due (only used from the event loop)."""
 
     def __init__(
         self,
@@ -45,14 +48,18 @@ class RefreshPacer:
         clock: Callable[[], float] = time.monotonic,
         jitter: float = 0.0,
         rand: Callable[[], float] = random.random,
+        max_rate: float = 0.0,
     ) -> None:
         if interval <= 0 or idle_interval < interval:
             raise ValueError(f"need 0 < interval <= idle_interval, got {interval}, {idle_interval}")
         if not 0 <= jitter < 1:
             raise ValueError(f"need 0 <= jitter < 1, got {jitter}")
+        if max_rate < 0:
+            raise ValueError(f"need max_rate >= 0 (0 = no cap), got {max_rate}")
         self.interval = interval
         self.idle_interval = idle_interval
         self.jitter = jitter
+        self.max_rate = max_rate
         self._clock = clock
         self._rand = rand
         self._paces: dict[str, _Pace] = {}
@@ -60,32 +67,48 @@ class RefreshPacer:
     def __len__(self) -> int:
         return len(self._paces)
 
+    @property
+    def idle_cap(self) -> float:
+        """The longest gap of an idle QueueJob now: ``idle_interval``, or longer when more than
+        ``max_rate * idle_interval`` QueueJobs are paced."""
+        if self.max_rate <= 0:
+            return self.idle_interval
+        return max(self.idle_interval, len(self._paces) / self.max_rate)
+
     def due(self, uid: str, version: str) -> bool:
-        """True if the refresh of ``uid`` (now at ``resourceVersion`` ``version``) runs now."""
+        """True if a resync of ``uid`` (now at ``resourceVersion`` ``version``) is due."""
         pace = self._paces.get(uid)
         if pace is None or pace.version != version:
             return True
-        return self._clock() + self.interval / 2 >= pace.due
+        return self._clock() >= pace.due
+
+    def wait(self, uid: str) -> float:
+        """Seconds until the next resync of ``uid`` is due (0: due now or unknown)."""
+        pace = self._paces.get(uid)
+        return 0.0 if pace is None else max(0.0, pace.due - self._clock())
 
     def gap(self, uid: str) -> float:
-        """The current gap between refreshes of ``uid`` (``interval`` if unknown)."""
+        """The current gap between resyncs of ``uid`` (``interval`` if unknown)."""
         pace = self._paces.get(uid)
         return self.interval if pace is None else pace.gap
 
     def ran(self, uid: str, version: str, *, idle: bool, next_in: float | None = None) -> None:
         """Record a refresh of ``uid`` at ``version``: back off if ``idle``, else reset.
 
-        ``next_in`` (seconds) replaces the computed gap for the next refresh only, within
-        ``interval`` .. ``idle_interval``.
+        ``next_in`` (seconds) replaces the computed gap for the next resync only, within
+        ``interval`` .. the idle cap.
         """
         previous = self._paces.get(uid)
         if previous is not None and previous.version != version:
             previous = None  # the object changed: back off from the start again
-        gap = min(self.idle_interval, 2 * previous.gap) if idle and previous else self.interval
+        if previous is None:
+            self._paces[uid] = _Pace(version, self.interval, 0.0)  # counted in the cap
+        cap = self.idle_cap
+        gap = min(cap, 2 * previous.gap) if idle and previous else self.interval
         if idle and previous is None:
-            gap = min(self.idle_interval, 2 * self.interval)
+            gap = min(cap, 2 * self.interval)
         if next_in is not None:
-            wait = min(self.idle_interval, max(self.interval, next_in))
+            wait = min(cap, max(self.interval, next_in))
         elif gap > self.interval:
             wait = max(self.interval, gap * (1 - self.jitter * self._rand()))
         else:

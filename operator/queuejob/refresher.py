@@ -8,7 +8,11 @@ The :class:`Refresher` keeps the latest body of every QueueJob (from kopf's watc
   request annotation, the queue name, the phase, a ConfigError);
 - a watch event of its worker Job (pods started, finished or failed change the Job's status);
 - the refresh itself: at the queue's earliest lease expiry or retry (nothing notifies when a
-  lease runs out), at a TTL removal or an autoscaler scale-down that falls due.
+  lease runs out), at a TTL removal or an autoscaler scale-down that falls due;
+- the resync, the safety net for lost triggers (pub/sub is at-most-once): after every refresh
+  that found the QueueJob live, the next one is queued when the :class:`RefreshPacer` says
+  (``status_interval``, backing off while idle, with an operator-wide cap on idle resyncs per
+  second: ``queuejob.pacing``). There is no timer task per QueueJob.
 
 Guarantees:
 
@@ -16,9 +20,9 @@ Guarantees:
   QueueJob in that window give one refresh; a trigger during a refresh gives one more after it;
 - a QueueJob is never refreshed by two workers at once, and ``workers`` refreshes run at most
   (each also takes a slot of the operator-wide limiter, like every handler);
-- an idle QueueJob costs nothing here: no timer, no Redis or API call until a trigger;
-- lost triggers (pub/sub is at-most-once) are caught by kopf's ``refresh`` timer, the slow
-  resync, which stays in place;
+- an idle QueueJob costs one entry in the queue and one resync per backed-off gap; a QueueJob
+  with nothing to refresh (finished with no worker left and no TTL pending, not seeded, a
+  configuration error) costs nothing until a watch event triggers it again;
 - a refresh's status patch is sent at once, and the returned object replaces the kept body, so
   the next refresh compares against what it wrote (no repeated phase Events); a refresh that
   carries out a request records it before it lets go of the QueueJob's lock (:meth:`keep`),
@@ -41,6 +45,7 @@ import kopf
 
 from queuejob import kube
 from queuejob.notifications import QueueNotifications
+from queuejob.pacing import RefreshPacer
 from workqueue.coalescing import CoalescingQueue
 
 logger = logging.getLogger(__name__)
@@ -80,7 +85,9 @@ def signature(raw: Mapping[str, Any]) -> tuple[Any, ...]:
 class Refresher:
     """Bodies, the queue of due refreshes and the workers that run them (see the module doc)."""
 
-    def __init__(self, run: RefreshFn, *, delay: float, workers: int) -> None:
+    def __init__(
+        self, run: RefreshFn, *, delay: float, workers: int, pacer: RefreshPacer | None = None
+    ) -> None:
         if delay < 0 or workers < 1:
             raise ValueError(f"need delay >= 0 and workers >= 1, got {delay}, {workers}")
         self.run = run
@@ -94,12 +101,17 @@ class Refresher:
         self.memo: kopf.Memo | None = None
         self.settings: kopf.OperatorSettings | None = None
         self.notifications: QueueNotifications | None = None
+        #: When each QueueJob's next resync is due (None: no resync, events only).
+        self.pacer = pacer
+        # QueueJobs queued for their resync only (not for a trigger or a time a refresh named).
+        self._resyncs: set[str] = set()
 
     def stats(self) -> dict[str, float]:
         """The figures behind ``queuejob.metrics.REFRESHER_METRICS``."""
         n = self.notifications
         return {
-            "queuejob_refresh_queue_depth": len(self.queue),
+            "queuejob_refresh_queue_depth": len(self.queue) - len(self._resyncs),
+            "queuejob_refresh_resyncs_queued": len(self._resyncs),
             "queuejob_refresh_processing": self.queue.processing,
             "queuejob_refresh_triggers": self.queue.adds,
             "queuejob_refresh_coalesced": self.queue.coalesced,
@@ -113,6 +125,7 @@ class Refresher:
     def trigger(self, uid: str, delay: float | None = None) -> None:
         """Refresh ``uid`` in ``delay`` seconds (default: the coalescing delay), if known."""
         if uid in self.bodies:
+            self._resyncs.discard(uid)
             self.queue.add(uid, self.delay if delay is None else delay)
 
     def observe(self, raw: Mapping[str, Any], event_type: str | None) -> None:
@@ -145,6 +158,9 @@ class Refresher:
         self.bodies.pop(uid, None)
         self._signatures.pop(uid, None)
         self.queue.forget(uid)
+        self._resyncs.discard(uid)
+        if self.pacer is not None:
+            self.pacer.forget(uid)
         if self.notifications is not None:
             self.notifications.unwatch(uid)
 
@@ -169,9 +185,11 @@ class Refresher:
     async def _work(self) -> None:
         while True:
             uid = await self.queue.get()
+            self._resyncs.discard(uid)
             after: float | None = None
+            resync = False
             try:
-                after = await self._refresh(uid)
+                after, resync = await self._refresh(uid)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -179,18 +197,20 @@ class Refresher:
                 after = 5.0
             finally:
                 self.queue.done(uid)
-            if after is not None and uid in self.bodies:
-                self.queue.add(uid, after)
+            queued = after is not None and uid in self.bodies and self.queue.add(uid, after)
+            if queued and resync:
+                self._resyncs.add(uid)
 
-    async def _refresh(self, uid: str) -> float | None:
-        """One refresh of ``uid``; the seconds until the next one it asks for, or None."""
+    async def _refresh(self, uid: str) -> tuple[float | None, bool]:
+        """One refresh of ``uid``: the seconds until the next one (None: none), and whether
+        that next one is only the resync."""
         raw = self.bodies.get(uid)
         if raw is None:
-            return None
+            return None, False
         body = kopf.Body(cast(kopf.RawBody, raw))
         meta = body.metadata
         if meta.get("deletionTimestamp"):
-            return None
+            return None, False
         namespace, name = str(meta.get("namespace")), str(meta.get("name"))
         patch = kopf.Patch()
         obj_logger: kopf.Logger = (
@@ -222,11 +242,24 @@ class Refresher:
             if patch:
                 await self._apply(uid, namespace, name, patch)
         if retry is not None or outcome is None:
-            return retry
+            if outcome is None and retry is None and self.pacer is not None:
+                self.pacer.forget(uid)  # nothing to refresh: no resync until an event
+            return retry, False
         watch = getattr(outcome, "watch", None)
         if watch is not None and self.notifications is not None:
             self.notifications.watch(watch.url, watch.password, watch.queue, uid)
-        return next_due(outcome, self.delay)
+        due = next_due(outcome, self.delay)
+        if self.pacer is None:
+            return due, False
+        kept = self.bodies.get(uid)
+        version = str(_version(kept)) if kept is not None else ""
+        self.pacer.ran(
+            uid, version, idle=outcome.idle, next_in=outcome.next_in if outcome.idle else None
+        )
+        resync = max(self.delay, self.pacer.wait(uid))
+        if due is not None and due <= resync + 0.01:
+            return due, False  # a time the refresh named (the resync is no later)
+        return resync, True
 
     async def _apply(self, uid: str, namespace: str, name: str, patch: kopf.Patch) -> None:
         """Send the refresh's patch now; keep the object the API returns."""

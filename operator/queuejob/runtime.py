@@ -64,7 +64,12 @@ class Runtime:
             backoff=ItemExponentialFailureRateLimiter(
                 settings.backoff_base, settings.backoff_cap, jitter=settings.backoff_jitter
             ),
-            pacer=RefreshPacer(settings.status_interval, settings.status_idle_interval, jitter=0.2),
+            pacer=RefreshPacer(
+                settings.status_interval,
+                settings.status_idle_interval,
+                jitter=0.2,
+                max_rate=settings.resync_rate,
+            ),
         )
 
     def forget_object(self, uid: str) -> None:

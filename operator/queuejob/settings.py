@@ -181,6 +181,14 @@ SETTINGS: tuple[Setting, ...] = (
         "interval while nothing changes and no lease is out); = status interval: no backoff.",
     ),
     Setting(
+        "resync_rate",
+        "QUEUEJOB_RESYNC_RATE",
+        "--resync-rate",
+        "2",
+        "Most resyncs per second of idle QueueJobs, operator-wide: with more than this times "
+        "the idle interval of them, their gap grows instead (the cost stays flat); 0 = no cap.",
+    ),
+    Setting(
         "notify_delay",
         "QUEUEJOB_NOTIFY_DELAY",
         "--notify-delay",
@@ -304,6 +312,7 @@ class OperatorSettings:
     kopf_max_workers: int = 8
     status_interval: float = 120.0
     status_idle_interval: float = 600.0
+    resync_rate: float = 2.0
     notify_delay: float = 0.5
     config_recheck_interval: float = 30.0
     node_lost_seconds: int = 20
@@ -345,6 +354,7 @@ _FLOATS = frozenset(
         "backoff_jitter",
         "status_interval",
         "status_idle_interval",
+        "resync_rate",
         "notify_delay",
         "config_recheck_interval",
         "leader_election_renew_deadline",
@@ -423,6 +433,8 @@ def _validate(settings: OperatorSettings) -> OperatorSettings:
         raise SettingsError("QUEUEJOB_STATUS_INTERVAL: must be > 0")
     if settings.status_idle_interval < settings.status_interval:
         raise SettingsError("QUEUEJOB_STATUS_IDLE_INTERVAL: must be >= QUEUEJOB_STATUS_INTERVAL")
+    if settings.resync_rate < 0:
+        raise SettingsError("QUEUEJOB_RESYNC_RATE: must be >= 0 (0 = no cap)")
     if settings.notify_delay < 0:
         raise SettingsError("QUEUEJOB_NOTIFY_DELAY: must be >= 0")
     if settings.config_recheck_interval <= 0:

@@ -112,6 +112,8 @@ def test_bounds_are_checked() -> None:
         RefreshPacer(5, 4)
     with pytest.raises(ValueError):
         RefreshPacer(0, 4)
+    with pytest.raises(ValueError):
+        RefreshPacer(5, 60, max_rate=-1)
 
 
 def test_jitter_spreads_backed_off_refreshes_but_never_below_the_interval() -> None:
@@ -121,9 +123,52 @@ def test_jitter_spreads_backed_off_refreshes_but_never_below_the_interval() -> N
     for uid in ("a", "b", "c"):
         pacer.ran(uid, "1", idle=True)  # gap 10; waits 10, 9 and 8.02 s
         assert pacer.gap(uid) == 10
-    clock.now += 8.02 - 2.5  # due within half a tick
+    clock.now += 8.02
     assert [pacer.due(u, "1") for u in "abc"] == [False, False, True]
+    assert [round(pacer.wait(u), 2) for u in "abc"] == [1.98, 0.98, 0.0]
     clock.now += 1
     assert [pacer.due(u, "1") for u in "abc"] == [False, True, True]
     with pytest.raises(ValueError):
         RefreshPacer(5, 60, jitter=1.0)
+
+
+def test_the_idle_cap_grows_with_the_queuejobs_beyond_the_rate() -> None:
+    clock = Clock()
+    pacer = RefreshPacer(5, 60, clock=clock, max_rate=2)
+    for i in range(100):  # 100 QueueJobs at 2/s: 50 s, below the idle interval
+        pacer.ran(f"q{i}", "1", idle=True)
+    assert pacer.idle_cap == 60
+    for i in range(100, 1000):
+        pacer.ran(f"q{i}", "1", idle=True)
+    assert pacer.idle_cap == 500  # 1,000 QueueJobs at 2/s
+    for _ in range(12):  # back off to the cap
+        clock.now += pacer.gap("q0")
+        pacer.ran("q0", "1", idle=True)
+    assert pacer.gap("q0") == 500 and pacer.wait("q0") == 500
+    pacer.ran("q0", "1", idle=False)  # something happened: back to the interval
+    assert pacer.gap("q0") == 5
+    for i in range(1, 1000):
+        pacer.forget(f"q{i}")
+    assert pacer.idle_cap == 60
+
+
+@pytest.mark.parametrize("count", [1_000, 5_000])
+def test_idle_resyncs_of_many_queuejobs_stay_near_the_rate(count: int) -> None:
+    """Idle QueueJobs refreshed whenever due, for six hours: once backed off (the last three),
+    their resyncs are about the cap (2/s; at most 2 / (1 - jitter)), not count / idle_interval
+    (8.3/s at 5,000); below the cap's reach (1,000: 1.7/s) the idle interval rules."""
+    clock = Clock()
+    pacer = RefreshPacer(120, 600, clock=clock, jitter=0.2, max_rate=2)
+    uids = [f"q{i}" for i in range(count)]
+    for uid in uids:
+        pacer.ran(uid, "1", idle=True)
+    runs = 0
+    for minute in range(360):
+        clock.now += 60
+        for uid in uids:
+            if pacer.due(uid, "1"):
+                pacer.ran(uid, "1", idle=True)
+                runs += minute >= 180
+    rate = runs / (3 * 3600)
+    assert rate <= 2 / (1 - 0.2)
+    assert rate >= min(2.0, count / 600) * 0.9  # and they do resync

@@ -1,110 +1,120 @@
-"""The status timer's tick consults the pacer before the guarded refresh (before lock and slot).
+"""The refresher queues each QueueJob's next resync itself, as the pacer says (no timer task).
 
-``refresh_tick`` is kopf's timer function; the guarded ``refresh`` behind it is replaced by a
-recorder that reports an outcome, so only the tick's decisions are under test.
+The refresh function is replaced by a recorder that returns a chosen outcome, so only the
+refresher's scheduling is under test: after a refresh the QueueJob is queued again at the
+pacer's gap (the interval, doubling while idle), earlier when the outcome names an earlier time
+(a lease expiry), and not at all when there was nothing to refresh; a forgotten QueueJob is never
+refreshed again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
-import kopf
 import pytest
 
-from queuejob.handlers import refresh as refresh_module
 from queuejob.handlers.refresh import Outcome
 from queuejob.pacing import RefreshPacer
-from queuejob.runtime import Runtime
-from queuejob.settings import OperatorSettings
+from queuejob.refresher import EXPIRY_MARGIN, Refresher
+
+UID = "uid-qj"
+BODY = {
+    "apiVersion": "workqueue.example.com/v1alpha1",
+    "kind": "QueueJob",
+    "metadata": {"name": "qj", "namespace": "ns", "uid": UID, "resourceVersion": "7"},
+    "status": {"queue": "qj:ns:qj:1234", "phase": "Running"},
+}
 
 
-def _tick_kwargs(runtime: Runtime, version: str) -> dict[str, Any]:
-    memo = kopf.Memo()
-    memo.runtime = runtime
-    body = kopf.Body(
-        {
-            "apiVersion": "workqueue.example.com/v1alpha1",
-            "kind": "QueueJob",
-            "metadata": {
-                "name": "qj",
-                "namespace": "ns",
-                "uid": "uid-qj",
-                "resourceVersion": version,
-            },
-        }
-    )
-    return {
-        "memo": memo,
-        "uid": "uid-qj",
-        "namespace": "ns",
-        "name": "qj",
-        "logger": logging.getLogger("test_op_refresh_pacing"),
-        "body": body,
-        "spec": {},
-        "status": {},
-        "patch": kopf.Patch(),
-    }
+class Recorder:
+    """The refresher's run function: returns ``outcomes`` in turn, counts the calls."""
+
+    def __init__(self, *outcomes: Outcome | None) -> None:
+        self.outcomes = list(outcomes)
+        self.calls = 0
+
+    async def __call__(self, **_: Any) -> Outcome | None:
+        self.calls += 1
+        return self.outcomes.pop(0) if self.outcomes else Outcome(idle=True)
 
 
-@pytest.fixture
-def runs(monkeypatch: pytest.MonkeyPatch) -> list[Outcome | None]:
-    """Outcomes the recorder returns, one per refresh; the list of those consumed is kept."""
-    outcomes: list[Outcome | None] = []
-
-    async def recorder(**_: Any) -> Outcome | None:
-        outcomes.append(Outcome(idle=True))
-        return outcomes[-1]
-
-    monkeypatch.setattr(refresh_module, "refresh", recorder)
-    return outcomes
+async def _refreshed(refresher: Refresher, recorder: Recorder, calls: int) -> None:
+    for _ in range(200):
+        if recorder.calls >= calls and refresher.queue.processing == 0:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{recorder.calls} refreshes, expected {calls}")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
+def _run(recorder: Recorder, pacer: RefreshPacer, check: Any) -> None:
+    async def main() -> None:
+        refresher = Refresher(recorder, delay=0.01, workers=2, pacer=pacer)
+        refresher.ensure_started()
+        try:
+            refresher.observe(BODY, "ADDED")  # first sight: one refresh
+            await _refreshed(refresher, recorder, 1)
+            await check(refresher)
+        finally:
+            await refresher.stop()
 
-    def __call__(self) -> float:
-        return self.now
-
-
-def _runtime(idle_interval: float, clock: Clock) -> Runtime:
-    runtime = Runtime.build(OperatorSettings(status_interval=5, status_idle_interval=idle_interval))
-    runtime.pacer = RefreshPacer(5, idle_interval, clock=clock)
-    return runtime
-
-
-def test_an_idle_queuejob_is_not_refreshed_at_the_next_tick(runs: list[Outcome | None]) -> None:
-    clock = Clock()
-    runtime = _runtime(60, clock)
-
-    async def ticks() -> None:
-        await refresh_module.refresh_tick(**_tick_kwargs(runtime, "7"))
-        clock.now += 5
-        await refresh_module.refresh_tick(**_tick_kwargs(runtime, "7"))  # idle: next in 10 s
-        assert len(runs) == 1
-        await refresh_module.refresh_tick(**_tick_kwargs(runtime, "8"))  # the object changed
-        assert len(runs) == 2
-        clock.now += 5
-        await refresh_module.refresh_tick(**_tick_kwargs(runtime, "8"))
-        assert len(runs) == 2
-        clock.now += 5
-        await refresh_module.refresh_tick(**_tick_kwargs(runtime, "8"))  # 10 s later
-        assert len(runs) == 3
-
-    asyncio.run(ticks())
-    assert runtime.pacer.gap("uid-qj") == 20
+    asyncio.run(main())
 
 
-def test_without_backoff_every_tick_refreshes(runs: list[Outcome | None]) -> None:
-    clock = Clock()
-    runtime = _runtime(5, clock)
+@pytest.mark.parametrize(
+    ("outcome", "due", "resync"),
+    [
+        (Outcome(idle=False), 30.0, True),  # busy: one interval
+        (Outcome(idle=True), 60.0, True),  # idle: the gap doubles
+        (Outcome(idle=True, timer_in=4.0), 4.0 + EXPIRY_MARGIN, False),  # a lease expires first
+        (Outcome(idle=True, next_in=45.0), 45.0, False),  # a deadline (TTL) within the cap
+    ],
+)
+def test_a_refresh_queues_the_next_resync(outcome: Outcome, due: float, resync: bool) -> None:
+    async def check(refresher: Refresher) -> None:
+        queued = refresher.queue.due_in(UID)
+        assert queued is not None and due - 1 < queued <= due
+        # The metrics tell a queued resync from a refresh queued for a reason.
+        stats = refresher.stats()
+        assert stats["queuejob_refresh_resyncs_queued"] == int(resync)
+        assert stats["queuejob_refresh_queue_depth"] == int(not resync)
+        refresher.trigger(UID, 100)  # a trigger makes it more than a resync
+        assert refresher.stats()["queuejob_refresh_resyncs_queued"] == 0
 
-    async def ticks() -> None:
-        for _ in range(3):
-            await refresh_module.refresh_tick(**_tick_kwargs(runtime, "7"))
-            clock.now += 5  # kopf's ticks are status_interval apart
+    _run(Recorder(outcome), RefreshPacer(30, 600), check)
 
-    asyncio.run(ticks())
-    assert len(runs) == 3
+
+def test_nothing_to_refresh_queues_no_resync() -> None:
+    async def check(refresher: Refresher) -> None:
+        assert refresher.queue.due_in(UID) is None
+        assert len(refresher.pacer or []) == 0
+
+    _run(Recorder(None), RefreshPacer(30, 600), check)
+
+
+def test_resyncs_back_off_while_idle_and_run_without_any_trigger() -> None:
+    recorder = Recorder()
+
+    async def check(refresher: Refresher) -> None:
+        # Short intervals so that the resyncs themselves run here: 0.05 s doubling to 0.2 s.
+        await _refreshed(refresher, recorder, 4)
+        assert refresher.pacer is not None and refresher.pacer.gap(UID) == pytest.approx(0.2)
+        refresher.forget(UID)
+        calls = recorder.calls
+        await asyncio.sleep(0.5)
+        assert recorder.calls == calls  # forgotten: no resync
+
+    _run(recorder, RefreshPacer(0.05, 0.2), check)
+
+
+def test_the_operator_wide_cap_stretches_idle_gaps() -> None:
+    pacer = RefreshPacer(30, 600, max_rate=2)
+    for i in range(4000):
+        pacer.ran(f"other-{i}", "1", idle=True)
+
+    async def check(refresher: Refresher) -> None:
+        queued = refresher.queue.due_in(UID)
+        assert queued is not None and 59 < queued <= 60  # the first idle gap: 2 x interval
+        assert pacer.idle_cap == pytest.approx(4001 / 2)
+
+    _run(Recorder(Outcome(idle=True)), pacer, check)

@@ -2,11 +2,12 @@
 
 A refresh runs when something changed (``queuejob.handlers.events``: a queue notification from
 Redis, a watch event of the QueueJob or of its Job, the queue's earliest lease expiry or retry,
-a TTL or autoscaler deadline) and, as a safety net for lost notifications, on kopf's timer every
-``QUEUEJOB_STATUS_INTERVAL`` seconds per QueueJob (the resync; skipped until the queue is
-seeded; an idle QueueJob backs off up to ``QUEUEJOB_STATUS_IDLE_INTERVAL``, see
-``queuejob.pacing``; a finished one with no worker left and no TTL removal pending is not
-ticked at all). Each refresh:
+a TTL or autoscaler deadline) and, as a safety net for lost notifications, every
+``QUEUEJOB_STATUS_INTERVAL`` seconds per QueueJob (the resync, queued by the refresher after
+each refresh; skipped until the queue is seeded; an idle QueueJob backs off up to
+``QUEUEJOB_STATUS_IDLE_INTERVAL``, and all idle ones together to ``QUEUEJOB_RESYNC_RATE`` per
+second, see ``queuejob.pacing``; a finished one with no worker left and no TTL removal pending
+has none). Each refresh:
 
 - reap leases whose holder died (the item goes back to pending, counted as a retry);
 - counts, progress, dead letters, active workers, queue metrics;
@@ -44,7 +45,6 @@ from typing import Any
 import kopf
 
 from queuejob import conditions, credentials, jobstatus, kube, naming, operate, queues, wording
-from queuejob import settings as qj_settings
 from queuejob.conditions import now
 from queuejob.handlers import autoscale
 from queuejob.limits import guarded
@@ -200,28 +200,6 @@ def needs_refresh(
         counts = status.get("counts") or {}
         return bool(counts.get("leased") or status.get("activeWorkers"))
     return True
-
-
-@kopf.timer(
-    naming.GROUP,
-    naming.VERSION,
-    naming.PLURAL,
-    id="refresh",
-    interval=qj_settings.from_env().status_interval,
-    # The first resync one interval after the QueueJob appears: events drive the first refresh.
-    initial_delay=qj_settings.from_env().status_interval,
-    when=needs_refresh,
-)
-async def refresh_tick(body: kopf.Body, uid: str, memo: kopf.Memo, **kwargs: Any) -> None:
-    """One tick of kopf's timer: refresh if the pacer says it is due (before any lock or slot)."""
-    runtime: Runtime = memo.runtime
-    version = str(body.get("metadata", {}).get("resourceVersion", ""))
-    if not runtime.pacer.due(uid, version):
-        return
-    outcome = await refresh(body=body, uid=uid, memo=memo, **kwargs)
-    if outcome is not None:
-        next_in = outcome.next_in if outcome.idle else None
-        runtime.pacer.ran(uid, version, idle=outcome.idle, next_in=next_in)
 
 
 @guarded("refresh", kind="timer")

@@ -78,6 +78,7 @@ async def configure(
         refresh_if_needed,
         delay=config.notify_delay,
         workers=max(1, config.max_concurrent_handlers // 2),
+        pacer=runtime.pacer,
     )
     refresher.memo = memo
     refresher.settings = settings
