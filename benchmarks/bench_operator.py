@@ -195,16 +195,20 @@ class RunningWatch:
                 ):  # fmt: skip
                     obj = event["object"]
                     rv = obj["metadata"]["resourceVersion"]
-                    name = obj["metadata"]["name"]
-                    phase = (obj.get("status") or {}).get("phase")
-                    if phase in RUNNING_OR_LATER and name not in self.running_at:
-                        self.running_at[name] = time.time()
+                    self.record(obj, time.time())
             except Exception:  # a broken stream: resume from the last resourceVersion
                 if self._stopped:
                     return
                 time.sleep(0.1)
             if self._stopped:
                 return
+
+    def record(self, obj: dict[str, Any], now: float) -> None:
+        """One watch event's object, received at ``now``."""
+        name = obj["metadata"]["name"]
+        phase = (obj.get("status") or {}).get("phase")
+        if phase in RUNNING_OR_LATER and name not in self.running_at:
+            self.running_at[name] = now
 
     _stopped = False
 
