@@ -73,8 +73,9 @@ counted per QueueJob); one watch of the QueueJobs records, for every event, its 
 at least its own, minus its time. After the window the benchmark waits up to ``--lag-grace``
 seconds (30) for the status to show the last completions; those never shown count as an
 infinite lag: printed apart, and a percentile that falls on them prints as "> GRACE s" (they
-waited at least that long). Printed: completions and the achieved rate, lag p50/p95/p99/max,
-the number never shown, and over the window the operator's CPU, handler runs/s (operator
+waited at least that long). Printed: completions and the achieved rate, lag p50/p95/p99/max
+(and p95 by third of the window: one growing from third to third means the operator falls
+behind), the number never shown, and over the window the operator's CPU, handler runs/s (operator
 metrics: the refreshes) and status patches/s (audit log). The lease and the complete both
 notify the operator (``SPUBLISH``) within a millisecond, so the refresh that shows a completion
 starts (almost) the whole ``QUEUEJOB_NOTIFY_DELAY`` after it, as for a worker whose items take
@@ -1111,18 +1112,33 @@ def measure_lag(
     time.sleep(0.5)  # let the audit log catch up
     requests = count_requests(audit_log, began, ended, is_operator_request)
     seconds = ended - began
-    runs = {h: after[h].runs - before.get(h, HandlerFigures()).runs for h in after}
-    lags.sort()
+    window = {
+        h: HandlerFigures(
+            after[h].runs - before.get(h, HandlerFigures()).runs,
+            after[h].wait_sum - before.get(h, HandlerFigures()).wait_sum,
+            after[h].work_sum - before.get(h, HandlerFigures()).work_sum,
+        )
+        for h in after
+    }
+    # By third of the window (completions in time order): a p95 that grows from one third to
+    # the next means the operator falls behind, not a steady lag.
+    thirds = [sorted(lags[i * len(lags) // 3 : (i + 1) * len(lags) // 3]) for i in range(3)]
+    lags = sorted(lags)
 
-    def pct(q: float) -> str:
-        if not lags:
+    def pct(q: float, values: Sequence[float] = lags) -> str:
+        if not values:
             return "-"
-        value = _percentile(lags, q)
+        value = _percentile(values, q)
         return f"> {args.lag_grace:g}s" if math.isinf(value) else f"{value:.3f}s"
 
     status_patches = sum(n for k, n in requests.items() if k.endswith("queuejobs/status"))
     notify_delay = operator_setting(
         args, "QUEUEJOB_NOTIFY_DELAY", settings.OperatorSettings().notify_delay
+    )
+    handlers_setting = "max_concurrent_handlers " + operator_setting(
+        args,
+        "QUEUEJOB_MAX_CONCURRENT_HANDLERS",
+        settings.OperatorSettings().max_concurrent_handlers,
     )
     lines = [
         f"status lag over {seconds:.1f}s: {len(completions)} completions on {len(active)} "
@@ -1131,12 +1147,18 @@ def measure_lag(
         f"{notify_delay})",
         f"  lag (completion -> watched status.counts.succeeded shows it): p50 {pct(0.5)} "
         f"p95 {pct(0.95)} p99 {pct(0.99)} max {pct(1.0)}",
+        "  lag p95 by third of the window: " + " / ".join(pct(0.95, t) for t in thirds),
         f"  never shown: {unshown} of {len(completions)} (drain {drained:.1f}s of at most "
         f"{args.lag_grace:g}s after the window)",
         f"  operator CPU {100 * cpu / seconds:.1f}% of a core over the window",
-        f"  handler runs/s {sum(runs.values()) / seconds:7.2f}  ("
-        + ", ".join(f"{h} {n / seconds:.2f}" for h, n in sorted(runs.items()) if n)
-        + ")",
+        f"  handler runs/s {sum(f.runs for f in window.values()) / seconds:7.2f}  ("
+        + ", ".join(
+            f"{h} {f.runs / seconds:.2f}, mean wait for a slot {f.wait_sum / f.runs:.3f}s, "
+            f"mean work {f.work_sum / f.runs:.3f}s"
+            for h, f in sorted(window.items())
+            if f.runs
+        )
+        + f"; refresh workers: max_concurrent_handlers // 2, {handlers_setting})",
         f"  status patches/s {status_patches / seconds:.2f}; API requests/s "
         f"{sum(requests.values()) / seconds:.2f}  ("
         + ", ".join(f"{k} {n / seconds:.2f}" for k, n in requests.most_common())
