@@ -65,8 +65,10 @@ showing it. For SECONDS the benchmark acts as the workers of ``--active K`` Queu
 all but the ``--finish`` ones): one item at a time leased then completed straight in Redis
 (``LeaseQueue`` on the queue of ``status.queue``, with the admin client), at ``--lag-rate R``
 completions per second in all, round-robin over the K QueueJobs, so that each changes every K/R
-seconds. Every QueueJob needs items enough to stay Running through the window: ``--items`` of
-at least SECONDS x R / K + 1 (the benchmark refuses fewer). Per completion it records the time
+seconds; ``--lag-rate`` is repeatable: one window per rate, one after the other on the same
+QueueJobs, each drained before the next. Every QueueJob needs items enough to stay Running
+through the windows: ``--items`` of at least SECONDS x R / K + 1, summed over the rates (the
+benchmark refuses fewer). Per completion it records the time
 the complete call returned and the queue's succeeded count after it (its own completions
 counted per QueueJob); one watch of the QueueJobs records, for every event, its time and
 ``status.counts.succeeded``. A completion's lag is the time of the first event whose count is
@@ -763,7 +765,10 @@ def run_operator(args: argparse.Namespace, work: pathlib.Path) -> RunResult:
                 )
             lag: list[str] = []
             if args.lag > 0:
-                lag = measure_lag(args, setup, ns, names, redis_server, operator, audit_log, label)
+                for i, rate in enumerate(args.lag_rate):
+                    lag += measure_lag(
+                        args, setup, ns, names, redis_server, operator, audit_log, label, rate, i
+                    )
         result = RunResult(label, args.count, began, created_at, dict(rw.running_at), ended)
         result.peak_rss, result.hwm_rss = rss.peak, rss.hwm
         result.rss, result.cpu, result.rss_running = rss, cpu, rss_running
@@ -994,8 +999,9 @@ class Completion:
 def lag_items_needed(args: argparse.Namespace) -> int:
     """Items per QueueJob for ``--lag``: the completions of the busiest active one, plus one
     so that none runs out of items (and goes Succeeded) within the window."""
-    per_queuejob: float = args.lag * args.lag_rate / lag_active(args)
-    return math.ceil(per_queuejob) + 1
+    rates: list[float] = args.lag_rate
+    seconds: float = args.lag
+    return sum(math.ceil(seconds * rate / lag_active(args)) for rate in rates) + 1
 
 
 def lag_active(args: argparse.Namespace) -> int:
@@ -1064,9 +1070,11 @@ def measure_lag(
     operator: OperatorProcess,
     audit_log: pathlib.Path,
     label: str,
+    rate: float,
+    index: int,
 ) -> list[str]:
-    """Complete items of ``--active`` QueueJobs at ``--lag-rate`` for ``--lag`` seconds; each
-    completion's lag to the QueueJob's status showing it."""
+    """Complete items of ``--active`` QueueJobs at ``rate`` for ``--lag`` seconds; each
+    completion's lag to the QueueJob's status showing it (``index``: windows run before)."""
     objects = client.CustomObjectsApi(api)
     redis_client = redis_server.client()
     # The ones --steady finished are Succeeded: the active ones come after them.
@@ -1081,20 +1089,18 @@ def measure_lag(
         queue_name = status.get("queue") or naming.queue_name(ns, name, body["metadata"]["uid"])
         queues[name] = LeaseQueue(redis_client, queue_name)
         base[name] = queues[name].stats().succeeded
-    if args.settle and not args.steady:
+    if args.settle and not args.steady and not index:
         log(f"  [{label}] settling for {args.settle}s")
         time.sleep(args.settle)
     sw = SucceededWatch(api, ns)
     sw.start()
     log(
-        f"  [{label}] lag: completing items of {len(active)} QueueJobs at {args.lag_rate:g}/s "
-        f"for {args.lag:g}s (each changes every {len(active) / args.lag_rate:.2f}s)"
+        f"  [{label}] lag: completing items of {len(active)} QueueJobs at {rate:g}/s "
+        f"for {args.lag:g}s (each changes every {len(active) / rate:.2f}s)"
     )
     before = scrape_handlers(operator.metrics_port)
     cpu_before = cpu_seconds(_tree(operator.pid))
-    completions, empty, began, ended = complete_at_rate(
-        queues, base, args.lag_rate, args.lag, label
-    )
+    completions, empty, began, ended = complete_at_rate(queues, base, rate, args.lag, label)
     cpu = cpu_seconds(_tree(operator.pid)) - cpu_before
     after = scrape_handlers(operator.metrics_port)
     # The drain: until every completion is shown, or --lag-grace seconds.
@@ -1143,7 +1149,7 @@ def measure_lag(
     lines = [
         f"status lag over {seconds:.1f}s: {len(completions)} completions on {len(active)} "
         f"active of {len(names)} QueueJobs, {len(completions) / seconds:.1f}/s achieved "
-        f"({args.lag_rate:g}/s asked; {empty} leases found nothing; notify_delay "
+        f"({rate:g}/s asked; {empty} leases found nothing; notify_delay "
         f"{notify_delay})",
         f"  lag (completion -> watched status.counts.succeeded shows it): p50 {pct(0.5)} "
         f"p95 {pct(0.95)} p99 {pct(0.99)} max {pct(1.0)}",
@@ -1313,10 +1319,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--lag-rate",
         type=float,
-        default=10,
+        action="append",
+        default=[],
         metavar="R",
         help="with --lag: completions per second in all, round-robin over the active "
-        "QueueJobs [10]",
+        "QueueJobs (repeatable: one window per rate, one after the other on the same "
+        "QueueJobs; --items must then cover them all) [10]",
     )
     parser.add_argument(
         "--active",
@@ -1366,11 +1374,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.lag > 0:
-        if args.lag_rate <= 0 or args.active < 0 or lag_active(args) <= 0:
+        args.lag_rate = args.lag_rate or [10.0]
+        if min(args.lag_rate) <= 0 or args.active < 0 or lag_active(args) <= 0:
             parser.error("--lag needs --lag-rate > 0 and at least one active QueueJob")
         if args.items < lag_items_needed(args):
             parser.error(
-                f"--lag {args.lag:g} at --lag-rate {args.lag_rate:g} over {lag_active(args)} "
+                f"--lag {args.lag:g} at --lag-rate {' + '.join(f'{r:g}' for r in args.lag_rate)} "
+                f"over {lag_active(args)} "
                 f"QueueJobs needs --items {lag_items_needed(args)} or more"
             )
     rates: list[float] = args.rate
