@@ -58,6 +58,30 @@ After ``--settle`` seconds, for SECONDS, it counts handler runs/s (operator metr
 requests/s (audit log) and Redis commands/s (``INFO stats`` of the Redis server, which only the
 operator uses then) and the operator's CPU, and divides them by the idle QueueJobs (the
 finished ones have no timer work) into a status cost per idle QueueJob per minute.
+
+``--lag SECONDS`` measures the status lag (operator run only, after ``--steady`` if given, and
+after ``--settle`` seconds): from an item's completion in Redis to the QueueJob's status
+showing it. For SECONDS the benchmark acts as the workers of ``--active K`` QueueJobs (default:
+all but the ``--finish`` ones): one item at a time leased then completed straight in Redis
+(``LeaseQueue`` on the queue of ``status.queue``, with the admin client), at ``--lag-rate R``
+completions per second in all, round-robin over the K QueueJobs, so that each changes every K/R
+seconds; ``--lag-rate`` is repeatable: one window per rate, one after the other on the same
+QueueJobs, each drained before the next. Every QueueJob needs items enough to stay Running
+through the windows: ``--items`` of at least SECONDS x R / K + 1, summed over the rates (the
+benchmark refuses fewer). Per completion it records the time
+the complete call returned and the queue's succeeded count after it (its own completions
+counted per QueueJob); one watch of the QueueJobs records, for every event, its time and
+``status.counts.succeeded``. A completion's lag is the time of the first event whose count is
+at least its own, minus its time. After the window the benchmark waits up to ``--lag-grace``
+seconds (30) for the status to show the last completions; those never shown count as an
+infinite lag: printed apart, and a percentile that falls on them prints as "> GRACE s" (they
+waited at least that long). Printed: completions and the achieved rate, lag p50/p95/p99/max
+(and p95 by third of the window: one growing from third to third means the operator falls
+behind), the number never shown, and over the window the operator's CPU, handler runs/s (operator
+metrics: the refreshes) and status patches/s (audit log). The lease and the complete both
+notify the operator (``SPUBLISH``) within a millisecond, so the refresh that shows a completion
+starts (almost) the whole ``QUEUEJOB_NOTIFY_DELAY`` after it, as for a worker whose items take
+longer than that delay (a shorter item is shown sooner: its lease started the delay).
 """
 
 from __future__ import annotations
@@ -68,6 +92,7 @@ import concurrent.futures
 import contextlib
 import datetime
 import json
+import math
 import os
 import pathlib
 import queue
@@ -195,16 +220,20 @@ class RunningWatch:
                 ):  # fmt: skip
                     obj = event["object"]
                     rv = obj["metadata"]["resourceVersion"]
-                    name = obj["metadata"]["name"]
-                    phase = (obj.get("status") or {}).get("phase")
-                    if phase in RUNNING_OR_LATER and name not in self.running_at:
-                        self.running_at[name] = time.time()
+                    self.record(obj, time.time())
             except Exception:  # a broken stream: resume from the last resourceVersion
                 if self._stopped:
                     return
                 time.sleep(0.1)
             if self._stopped:
                 return
+
+    def record(self, obj: dict[str, Any], now: float) -> None:
+        """One watch event's object, received at ``now``."""
+        name = obj["metadata"]["name"]
+        phase = (obj.get("status") or {}).get("phase")
+        if phase in RUNNING_OR_LATER and name not in self.running_at:
+            self.running_at[name] = now
 
     _stopped = False
 
@@ -256,6 +285,7 @@ class RunResult:
     hwm_rss: int = 0
     handlers: dict[str, HandlerFigures] = field(default_factory=dict)
     steady: list[str] = field(default_factory=list)
+    lag: list[str] = field(default_factory=list)
     rss: RssSampler | None = None
     rss_running: int = 0
     cpu: CpuMeter | None = None
@@ -733,10 +763,16 @@ def run_operator(args: argparse.Namespace, work: pathlib.Path) -> RunResult:
                 steady = measure_steady(
                     args, setup, ns, names, redis_server, operator, audit_log, label
                 )
+            lag: list[str] = []
+            if args.lag > 0:
+                for i, rate in enumerate(args.lag_rate):
+                    lag += measure_lag(
+                        args, setup, ns, names, redis_server, operator, audit_log, label, rate, i
+                    )
         result = RunResult(label, args.count, began, created_at, dict(rw.running_at), ended)
         result.peak_rss, result.hwm_rss = rss.peak, rss.hwm
         result.rss, result.cpu, result.rss_running = rss, cpu, rss_running
-        result.handlers, result.steady = handlers, steady
+        result.handlers, result.steady, result.lag = handlers, steady, lag
         result.requests = count_requests(
             audit_log,
             began,
@@ -925,6 +961,228 @@ def measure_steady(
     return lines
 
 
+# ------------------------------------------------------------------------------------- lag
+class SucceededWatch(RunningWatch):
+    """Records, for every watch event, its time and the QueueJob's ``status.counts.succeeded``
+    (what a refresh writes; ``queuejob.handlers.refresh``)."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        super().__init__(api, namespace)
+        self.shown: dict[str, list[tuple[float, int]]] = collections.defaultdict(list)
+
+    def record(self, obj: dict[str, Any], now: float) -> None:
+        super().record(obj, now)
+        counts = (obj.get("status") or {}).get("counts") or {}
+        succeeded = counts.get("succeeded")
+        if isinstance(succeeded, int):
+            self.shown[obj["metadata"]["name"]].append((now, succeeded))
+
+    def first_shown(self, name: str, succeeded: int, after: int = 0) -> tuple[float, int] | None:
+        """The first event (from index ``after`` on) whose count is at least ``succeeded``, as
+        (time, index), or None when no event showed it yet."""
+        events = self.shown.get(name, [])
+        for i in range(after, len(events)):
+            if events[i][1] >= succeeded:
+                return events[i][0], i
+        return None
+
+
+@dataclass
+class Completion:
+    """One item completed by the benchmark: when the complete call returned, and the queue's
+    succeeded count just after it."""
+
+    name: str
+    at: float
+    succeeded: int
+
+
+def lag_items_needed(args: argparse.Namespace) -> int:
+    """Items per QueueJob for ``--lag``: the completions of the busiest active one, plus one
+    so that none runs out of items (and goes Succeeded) within the window."""
+    rates: list[float] = args.lag_rate
+    seconds: float = args.lag
+    return sum(math.ceil(seconds * rate / lag_active(args)) for rate in rates) + 1
+
+
+def lag_active(args: argparse.Namespace) -> int:
+    active: int = args.active or args.count
+    return min(active, int(args.count) - int(args.finish))
+
+
+def complete_at_rate(
+    queues: dict[str, LeaseQueue], base: dict[str, int], rate: float, seconds: float, label: str
+) -> tuple[list[Completion], int, float, float]:
+    """Act as the workers of ``queues``: one item leased then completed at a time, at ``rate``
+    per second in all, round-robin over the QueueJobs, for ``seconds``. Returns the
+    completions, the leases that found nothing to lease, and the window's start and end."""
+    names = list(queues)
+    done = dict(base)
+    completions: list[Completion] = []
+    empty = 0
+    began = time.time()
+    start = time.monotonic()
+    end = start + seconds
+    last_report = start
+    i = 0
+    while (due := start + i / rate) < end:
+        pause = due - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        name = names[i % len(names)]
+        i += 1
+        leases = queues[name].lease(f"bench-worker-{name}", n=1)
+        if not leases:
+            empty += 1
+            continue
+        queues[name].complete(leases[0])
+        done[name] += 1
+        completions.append(Completion(name, time.time(), done[name]))
+        now = time.monotonic()
+        if now - last_report >= 10:
+            log(f"  [{label}] {len(completions)} completions in {now - start:.0f}s")
+            last_report = now
+    return completions, empty, began, time.time()
+
+
+def lags_of(watch: SucceededWatch, completions: Sequence[Completion]) -> list[float]:
+    """Each completion's lag: the first watched status with its count, minus its time (inf when
+    none showed it). A QueueJob's completions come in count order, so each search starts where
+    the previous one found its event."""
+    lags: list[float] = []
+    resume: dict[str, int] = collections.defaultdict(int)
+    for c in completions:
+        found = watch.first_shown(c.name, c.succeeded, resume[c.name])
+        if found is None:
+            lags.append(math.inf)
+            resume[c.name] = len(watch.shown.get(c.name, []))
+        else:
+            lags.append(found[0] - c.at)
+            resume[c.name] = found[1]
+    return lags
+
+
+def measure_lag(
+    args: argparse.Namespace,
+    api: client.ApiClient,
+    ns: str,
+    names: Sequence[str],
+    redis_server: RedisServer,
+    operator: OperatorProcess,
+    audit_log: pathlib.Path,
+    label: str,
+    rate: float,
+    index: int,
+) -> list[str]:
+    """Complete items of ``--active`` QueueJobs at ``rate`` for ``--lag`` seconds; each
+    completion's lag to the QueueJob's status showing it (``index``: windows run before)."""
+    objects = client.CustomObjectsApi(api)
+    redis_client = redis_server.client()
+    # The ones --steady finished are Succeeded: the active ones come after them.
+    active = list(names[args.finish :][: lag_active(args)])
+    queues: dict[str, LeaseQueue] = {}
+    base: dict[str, int] = {}
+    for name in active:
+        body: Any = objects.get_namespaced_custom_object(
+            naming.GROUP, naming.VERSION, ns, naming.PLURAL, name
+        )
+        status = body.get("status") or {}
+        queue_name = status.get("queue") or naming.queue_name(ns, name, body["metadata"]["uid"])
+        queues[name] = LeaseQueue(redis_client, queue_name)
+        base[name] = queues[name].stats().succeeded
+    if args.settle and not args.steady and not index:
+        log(f"  [{label}] settling for {args.settle}s")
+        time.sleep(args.settle)
+    sw = SucceededWatch(api, ns)
+    sw.start()
+    log(
+        f"  [{label}] lag: completing items of {len(active)} QueueJobs at {rate:g}/s "
+        f"for {args.lag:g}s (each changes every {len(active) / rate:.2f}s)"
+    )
+    before = scrape_handlers(operator.metrics_port)
+    cpu_before = cpu_seconds(_tree(operator.pid))
+    completions, empty, began, ended = complete_at_rate(queues, base, rate, args.lag, label)
+    cpu = cpu_seconds(_tree(operator.pid)) - cpu_before
+    after = scrape_handlers(operator.metrics_port)
+    # The drain: until every completion is shown, or --lag-grace seconds.
+    drain_end = time.monotonic() + args.lag_grace
+    while True:
+        lags = lags_of(sw, completions)
+        unshown = sum(1 for lag in lags if math.isinf(lag))
+        if not unshown or time.monotonic() > drain_end:
+            break
+        operator.check()
+        time.sleep(0.5)
+    drained = time.time() - ended
+    sw.stop()
+    operator.check()
+    time.sleep(0.5)  # let the audit log catch up
+    requests = count_requests(audit_log, began, ended, is_operator_request)
+    seconds = ended - began
+    window = {
+        h: HandlerFigures(
+            after[h].runs - before.get(h, HandlerFigures()).runs,
+            after[h].wait_sum - before.get(h, HandlerFigures()).wait_sum,
+            after[h].work_sum - before.get(h, HandlerFigures()).work_sum,
+        )
+        for h in after
+    }
+    # By third of the window (completions in time order): a p95 that grows from one third to
+    # the next means the operator falls behind, not a steady lag.
+    thirds = [sorted(lags[i * len(lags) // 3 : (i + 1) * len(lags) // 3]) for i in range(3)]
+    lags = sorted(lags)
+
+    def pct(q: float, values: Sequence[float] = lags) -> str:
+        if not values:
+            return "-"
+        value = _percentile(values, q)
+        return f"> {args.lag_grace:g}s" if math.isinf(value) else f"{value:.3f}s"
+
+    status_patches = sum(n for k, n in requests.items() if k.endswith("queuejobs/status"))
+    notify_delay = operator_setting(
+        args, "QUEUEJOB_NOTIFY_DELAY", settings.OperatorSettings().notify_delay
+    )
+    handlers_setting = "max_concurrent_handlers " + operator_setting(
+        args,
+        "QUEUEJOB_MAX_CONCURRENT_HANDLERS",
+        settings.OperatorSettings().max_concurrent_handlers,
+    )
+    lines = [
+        f"status lag over {seconds:.1f}s: {len(completions)} completions on {len(active)} "
+        f"active of {len(names)} QueueJobs, {len(completions) / seconds:.1f}/s achieved "
+        f"({rate:g}/s asked; {empty} leases found nothing; notify_delay "
+        f"{notify_delay})",
+        f"  lag (completion -> watched status.counts.succeeded shows it): p50 {pct(0.5)} "
+        f"p95 {pct(0.95)} p99 {pct(0.99)} max {pct(1.0)}",
+        "  lag p95 by third of the window: " + " / ".join(pct(0.95, t) for t in thirds),
+        f"  never shown: {unshown} of {len(completions)} (drain {drained:.1f}s of at most "
+        f"{args.lag_grace:g}s after the window)",
+        f"  operator CPU {100 * cpu / seconds:.1f}% of a core over the window",
+        f"  handler runs/s {sum(f.runs for f in window.values()) / seconds:7.2f}  ("
+        + ", ".join(
+            f"{h} {f.runs / seconds:.2f}, mean wait for a slot {f.wait_sum / f.runs:.3f}s, "
+            f"mean work {f.work_sum / f.runs:.3f}s"
+            for h, f in sorted(window.items())
+            if f.runs
+        )
+        + f"; refresh workers: max_concurrent_handlers // 2, {handlers_setting})",
+        f"  status patches/s {status_patches / seconds:.2f}; API requests/s "
+        f"{sum(requests.values()) / seconds:.2f}  ("
+        + ", ".join(f"{k} {n / seconds:.2f}" for k, n in requests.most_common())
+        + ")",
+    ]
+    return lines
+
+
+def operator_setting(args: argparse.Namespace, name: str, default: object) -> str:
+    """The value ``--operator-env`` gives ``name``, else the default."""
+    for kv in args.operator_env:
+        key, _, value = kv.partition("=")
+        if key == name:
+            return f"{value} (--operator-env)"
+    return f"{default} (default)"
+
+
 # ------------------------------------------------------------------------------------- report
 def _percentile(values: Sequence[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
@@ -1046,7 +1304,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--settle",
         type=float,
         default=0,
-        help="with --steady: seconds to wait before measuring (lets idle refreshes back off) [0]",
+        help="with --steady or --lag: seconds to wait before measuring (lets idle refreshes "
+        "back off) [0]",
+    )
+    parser.add_argument(
+        "--lag",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="after all Running (and --steady), measure the status lag for this many seconds: "
+        "the benchmark completes items of --active QueueJobs at --lag-rate; needs --items of at "
+        "least lag x lag-rate / active + 1, so that no active QueueJob runs out of items "
+        "(0: off) [0]",
+    )
+    parser.add_argument(
+        "--lag-rate",
+        type=float,
+        action="append",
+        default=[],
+        metavar="R",
+        help="with --lag: completions per second in all, round-robin over the active "
+        "QueueJobs (repeatable: one window per rate, one after the other on the same "
+        "QueueJobs; --items must then cover them all) [10]",
+    )
+    parser.add_argument(
+        "--active",
+        type=int,
+        default=0,
+        metavar="K",
+        help="with --lag: QueueJobs whose items the benchmark completes (0: all but the "
+        "--finish ones) [0]",
+    )
+    parser.add_argument(
+        "--lag-grace",
+        type=float,
+        default=30,
+        help="with --lag: seconds after the window to wait for the status to show the last "
+        "completions; those still not shown count as never shown [30]",
     )
     parser.add_argument(
         "--profile",
@@ -1080,6 +1374,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the fairness scenario (operator only): A floods --count, B one every 2 s [off]",
     )
     args = parser.parse_args(argv)
+    if args.lag > 0:
+        args.lag_rate = args.lag_rate or [10.0]
+        if min(args.lag_rate) <= 0 or args.active < 0 or lag_active(args) <= 0:
+            parser.error("--lag needs --lag-rate > 0 and at least one active QueueJob")
+        if args.items < lag_items_needed(args):
+            parser.error(
+                f"--lag {args.lag:g} at --lag-rate {' + '.join(f'{r:g}' for r in args.lag_rate)} "
+                f"over {lag_active(args)} "
+                f"QueueJobs needs --items {lag_items_needed(args)} or more"
+            )
     rates: list[float] = args.rate
     args.rate = None
     if args.fairness:
@@ -1123,7 +1427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(describe_memory(operator))
         if operator.cpu is not None:
             log(f"operator CPU: {1000 * operator.cpu.operator / operator.count:.1f} ms per QJ")
-        for line in operator.steady:
+        for line in operator.steady + operator.lag:
             log(line)
         return 0
     log("run 1/2: floor (same API writes, no kopf)")
@@ -1151,7 +1455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(f"logs (operator, audit) kept in {work}")
     log(describe_memory(operator))
     log(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    for line in operator.steady:
+    for line in operator.steady + operator.lag:
         log(line)
     return 0
 
