@@ -21,7 +21,13 @@ fallback GET. Guarantees:
   confirmed it; after that a lookup misses and :meth:`JobCache.read` GETs it again. kopf's
   watch re-lists after "410 Gone" without DELETED events for what went away meanwhile: this
   bounds how long such a missed deletion can hide a Job deleted by hand;
-- a lookup returns a copy (callers may modify it); ``metadata.managedFields`` is not kept.
+- a kept Job is the API's object cut to what the operator reads from one: its identity and
+  owner references (``metadata``: name, namespace, uid, resourceVersion, generation, labels,
+  ownerReferences, creation and deletion timestamps), its ``spec`` but for the pod template, of
+  which only the containers' names and their environment variables' names are kept (enough to
+  tell whether its workers log in as the QueueJob's user), and its whole ``status``
+  (managedFields and the pod template are most of a Job's memory). A caller that needs more
+  reads the Job with ``fresh=True``. A lookup returns a copy (callers may modify it).
 
 A miss (not seen yet, e.g. right after the operator created the Job; expired; another owner)
 is not an answer: :meth:`JobCache.read` then GETs the Job and keeps what it gets. Callers that
@@ -61,10 +67,41 @@ def _older(version: int | None, than: int | None) -> bool:
     return version is not None and than is not None and version < than
 
 
+#: The metadata fields a kept Job keeps.
+_METADATA = (
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "labels",
+    "ownerReferences",
+    "creationTimestamp",
+    "deletionTimestamp",
+)
+
+
 def _trimmed(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """A deep copy of ``obj`` without ``metadata.managedFields`` (never read; most of a Job)."""
-    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
-    return copy.deepcopy({**obj, "metadata": meta})
+    """A copy of ``obj`` cut to what the operator reads from a Job (see the module doc)."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    pod = (spec.get("template") or {}).get("spec") or {}
+    containers = [
+        {"name": c.get("name"), "env": [{"name": e.get("name")} for e in c.get("env") or []]}
+        for c in pod.get("containers") or []
+    ]
+    return copy.deepcopy(
+        {
+            "apiVersion": obj.get("apiVersion"),
+            "kind": obj.get("kind"),
+            "metadata": {k: meta[k] for k in _METADATA if k in meta},
+            "spec": {
+                **{k: v for k, v in spec.items() if k != "template"},
+                "template": {"spec": {"containers": containers}},
+            },
+            "status": obj.get("status") or {},
+        }
+    )
 
 
 @dataclasses.dataclass(slots=True)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from queuejob import naming
+from queuejob import credentials, jobs, jobstatus, naming
 from queuejob.jobcache import JobCache
+from queuejob.queues import RedisTarget
 
 
 class Clock:
@@ -44,8 +45,28 @@ def job(
             "ownerReferences": [{"kind": naming.KIND, "name": "qj", "uid": owner}],
             "managedFields": [{"manager": "kube-controller-manager", "fieldsV1": {}}],
         },
-        "spec": {"parallelism": 2},
-        "status": {"active": active},
+        "spec": {
+            "parallelism": 2,
+            "completions": 2,
+            "completionMode": "Indexed",
+            "template": {
+                "metadata": {"labels": {naming.QUEUEJOB_LABEL: "qj"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "worker",
+                            "image": "queuejob:dev",
+                            "env": [
+                                {"name": "QUEUEJOB_QUEUE", "value": "qj:team-a:qj:0001"},
+                                {"name": "QUEUEJOB_REDIS_USERNAME", "value": "qj-0001"},
+                            ],
+                        }
+                    ],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+        "status": {"active": active, "conditions": [{"type": "Complete", "status": "False"}]},
     }
 
 
@@ -144,16 +165,41 @@ def test_a_lookup_with_an_owner_sees_only_that_queuejobs_job() -> None:
     assert cache.get("team-a", "qj-workers", owner="uid-old-qj") is not None
 
 
-def test_a_lookup_returns_a_copy_without_managed_fields() -> None:
+def test_a_lookup_returns_a_copy_of_what_the_operator_reads() -> None:
     cache = JobCache()
     source = job(90, active=1)
     cache.observe(source, "ADDED")
     source["status"]["active"] = 9  # the caller's object is not the cache's
     kept = cache.get("team-a", "qj-workers")
     assert kept is not None and kept["status"]["active"] == 1
-    assert "managedFields" not in kept["metadata"]
     kept["status"]["active"] = 5  # nor is what a lookup returns
     assert active(cache) == 1
+    kept = cache.get("team-a", "qj-workers")
+    assert kept is not None
+    assert "managedFields" not in kept["metadata"]
+    assert kept["metadata"]["ownerReferences"] == source["metadata"]["ownerReferences"]
+    assert kept["status"] == {**source["status"], "active": 1}
+    spec = {k: v for k, v in source["spec"].items() if k != "template"}
+    assert {k: v for k, v in kept["spec"].items() if k != "template"} == spec
+    # Of the pod template only the containers' names and their variables' names.
+    assert kept["spec"]["template"] == {
+        "spec": {
+            "containers": [
+                {
+                    "name": "worker",
+                    "env": [{"name": "QUEUEJOB_QUEUE"}, {"name": "QUEUEJOB_REDIS_USERNAME"}],
+                }
+            ]
+        }
+    }
+    assert jobs.scale_fields(kept, 3) == jobs.scale_fields(source, 3)
+    assert jobstatus.true_condition(kept, "Complete") is None
+    shared = RedisTarget("redis://r:6379/0", "admin", "redis://r:6379/0", shared=True)
+    assert credentials.job_is_current(kept, shared)
+    old = job(91, uid="uid-2")  # an older operator's Job: no per-QueueJob user
+    old["spec"]["template"]["spec"]["containers"][0]["env"].pop()
+    cache.observe(old, "ADDED")
+    assert not credentials.job_is_current(cache.get("team-a", "qj-workers"), shared)
 
 
 def test_a_job_not_confirmed_for_max_age_is_a_miss_until_seen_again() -> None:
