@@ -161,17 +161,19 @@ async def read_job(namespace: str, name: str) -> dict[str, Any] | None:
     return await asyncio.to_thread(_get_or_none, JOB, namespace, name)
 
 
-async def patch_job(namespace: str, name: str, patch: dict[str, Any]) -> bool:
-    """Merge-patch the Job; False if it does not exist."""
+async def patch_job(namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:
+    """Merge-patch the Job; the patched Job as the API returns it, or None if it does not
+    exist."""
 
-    def call() -> bool:
+    def call() -> dict[str, Any] | None:
         try:
-            request("PATCH", JOB, patch, content_type=MERGE_PATCH, namespace=namespace, name=name)
+            return request(
+                "PATCH", JOB, patch, content_type=MERGE_PATCH, namespace=namespace, name=name
+            )
         except ApiException as exc:
             if exc.status == 404:
-                return False
+                return None
             raise
-        return True
 
     return await asyncio.to_thread(call)
 

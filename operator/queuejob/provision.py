@@ -93,12 +93,12 @@ async def ensure_job(
     ):
         drift["suspend"] = spec.suspend
     if drift:
-        await kube.patch_job(
+        patched = await kube.patch_job(
             body["metadata"]["namespace"],
             naming.job_name(body["metadata"]["name"]),
             {"spec": drift},
         )
-        job["spec"] = {**current, **drift}
+        job = patched if patched is not None else {**job, "spec": {**current, **drift}}
     return job
 
 

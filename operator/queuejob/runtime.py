@@ -2,8 +2,8 @@
 
 kopf hands it to every handler as ``memo.runtime`` (see ``handlers/startup.py``). It holds the
 settings, the metrics, the operator-wide concurrency/QPS limiter, the handler backoff limiter, the
-status-refresh pacer, the autoscaler's stabilizer and the per-object bookkeeping used to observe
-kopf's per-object serialization.
+status-refresh pacer, the autoscaler's stabilizer, the cache of the worker Jobs and the per-object
+bookkeeping used to observe kopf's per-object serialization.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import dataclasses
 from collections import defaultdict
 
 from queuejob.autoscaler import Stabilizer
+from queuejob.jobcache import JobCache
 from queuejob.metrics import Metrics
 from queuejob.pacing import RefreshPacer
 from queuejob.refresher import Refresher
@@ -51,6 +52,8 @@ class Runtime:
     stabilizer: Stabilizer = dataclasses.field(default_factory=Stabilizer)
     #: event-driven status refreshes (started by the operator's startup handler)
     refresher: Refresher | None = None
+    #: the worker Jobs as their watch shows them (read by refreshes instead of a GET)
+    jobs: JobCache = dataclasses.field(default_factory=JobCache)
 
     @classmethod
     def build(cls, settings: OperatorSettings, metrics: Metrics | None = None) -> Runtime:

@@ -19,7 +19,8 @@ import pytest
 from kubernetes.config import kube_config
 
 from fixtures.cluster import Cluster
-from queuejob import kube
+from queuejob import kube, naming
+from queuejob.jobcache import JobCache
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -74,20 +75,19 @@ def test_sequential_calls_reuse_one_connection(cluster: Cluster, namespace: str)
             await kube.ensure_secret(_secret(namespace, f"pw-{round_}"))  # create, then patch
             job = await kube.ensure_job(_job(namespace))  # create, then 409 and read
             results.append(job["metadata"]["name"])
-            results.append(
-                await kube.patch_job(namespace, "conn-reuse", {"spec": {"parallelism": 2}})
-            )
+            patched = await kube.patch_job(namespace, "conn-reuse", {"spec": {"parallelism": 2}})
+            results.append((patched or {}).get("spec", {}).get("parallelism"))
             results.append(
                 (await kube.read_job(namespace, "conn-reuse") or {})
                 .get("spec", {})
                 .get("parallelism")
             )
             results.append(await kube.read_job(namespace, "absent"))  # 404 -> None
-            results.append(await kube.patch_job(namespace, "absent", {"spec": {}}))  # 404 -> False
+            results.append(await kube.patch_job(namespace, "absent", {"spec": {}}))  # 404 -> None
         return results
 
     results = asyncio.run(calls())
-    assert results == ["conn-reuse", True, 2, None, False] * 3
+    assert results == ["conn-reuse", 2, 2, None, None] * 3
     # 21 requests made one at a time: one connection, opened once, reused by every call.
     assert _connections_opened() == 1
     secret = cluster.kubectl_json("get", "secret", "conn-reuse", "-n", namespace)
@@ -146,3 +146,33 @@ def test_delete_job_only_with_its_uid(cluster: Cluster, namespace: str) -> None:
         assert time.monotonic() < deadline, "the Job was not deleted"
         time.sleep(0.5)
     assert _connections_opened() == 1
+
+
+@pytest.mark.usefixtures("fresh_kube")
+def test_job_cache_reads_through_to_the_api_and_keeps_what_it_got(
+    cluster: Cluster, namespace: str
+) -> None:
+    """A miss GETs the Job and keeps it; a fresh read GETs again; a Job found gone is dropped."""
+    labelled = _job(namespace)
+    labelled["metadata"]["labels"] = {naming.QUEUEJOB_LABEL: "conn-reuse"}
+
+    async def calls() -> list[Any]:
+        cache = JobCache()
+        results: list[Any] = [await cache.read(namespace, "conn-reuse")]  # absent: None
+        job = await kube.ensure_job(labelled)
+        uid = job["metadata"]["uid"]
+        read = await cache.read(namespace, "conn-reuse")  # a miss: GET, kept
+        results.append(read is not None and read["metadata"]["uid"] == uid)
+        results.append((cache.hits, cache.misses))
+        patched = await kube.patch_job(namespace, "conn-reuse", {"spec": {"parallelism": 3}})
+        cache.keep(patched)  # what the operator does with its own writes
+        hit = cache.get(namespace, "conn-reuse")
+        results.append((hit or {}).get("spec", {}).get("parallelism"))
+        results.append(cache.get(namespace, "conn-reuse", owner="another-queuejob"))
+        await kube.delete_job(namespace, "conn-reuse", uid)
+        while (await cache.read(namespace, "conn-reuse", fresh=True)) is not None:
+            await asyncio.sleep(0.2)  # the Job controller removes its finalizer first
+        results.append(cache.get(namespace, "conn-reuse"))  # dropped by the GET's 404
+        return results
+
+    assert asyncio.run(calls()) == [None, True, (0, 2), 3, None, None]

@@ -34,6 +34,7 @@ import kopf
 
 from queuejob import jobs, jobstatus, kube, naming, wording
 from queuejob.autoscaler import Decision
+from queuejob.jobcache import JobCache
 from queuejob.limits import guarded
 from queuejob.runtime import Runtime
 from queuejob.spec import Autoscaling, QueueJobSpec
@@ -93,7 +94,7 @@ async def sync_workers(
         desired = decision.desired
         scale_down_in = decision.scale_down_in
         if desired != have:
-            await _scale(job, decision, have, work, body, namespace, name, logger)
+            await _scale(runtime.jobs, decision, work, body, namespace, name, logger)
         writer.condition(
             "Autoscaling", True, "QueueDepth", condition_message(policy, desired, qspec.parallelism)
         )
@@ -103,20 +104,33 @@ async def sync_workers(
 
 
 async def _scale(
-    job: dict[str, Any],
+    cache: JobCache,
     decision: Decision,
-    have: int,
     work: int,
     body: kopf.Body,
     namespace: str,
     name: str,
     logger: kopf.Logger,
 ) -> None:
-    """Patch the Job from ``have`` to ``decision.desired`` workers, with an Event."""
+    """Patch the Job to ``decision.desired`` workers, with an Event.
+
+    The fields to patch (``completions`` with ``parallelism``) and the Event's "from" come from
+    the Job read fresh, not from the cached Job the decision saw: a cache lagging behind the
+    last scale would patch the wrong fields or report a change that is none.
+    """
     job_name = naming.job_name(name)
-    fields = jobs.scale_fields(job, decision.desired)
-    if fields and not await kube.patch_job(namespace, job_name, {"spec": fields}):
+    job = await cache.read(namespace, job_name, fresh=True)
+    if job is None:
         return  # the Job is gone; the next refresh re-creates it
+    have = job_parallelism(job, decision.desired)
+    if have == decision.desired:
+        return
+    fields = jobs.scale_fields(job, decision.desired)
+    if fields:
+        patched = await kube.patch_job(namespace, job_name, {"spec": fields})
+        if patched is None:
+            return  # the Job is gone; the next refresh re-creates it
+        cache.keep(patched)
     up = decision.desired > have
     message = (
         f"Job {job_name} parallelism {have} -> {decision.desired}: "
@@ -167,10 +181,14 @@ async def autoscaling_removed(
         return
     parallelism = int(spec.get("parallelism", 1))
     job_name = naming.job_name(name)
-    job = await kube.read_job(namespace, job_name)
+    # A fresh read, not the cache: the fields to patch depend on the Job's current spec.
+    job = await runtime.jobs.read(namespace, job_name, fresh=True)
     fields = jobs.scale_fields(job, parallelism)
-    if job is not None and fields and await kube.patch_job(namespace, job_name, {"spec": fields}):
-        logger.info(f"Job {job_name}: autoscaling removed, parallelism -> {parallelism}")
+    if job is not None and fields:
+        patched = await kube.patch_job(namespace, job_name, {"spec": fields})
+        runtime.jobs.keep(patched)
+        if patched is not None:
+            logger.info(f"Job {job_name}: autoscaling removed, parallelism -> {parallelism}")
     writer.condition(
         "Autoscaling",
         False,

@@ -2,9 +2,10 @@
 
 - every QueueJob watch event keeps the QueueJob's latest body and, if something a refresh must
   see changed, triggers a refresh; a deletion forgets it;
-- every watch event of a worker Job (label ``workqueue.example.com/queuejob``) triggers a
-  refresh of the QueueJob that owns it: pods starting, finishing or failing change the Job's
-  status (active, succeeded, failed indexes, conditions), which the refresh reads.
+- every watch event of a worker Job (label ``workqueue.example.com/queuejob``) goes into the
+  cache of the worker Jobs (``queuejob.jobcache``), then triggers a refresh of the QueueJob that
+  owns it: pods starting, finishing or failing change the Job's status (active, succeeded,
+  failed indexes, conditions), which the refresh reads from that cache.
 
 These are kopf event handlers: no finalizer, no persisted state, no retries; they only queue
 work, which runs in the refresher's workers under the operator-wide limits.
@@ -45,9 +46,13 @@ async def observe_queuejob(
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={naming.QUEUEJOB_LABEL: kopf.PRESENT}, id="job")
-async def observe_job(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
-    """A worker Job changed: refresh the QueueJob that owns it."""
+async def observe_job(
+    event: kopf.RawEvent, body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, **_: Any
+) -> None:
+    """A worker Job changed: keep it in the cache, then refresh the QueueJob that owns it."""
     runtime: Runtime = memo.runtime
+    raw = event.get("object") or {}
+    runtime.jobs.observe(raw if isinstance(raw, dict) else dict(body), event.get("type"))
     refresher = runtime.refresher
     if refresher is None:
         return

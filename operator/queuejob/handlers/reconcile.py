@@ -129,7 +129,8 @@ async def move_workers(
     Job is still being deleted, so the handler runs again.
     """
     meta = body["metadata"]
-    job = await kube.read_job(meta["namespace"], naming.job_name(meta["name"]))
+    # A fresh read, not the cache: this decides whether to delete and re-create the Job.
+    job = await runtime.jobs.read(meta["namespace"], naming.job_name(meta["name"]), fresh=True)
     if job is None or (not rewritten and credentials.job_is_current(job, target)):
         return
     why = "its workers move to the QueueJob's own Redis user"
@@ -140,6 +141,7 @@ async def move_workers(
     )  # fmt: skip
     if new is None:
         raise kopf.TemporaryError("waiting for the old worker Job to be deleted", delay=5)
+    runtime.jobs.keep(new)
 
 
 async def start_queue(
@@ -213,6 +215,7 @@ async def start_queue(
     job = await ensure_job(
         body, qspec, queue=queue_name, target=target, settings=runtime.settings, work=items.count
     )
+    runtime.jobs.keep(job)
     if writer.has_condition("ConfigError"):
         resolved = f"configuration is valid again; {message}"
         writer.condition("ConfigError", False, "Resolved", resolved)

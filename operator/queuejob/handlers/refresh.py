@@ -178,6 +178,23 @@ async def _record_now(
         runtime.refresher.keep(str(meta.get("uid", "")), latest)
 
 
+def _restart_reason(
+    job: Mapping[str, Any] | None,
+    queue_done: bool,
+    reopened: bool,
+    rewritten: bool,
+    target: queues.RedisTarget,
+) -> str | None:
+    """Why the existing ``job`` must be re-created (the Event's wording), or None."""
+    if job is None:
+        return None
+    if not queue_done and (rewritten or not credentials.job_is_current(job, target)):
+        return "its workers move to the QueueJob's own Redis user"
+    if operate.restart_due(job, queue_done, reopened):
+        return "the queue has work again"
+    return None
+
+
 def needs_refresh(
     spec: kopf.Spec, status: kopf.Status, meta: Mapping[str, Any] | None = None, **_: Any
 ) -> bool:
@@ -238,8 +255,10 @@ async def refresh(
     job_name = naming.job_name(name)
     reopened = await _carry_out_request(writer, qspec, runtime, body, namespace, logger)
     if writer.phase in FINISHED:
-        # Workers exit on their own once the queue is done; follow them down to zero.
-        job = await kube.read_job(namespace, job_name)
+        # Workers exit on their own once the queue is done; follow them down to zero. Read
+        # only (sync_workers does not scale here): the cached Job will do, and its watch event
+        # triggers the next refresh.
+        job = await runtime.jobs.read(namespace, job_name, owner=uid)
         writer.set("activeWorkers", jobstatus.active_workers(job))
         await autoscale.sync_workers(
             writer, qspec, job, work=0, scale=False, body=body, namespace=namespace, name=name,
@@ -277,7 +296,15 @@ async def refresh(
             f"Reaped {wording.count(reaped, 'expired lease')}; "
             f"{wording.noun(reaped, 'its item is', 'their items are')} pending again"
         )
-    job = await kube.read_job(namespace, job_name)
+    # The cached Job (or, on a miss, a GET): None only comes from the API, never from the
+    # cache, so a missing Job is re-created on fresh data.
+    job = await runtime.jobs.read(namespace, job_name, owner=uid)
+    why = _restart_reason(job, stats.done, reopened, rewritten, target)
+    if why is not None:
+        # Re-creating the Job deletes it: decide on a fresh read, never on the cache alone (a
+        # Job it still shows finished or outdated would be restarted for nothing).
+        job = await runtime.jobs.read(namespace, job_name, fresh=True)
+        why = _restart_reason(job, stats.done, reopened, rewritten, target)
     if job is None and not stats.done:
         logger.warning(f"Job {job_name} is missing; re-creating it")
         job = await ensure_workers(
@@ -288,29 +315,21 @@ async def refresh(
             settings=runtime.settings,
             work=stats.pending + stats.delayed + stats.leased,
         )
-    else:
-        why = None
-        if (
-            job is not None
-            and not stats.done
-            and (rewritten or not credentials.job_is_current(job, target))
-        ):
-            why = "its workers move to the QueueJob's own Redis user"
-        elif operate.restart_due(job, stats.done, reopened):
-            why = "the queue has work again"
-        if why is not None:
-            assert job is not None
-            job = await operate.restart_workers(
-                body,
-                qspec,
-                job,
-                queue=queue_name,
-                target=target,
-                settings=runtime.settings,
-                logger=logger,
-                work=stats.pending + stats.delayed + stats.leased,
-                why=why,
-            )
+        runtime.jobs.keep(job)  # seen by the next refresh before the watch shows it
+    elif why is not None:
+        assert job is not None
+        job = await operate.restart_workers(
+            body,
+            qspec,
+            job,
+            queue=queue_name,
+            target=target,
+            settings=runtime.settings,
+            logger=logger,
+            work=stats.pending + stats.delayed + stats.leased,
+            why=why,
+        )
+        runtime.jobs.keep(job)
     active = jobstatus.active_workers(job)
     scale_down_in = await autoscale.sync_workers(
         writer,

@@ -39,6 +39,7 @@ async def parallelism_changed(
     patch: kopf.Patch,
     namespace: str,
     name: str,
+    memo: kopf.Memo,
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
@@ -54,11 +55,16 @@ async def parallelism_changed(
         autoscale.parallelism_overridden(body, new, logger)
         patch.status["observedGeneration"] = meta.get("generation")
         return
+    runtime: Runtime = memo.runtime
     job_name = naming.job_name(name)
-    job = await kube.read_job(namespace, job_name)
+    # A fresh read, not the cache: the fields to patch depend on the Job's current spec.
+    job = await runtime.jobs.read(namespace, job_name, fresh=True)
     fields = jobs.scale_fields(job, int(new))
-    if job is not None and fields and await kube.patch_job(namespace, job_name, {"spec": fields}):
-        logger.info(f"Job {job_name}: parallelism {old} -> {new} ({fields})")
+    if job is not None and fields:
+        patched = await kube.patch_job(namespace, job_name, {"spec": fields})
+        runtime.jobs.keep(patched)
+        if patched is not None:
+            logger.info(f"Job {job_name}: parallelism {old} -> {new} ({fields})")
     patch.status["observedGeneration"] = meta.get("generation")
 
 
@@ -87,8 +93,10 @@ async def suspend_changed(
     if writer.phase in FINISHED:
         return
     writer.set("observedGeneration", meta.get("generation"))
-    if not await kube.patch_job(namespace, job_name, {"spec": {"suspend": suspend}}):
+    patched = await kube.patch_job(namespace, job_name, {"spec": {"suspend": suspend}})
+    if patched is None:
         return  # no Job yet: the create handler will use the current spec
+    runtime.jobs.keep(patched)
     if suspend:
         writer.suspended(f"Job {job_name} suspended")
     else:
