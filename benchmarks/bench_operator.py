@@ -1034,8 +1034,11 @@ def complete_at_rate(
         leases = queues[name].lease(f"bench-worker-{name}", n=1)
         if not leases:
             empty += 1
+            queues[name].close()
             continue
         queues[name].complete(leases[0])
+        # Give the worker connection back: one pool (100 connections) serves all QueueJobs.
+        queues[name].close()
         done[name] += 1
         completions.append(Completion(name, time.time(), done[name]))
         now = time.monotonic()
