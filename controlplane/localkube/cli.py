@@ -151,6 +151,10 @@ def cmd_status(state_dir: Path) -> int:
 def cmd_down(state_dir: Path) -> int:
     state = ClusterState.load(state_dir)
     if state is None:
+        # A multi-node run killed before it wrote its state (or half removed) may still hold a
+        # slot with its namespaces, bridge and chains: the slot record names this directory.
+        for problem in _cleanup_multinode(state_dir, only_if_dead=True):
+            print(f"localkube: node cleanup: {problem}")
         if state_dir.exists():
             shutil.rmtree(state_dir, ignore_errors=True)
         print("localkube: not running")
@@ -178,8 +182,9 @@ def cmd_down(state_dir: Path) -> int:
     return 0
 
 
-def _cleanup_multinode(state_dir: Path) -> list[str]:
-    """Leftovers of a multi-node run whose supervisor died (its slot is still recorded)."""
+def _cleanup_multinode(state_dir: Path, *, only_if_dead: bool = False) -> list[str]:
+    """Leftovers of a multi-node run whose supervisor died (its slot is still recorded);
+    ``only_if_dead``: not while the slot's holder (a run still starting up) is alive."""
     import json
 
     from localkube import netplan
@@ -188,10 +193,19 @@ def _cleanup_multinode(state_dir: Path) -> list[str]:
     try:
         slot = int(json.loads((state_dir / "netplan.json").read_text())["slot"])
     except (OSError, ValueError, KeyError):
-        return []
+        held = [  # no netplan.json: a dead run's slot record may still name this directory
+            s
+            for s in range(netplan.SLOTS)
+            if (r := netplan.holder(s)) is not None and r.get("state_dir") == str(state_dir)
+        ]
+        if not held:
+            return []
+        slot = held[0]
     record = netplan.holder(slot)
     if record is not None and record.get("state_dir") != str(state_dir):
         return []  # the slot went to another run meanwhile: its state is not ours to touch
+    if only_if_dead and record is not None and netplan.holder_alive(record):
+        return []
     plan = netplan.NetPlan(slot)
     problems = cleanup_multinode(state_dir, plan, paths.kube_local_binary())
     netplan.release_slot(plan, state_dir)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,12 +16,16 @@ from pathlib import Path
 import pytest
 
 from fixtures.cluster import wait_for
-from localkube import containerd, hostnet, paths, realnode
+from localkube import containerd, hostnet, netplan, nodenet, paths, realnode
 from localkube.process import alive
 from localkube.state import ClusterState
 
 pytestmark = pytest.mark.timeout(300)
 NETNS_DIR = Path("/var/run/netns")
+# A multi-node run's host chains (LOCALKUBE<slot>-EGRESS/-FORWARD) belong to that run, live or
+# dead, never to the host-network node; its kube-proxies write their KUBE- rules inside the nodes'
+# network namespaces, so they never show up here.
+MULTINODE_CHAIN = re.compile(r"LOCALKUBE\d+-")
 
 
 def localkube(*args: str) -> subprocess.CompletedProcess[str]:
@@ -55,7 +60,7 @@ def host_leftovers(state_dir: Path) -> list[str]:
         found += [
             f"{tool}: {line}"
             for line in dump.splitlines()
-            if "KUBE-" in line or "LOCALKUBE" in line
+            if ("KUBE-" in line or "LOCALKUBE" in line) and not MULTINODE_CHAIN.search(line)
         ]
     found += [f"mount {p}" for p in realnode.mounts_under(state_dir)] if state_dir.exists() else []
     found += [f"cgroup {p}" for p in realnode._qos_dirs()]
@@ -113,3 +118,44 @@ def test_cp_realnode_down_after_supervisor_killed_leaves_nothing(tmp_path: Path)
     assert host_leftovers(state_dir) == []
     assert not (pod_netns & set(os.listdir(NETNS_DIR)))
     assert hostnet.read_sysctl("net/ipv4/ip_forward") == forward_before
+
+
+def test_cp_multinode_down_without_state_removes_what_a_dead_run_holds(tmp_path: Path) -> None:
+    """A multi-node run killed before its state was written (or with its state half removed)
+    still holds its slot, bridge, namespaces and chains: ``down`` on its directory removes them."""
+    reason = realnode.unavailable_reason()
+    if reason:
+        pytest.skip(f"no real node on this machine: {reason}")
+    state_dir = tmp_path / "dead-run"
+    (state_dir / "nodes").mkdir(parents=True)
+    slot = next(s for s in reversed(range(netplan.SLOTS)) if netplan.holder(s) is None)
+    plan = netplan.NetPlan(slot)
+    netplan.SLOT_DIR.mkdir(parents=True, exist_ok=True)
+    (netplan.SLOT_DIR / f"{slot}.json").write_text(
+        json.dumps({"pid": "999999999", "start_time": "0", "state_dir": str(state_dir)})
+    )
+    try:
+        nodenet.setup(plan, 1)
+        assert hostnet.link_exists(plan.bridge) and nodenet.netns_exists(plan.netns(1))
+        assert (
+            plan.egress_chain
+            in subprocess.run(
+                ["iptables-save", "-t", "mangle"], capture_output=True, text=True, check=True
+            ).stdout
+        )
+
+        down = localkube("down", "--state-dir", str(state_dir))
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert "node cleanup" not in down.stdout, down.stdout
+        assert not hostnet.link_exists(plan.bridge)
+        assert not nodenet.netns_exists(plan.netns(1))
+        dump = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+        dump += subprocess.run(
+            ["iptables-save", "-t", "mangle"], capture_output=True, text=True, check=True
+        ).stdout
+        assert f"LOCALKUBE{slot}-" not in dump
+        assert netplan.holder(slot) is None
+        assert not state_dir.exists()
+    finally:
+        nodenet.teardown(plan, 1)
+        netplan.release_slot(plan, state_dir)
