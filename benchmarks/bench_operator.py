@@ -46,7 +46,13 @@ that in the operator run) and for the control plane with Redis. A table then giv
 of the operator against the floor's, with the ratio.
 
 ``--profile FILE`` records the operator with py-spy (raw collapsed stacks) from the first create
-to the last Running; ``--operator-env NAME=VALUE`` passes a setting to the operator;
+to the last Running; ``--tracemalloc FILE`` traces the operator's allocations from its start
+(``benchmarks/memprobe``: slower, so no timing of that run means much) and, after the steady
+state (or once all are Running without ``--steady``), writes a snapshot to FILE and prints how
+much the live Python memory grew from just before the first create, by owner: the innermost
+frame of this project's code (``queuejob``, ``workqueue``), else of kopf, else of the library
+that allocated (imports apart), in all and per QueueJob;
+``--operator-env NAME=VALUE`` passes a setting to the operator;
 ``--no-floor`` runs the operator alone.
 
 ``--steady SECONDS`` adds a steady-state measurement to the operator run, after every QueueJob
@@ -102,6 +108,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -690,6 +697,91 @@ def profiled(pid: int, output: pathlib.Path | None) -> Iterator[None]:
         log(f"  py-spy profile of the operator: {output}")
 
 
+# ------------------------------------------------------------------------------------- memory
+MEMPROBE = pathlib.Path(__file__).resolve().parent / "memprobe"
+BEFORE_SNAPSHOT = "before-first-create.tracemalloc"
+#: Path fragments of this project's code, then kopf's: an allocation belongs to the innermost
+#: frame in one of them (else to the innermost frame's library).
+OWNERS = (("/queuejob/", "/workqueue/"), ("/kopf/",))
+
+
+def operator_env(args: argparse.Namespace) -> dict[str, str]:
+    """``--operator-env``, and with ``--tracemalloc`` the probe first on the ``PYTHONPATH``."""
+    env = dict(kv.split("=", 1) for kv in args.operator_env)
+    if args.tracemalloc is not None:
+        path = env.get("PYTHONPATH", os.environ.get("PYTHONPATH"))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(MEMPROBE), path]))
+        env["QUEUEJOB_BENCH_TRACEMALLOC"] = str(args.tracemalloc)
+    return env
+
+
+def owner_of(frames: Sequence[tracemalloc.Frame]) -> str:
+    """``file:line`` of the frame an allocation is charged to (frames: most recent first)."""
+    if any(f.filename.startswith("<frozen importlib") for f in frames):
+        return "(imports)"
+    for fragments in OWNERS:
+        for frame in frames:
+            if any(f in frame.filename for f in fragments):
+                return f"{short_path(frame.filename)}:{frame.lineno}"
+    return f"{short_path(frames[0].filename)}:{frames[0].lineno}" if frames else "?"
+
+
+def short_path(filename: str) -> str:
+    for marker in ("/site-packages/", "/operator/", "/lib/python3."):
+        if marker in filename:
+            tail = filename.split(marker, 1)[1]
+            return tail.split("/", 1)[1] if marker == "/lib/python3." else tail
+    return filename
+
+
+def memory_snapshot(
+    pid: int, output: pathlib.Path, keep_as: pathlib.Path
+) -> tracemalloc.Snapshot | None:
+    """Signal the operator for a snapshot (``memprobe`` writes it to ``output``), keep it as
+    ``keep_as`` and load it."""
+    output.unlink(missing_ok=True)
+    os.kill(pid, signal.SIGUSR2)
+    deadline = time.monotonic() + 300
+    while not output.exists():
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.5)
+    output.replace(keep_as)
+    return tracemalloc.Snapshot.load(str(keep_as))
+
+
+def by_owner(snapshot: tracemalloc.Snapshot) -> collections.Counter[str]:
+    owners: collections.Counter[str] = collections.Counter()
+    for stat in snapshot.statistics("traceback"):
+        owners[owner_of(list(reversed(stat.traceback)))] += stat.size
+    return owners
+
+
+def memory_by_owner(
+    before: tracemalloc.Snapshot | None, pid: int, output: pathlib.Path, count: int, top: int = 25
+) -> list[str]:
+    """The operator's live Python memory now, less that before the first create, by owner."""
+    after = memory_snapshot(pid, output, output)
+    if before is None or after is None:
+        return [f"tracemalloc: no snapshot from the operator in {output.parent} after 300 s"]
+    grown = by_owner(after)
+    grown.subtract(by_owner(before))
+    total = sum(grown.values())
+    areas: collections.Counter[str] = collections.Counter()
+    for owner, size in grown.items():
+        areas[owner.split("/", 1)[0] if "/" in owner else owner.split(":", 1)[0]] += size
+    per = max(1, count) * 1024
+    lines = [
+        f"tracemalloc: live Python memory grew by {total / 2**20:.1f} MiB from before the first "
+        f"create ({total / per:.1f} KiB per QueueJob); snapshots {output} and "
+        f"{output.with_name(BEFORE_SNAPSHOT)}",
+        "  by area: " + ", ".join(f"{a} {b / 2**20:.2f} MiB" for a, b in areas.most_common(8)),
+    ]
+    for owner, size in grown.most_common(top):
+        lines.append(f"  {size / 2**20:7.2f} MiB  {size / per:6.1f} KiB/QJ  {owner}")
+    return lines
+
+
 # ------------------------------------------------------------------------------------- runs
 def run_floor(args: argparse.Namespace, work: pathlib.Path) -> RunResult:
     label, ns = "floor", "bench-floor"
@@ -741,7 +833,7 @@ def run_operator(args: argparse.Namespace, work: pathlib.Path) -> RunResult:
             redis_password=redis_server.password,
             log_file=work / "operator.log",
             namespaces=(ns,),
-            extra_env=dict(kv.split("=", 1) for kv in args.operator_env),
+            extra_env=operator_env(args),
         )
         with operator, RssSampler(operator.pid) as rss:
             log(f"  [{label}] operator ready (pid {operator.pid}, log {operator.log_file})")
@@ -749,6 +841,13 @@ def run_operator(args: argparse.Namespace, work: pathlib.Path) -> RunResult:
             rw.start()
             log(f"  [{label}] creating {args.count} QueueJobs")
             cpu = CpuMeter(operator.pid)
+            before = (
+                memory_snapshot(
+                    operator.pid, args.tracemalloc, args.tracemalloc.with_name(BEFORE_SNAPSHOT)
+                )
+                if args.tracemalloc is not None
+                else None
+            )
             with profiled(operator.pid, args.profile):
                 cpu.begin()
                 began = time.time()
@@ -763,6 +862,8 @@ def run_operator(args: argparse.Namespace, work: pathlib.Path) -> RunResult:
                 steady = measure_steady(
                     args, setup, ns, names, redis_server, operator, audit_log, label
                 )
+            if args.tracemalloc is not None:
+                steady += memory_by_owner(before, operator.pid, args.tracemalloc, args.count)
             lag: list[str] = []
             if args.lag > 0:
                 for i, rate in enumerate(args.lag_rate):
@@ -1351,6 +1452,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="write a py-spy profile (raw collapsed stacks) of the operator from the first "
         "create to the last Running to this file (needs py-spy next to the Python) [off]",
+    )
+    parser.add_argument(
+        "--tracemalloc",
+        type=pathlib.Path,
+        default=None,
+        help="trace the operator's allocations and print its live memory by owner once all are "
+        "Running (after --steady), snapshot kept in this file [off]",
     )
     parser.add_argument(
         "--operator-env",
