@@ -19,6 +19,9 @@ KIND = "QueueJob"
 
 #: Label put on every object the operator creates for a QueueJob (value: the QueueJob's name).
 QUEUEJOB_LABEL = f"{GROUP}/queuejob"
+#: kopf's diff base: the spec it last handled, as JSON in this annotation of the QueueJob.
+DIFFBASE_KEY = "last-handled-configuration"
+DIFFBASE_ANNOTATION = f"{GROUP}/{DIFFBASE_KEY}"
 
 _MAX_JOB_NAME = 63
 #: Longest QueueJob name the CRD admits (which also rejects '.'): the worker Job is Indexed, and

@@ -23,6 +23,9 @@ Guarantees:
 - an idle QueueJob costs one entry in the queue and one resync per backed-off gap; a QueueJob
   with nothing to refresh (finished with no worker left and no TTL pending, not seeded, a
   configuration error) costs nothing until a watch event triggers it again;
+- a kept body is slim: it leaves out what a refresh never reads and what is most of a
+  QueueJob's memory (``metadata.managedFields``, kubectl's and kopf's copies of the spec in
+  their annotations), so it costs a few KiB per QueueJob (:func:`slim`);
 - a refresh's status patch is sent at once, and the returned object replaces the kept body, so
   the next refresh compares against what it wrote (no repeated phase Events); a refresh that
   carries out a request records it before it lets go of the QueueJob's lock (:meth:`keep`),
@@ -43,7 +46,7 @@ from typing import Any, cast
 
 import kopf
 
-from queuejob import kube
+from queuejob import kube, naming
 from queuejob.notifications import QueueNotifications
 from queuejob.pacing import RefreshPacer
 from workqueue.coalescing import CoalescingQueue
@@ -55,6 +58,24 @@ EXPIRY_MARGIN = 0.25
 
 #: Runs one refresh of a body: returns the outcome (``queuejob.handlers.refresh.Outcome``).
 RefreshFn = Callable[..., Awaitable[Any]]
+
+#: Annotations a refresh never reads, each a whole copy of the spec as JSON.
+UNREAD_ANNOTATIONS = frozenset(
+    {"kubectl.kubernetes.io/last-applied-configuration", naming.DIFFBASE_ANNOTATION}
+)
+
+
+def slim(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``raw`` without what a refresh never reads: ``metadata.managedFields`` and
+    :data:`UNREAD_ANNOTATIONS` (shallow: the rest is shared with ``raw``, never modified)."""
+    body = dict(raw)
+    meta = dict(body.get("metadata") or {})
+    meta.pop("managedFields", None)
+    annotations = meta.get("annotations")
+    if annotations and not UNREAD_ANNOTATIONS.isdisjoint(annotations):
+        meta["annotations"] = {k: v for k, v in annotations.items() if k not in UNREAD_ANNOTATIONS}
+    body["metadata"] = meta
+    return body
 
 
 def _version(raw: Mapping[str, Any]) -> int:
@@ -139,7 +160,7 @@ class Refresher:
         kept = self.bodies.get(uid)
         if kept is not None and _version(kept) > _version(raw):
             return  # older than what a refresh's own patch returned
-        self.bodies[uid] = dict(raw)
+        self.bodies[uid] = slim(raw)
         sig = signature(raw)
         if self._signatures.get(uid) != sig:
             self._signatures[uid] = sig
@@ -276,7 +297,7 @@ class Refresher:
         """Keep ``latest`` (an object a patch returned) as the body of ``uid`` if it is newer."""
         kept = self.bodies.get(uid)
         if latest is not None and kept is not None and _version(latest) >= _version(kept):
-            self.bodies[uid] = dict(latest)
+            self.bodies[uid] = slim(latest)
             self._signatures[uid] = signature(latest)
 
 
