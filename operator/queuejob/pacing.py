@@ -17,6 +17,9 @@ notifications (``queuejob.refresher``). After each refresh of a QueueJob the ref
   QueueJob is seen within that cap;
 - a refresh may name its own next time (e.g. when ``ttlSecondsAfterFinished`` falls due),
   within ``interval`` .. the idle cap;
+- the configuration re-check of a QueueJob that failed for a missing object is due ``every``
+  seconds after it was first asked for (:meth:`RefreshPacer.recheck_wait`), then ``every``
+  seconds after each re-check (:meth:`RefreshPacer.rechecked`);
 - with ``jitter`` j, a backed-off wait is shortened by a random fraction in [0, j), so QueueJobs
   that went idle together (e.g. created in one burst) do not keep refreshing in one wave.
 
@@ -62,6 +65,7 @@ class RefreshPacer:
         self.max_rate = max_rate
         self._clock = clock
         self._rand = rand
+        self._rechecks: dict[str, float] = {}  # uid -> when its config re-check is due
         self._paces: dict[str, _Pace] = {}
 
     def __len__(self) -> int:
@@ -115,6 +119,21 @@ class RefreshPacer:
             wait = gap
         self._paces[uid] = _Pace(version, gap, self._clock() + wait)
 
+    def recheck_wait(self, uid: str, every: float) -> float:
+        """Seconds until the configuration re-check of ``uid`` is due (0: now); the first
+        one is due ``every`` seconds after this is first asked."""
+        now = self._clock()
+        return max(0.0, self._rechecks.setdefault(uid, now + every) - now)
+
+    def rechecked(self, uid: str, every: float) -> None:
+        """A re-check of ``uid`` ran: the next one is due in ``every`` seconds."""
+        self._rechecks[uid] = self._clock() + every
+
+    def recheck_over(self, uid: str) -> None:
+        """``uid`` needs no re-check any more (resolved, or it failed for another reason)."""
+        self._rechecks.pop(uid, None)
+
     def forget(self, uid: str) -> None:
         """Drop the state of a deleted or finished QueueJob."""
         self._paces.pop(uid, None)
+        self._rechecks.pop(uid, None)

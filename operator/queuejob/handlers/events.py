@@ -17,7 +17,8 @@ from typing import Any
 
 import kopf
 
-from queuejob import naming
+from queuejob import naming, operate
+from queuejob.handlers.recheck import needs_config_recheck, recheck_when_due
 from queuejob.handlers.refresh import needs_refresh, refresh
 from queuejob.runtime import Runtime
 
@@ -25,7 +26,13 @@ from queuejob.runtime import Runtime
 async def refresh_if_needed(
     body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, **kwargs: Any
 ) -> Any:
-    """The refresher's run function: the guarded refresh, unless it would do nothing."""
+    """The refresher's run function: the configuration re-check of a QueueJob that failed for
+    a missing object (when due; a request waiting on it is refused by the refresh), else the
+    guarded refresh, unless it would do nothing."""
+    runtime: Runtime = kwargs["memo"].runtime
+    if needs_config_recheck(status) and operate.pending_request(meta, status) is None:
+        return await recheck_when_due(body=body, spec=spec, meta=meta, status=status, **kwargs)
+    runtime.pacer.recheck_over(str(kwargs["uid"]))
     if not needs_refresh(spec, status, meta):
         return None
     return await refresh(body=body, spec=spec, meta=meta, status=status, **kwargs)

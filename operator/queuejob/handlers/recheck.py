@@ -1,10 +1,12 @@
-"""On a slow timer: retry a QueueJob that failed because a referenced object was missing.
+"""Retry a QueueJob that failed because a referenced object was missing, on a slow clock.
 
 A missing ConfigMap or Secret (or key), or a ConfigMap without valid items, is a permanent
 ``ConfigError`` (phase Failed, one Warning Event, no retry storm), yet the user fixes it without
-touching the QueueJob: by creating or editing that object. Every
-``QUEUEJOB_CONFIG_RECHECK_INTERVAL`` seconds (first run one interval after the failure) this
-timer reads the references again:
+touching the QueueJob: by creating or editing that object. The refresher
+(``queuejob.refresher``) runs :func:`recheck_when_due` instead of a refresh for such a QueueJob
+(:func:`needs_config_recheck`): every ``QUEUEJOB_CONFIG_RECHECK_INTERVAL`` seconds (the first
+one interval after the failure was seen; the refresher queues the QueueJob at that time) it
+reads the references again:
 
 - still missing: a debug log line only; the ConfigError condition is rewritten only if its
   reason or message changed (e.g. the ConfigMap now exists but the Secret does not), so no
@@ -13,24 +15,29 @@ timer reads the references again:
   condition ConfigError False (reason Resolved) with a Normal Event ``ConfigResolved``, phase
   Failed -> Pending -> Running, each phase change with its Event.
 
-The ``when`` filter :func:`needs_config_recheck` keeps the timer off every other QueueJob, so it
-takes a slot of the operator-wide concurrency limit only when it has something to check. Errors
-that need a spec change (InvalidSpec, JobRejected) are not re-checked. kopf itself keeps no
-state that blocks this: the create handler's permanent failure finishes kopf's handling cycle,
-which removes its progress annotation (``workqueue.example.com/reconcile``) and stores the
+A re-check is the guarded handler ``config-recheck`` (a background slot of the operator-wide
+limit, its own metrics); it runs only for QueueJobs that have something to check. Errors that
+need a spec change (InvalidSpec, JobRejected) are not re-checked. kopf itself keeps no state
+that blocks this: the create handler's permanent failure finishes kopf's handling cycle, which
+removes its progress annotation (``workqueue.example.com/reconcile``) and stores the
 last-handled configuration, as after a success.
+
+This is not a ``kopf.timer``: kopf keeps the whole latest body of every object of a resource
+that has any timer or daemon (for them to read), whether or not its ``when`` filter matches;
+with the refresher's clock a QueueJob costs only the refresher's slim body.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import kopf
 
-from queuejob import conditions, naming, queues
-from queuejob import settings as qj_settings
+from queuejob import conditions, queues
 from queuejob.errors import RECHECKED_REASONS, ConfigError
 from queuejob.handlers.reconcile import start_queue
+from queuejob.handlers.refresh import Outcome
 from queuejob.limits import guarded
 from queuejob.runtime import Runtime
 from queuejob.spec import SpecError, parse
@@ -48,18 +55,21 @@ def needs_config_recheck(status: kopf.Status, **_: Any) -> bool:
     )
 
 
-_INTERVAL = qj_settings.from_env().config_recheck_interval
+async def recheck_when_due(uid: str, memo: kopf.Memo, **kwargs: Any) -> Outcome:
+    """The refresher's run for a QueueJob that :func:`needs_config_recheck`: the re-check if
+    it is due, and when the next one is (a re-check that failed for good, as when seeding finds
+    the items invalid, is recorded on the QueueJob and does not stop the clock)."""
+    runtime: Runtime = memo.runtime
+    every = runtime.settings.config_recheck_interval
+    wait = runtime.pacer.recheck_wait(uid, every)
+    if wait > 0:
+        return Outcome(idle=True, next_in=wait)
+    with contextlib.suppress(kopf.PermanentError):  # recorded by the guard (condition, Event)
+        await config_recheck(uid=uid, memo=memo, **kwargs)
+    runtime.pacer.rechecked(uid, every)
+    return Outcome(idle=True, next_in=every)
 
 
-@kopf.timer(
-    naming.GROUP,
-    naming.VERSION,
-    naming.PLURAL,
-    id="config-recheck",
-    interval=_INTERVAL,
-    initial_delay=_INTERVAL,
-    when=needs_config_recheck,
-)
 @guarded("config-recheck", kind="timer")
 async def config_recheck(
     body: kopf.Body,

@@ -9,7 +9,7 @@ from typing import Any
 
 import kopf
 
-from queuejob import kube, redisconn
+from queuejob import kube, naming, redisconn
 from queuejob import settings as qj_settings
 from queuejob.handlers.events import refresh_if_needed
 from queuejob.limits import HANDLER_LABELS
@@ -18,19 +18,12 @@ from queuejob.notifications import QueueNotifications
 from queuejob.refresher import Refresher
 from queuejob.runtime import Runtime
 
-_QUIET = frozenset(
-    {
-        "Timer 'refresh' succeeded.",
-        "Timer 'config-recheck' succeeded.",
-        "Handler 'observe' succeeded.",
-        "Handler 'job' succeeded.",
-    }
-)
+_QUIET = frozenset({"Handler 'observe' succeeded.", "Handler 'job' succeeded."})
 
 
-def _quiet_timer_success(record: logging.LogRecord) -> bool:
-    """Drop kopf's per-run "Timer '...' succeeded." lines (one per QueueJob per interval) and
-    those of the watch-event handlers (one per event)."""
+def _quiet_event_success(record: logging.LogRecord) -> bool:
+    """Drop kopf's "Handler '...' succeeded." lines of the watch-event handlers (one per
+    event)."""
     return not (record.levelno == logging.INFO and record.getMessage() in _QUIET)
 
 
@@ -41,14 +34,12 @@ async def configure(
     """Read ``QUEUEJOB_*`` settings, configure kopf, start the metrics endpoint."""
     config = qj_settings.from_env()
     # Readable logs: no line per timer run or per liveness probe request.
-    logging.getLogger("kopf.objects").addFilter(_quiet_timer_success)
+    logging.getLogger("kopf.objects").addFilter(_quiet_event_success)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     settings.persistence.finalizer = config.finalizer
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-        prefix="workqueue.example.com"
-    )
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=naming.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="workqueue.example.com", key="last-handled-configuration"
+        prefix=naming.GROUP, key=naming.DIFFBASE_KEY
     )
     # Only warnings/errors of handler logs become Kubernetes Events; phase changes post their own.
     settings.posting.level = logging.WARNING
