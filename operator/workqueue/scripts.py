@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 import redis
@@ -146,22 +146,35 @@ def library() -> Library:
     return Library(name, f"#!lua name={name}\n" + "".join(parts))
 
 
+def _registered(name: str) -> cached_property[Script]:
+    def make(self: QueueScripts) -> Script:
+        return self.client.register_script(source(name))
+
+    return cached_property(make)
+
+
 class QueueScripts:
-    """The registered scripts of one client (EVALSHA, with a transparent SCRIPT LOAD on miss)."""
+    """The registered scripts of one client (EVALSHA, with a transparent SCRIPT LOAD on miss).
+
+    Each is made on first use: making one hashes its whole source, and a queue opened for a
+    few calls (as the operator's status refresh opens one each time) uses only a few scripts.
+    """
 
     def __init__(self, client: redis.Redis | RedisCluster) -> None:
-        self.seed: Script = client.register_script(source("seed"))
-        self.seed_range: Script = client.register_script(source("seed_range"))
-        self.configure: Script = client.register_script(source("configure"))
-        self.lease: Script = client.register_script(source("lease"))
-        self.complete: Script = client.register_script(source("complete"))
-        self.complete_and_lease: Script = client.register_script(source("complete_and_lease"))
-        self.fail: Script = client.register_script(source("fail"))
-        self.renew: Script = client.register_script(source("renew"))
-        self.release: Script = client.register_script(source("release"))
-        self.reap: Script = client.register_script(source("reap"))
-        self.stats: Script = client.register_script(source("stats"))
-        self.dead_letters: Script = client.register_script(source("dead_letters"))
-        self.in_flight: Script = client.register_script(source("in_flight"))
-        self.redrive: Script = client.register_script(source("redrive"))
-        self.leases: Script = client.register_script(source("leases"))
+        self.client = client
+
+    seed = _registered("seed")
+    seed_range = _registered("seed_range")
+    configure = _registered("configure")
+    lease = _registered("lease")
+    complete = _registered("complete")
+    complete_and_lease = _registered("complete_and_lease")
+    fail = _registered("fail")
+    renew = _registered("renew")
+    release = _registered("release")
+    reap = _registered("reap")
+    stats = _registered("stats")
+    dead_letters = _registered("dead_letters")
+    in_flight = _registered("in_flight")
+    redrive = _registered("redrive")
+    leases = _registered("leases")
