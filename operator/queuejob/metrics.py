@@ -146,6 +146,11 @@ REFRESHER_METRICS = (
         "QueueJobs with a refresh queued for an event or a time it named (not the resync).",
     ),
     ("queuejob_refresh_resyncs_queued", "gauge", "QueueJobs queued for their next resync only."),
+    (
+        "queuejob_refresh_resyncs_held",
+        "counter",
+        "Resyncs that came due and waited for a turn under the resync rate cap.",
+    ),
     ("queuejob_refresh_processing", "gauge", "Event-driven refreshes running now."),
     ("queuejob_refresh_triggers", "counter", "Triggers of event-driven refreshes (all sources)."),
     (

@@ -1,5 +1,5 @@
-"""Adaptive resync intervals: idle QueueJobs are refreshed less and less often, and all of them
-together at most ``max_rate`` times per second.
+"""Adaptive resync intervals: idle QueueJobs are refreshed less and less often, and all resyncs
+together start at most ``max_rate`` times per second.
 
 The resync is the status refresh that runs without any event, the safety net for lost queue
 notifications (``queuejob.refresher``). After each refresh of a QueueJob the refresher asks the
@@ -21,7 +21,12 @@ notifications (``queuejob.refresher``). After each refresh of a QueueJob the ref
   seconds after it was first asked for (:meth:`RefreshPacer.recheck_wait`), then ``every``
   seconds after each re-check (:meth:`RefreshPacer.rechecked`);
 - with ``jitter`` j, a backed-off wait is shortened by a random fraction in [0, j), so QueueJobs
-  that went idle together (e.g. created in one burst) do not keep refreshing in one wave.
+  that went idle together (e.g. created in one burst) do not keep refreshing in one wave;
+- a resync that is due takes a turn (:meth:`RefreshPacer.admit`): at most ``max_rate`` turns
+  per second, after a burst of one second's worth, however many resyncs come due at once (the
+  first resyncs of thousands of QueueJobs created together). A resync that must wait for its
+  turn runs that much later; refreshes for events or for a time a refresh named (a lease
+  expiry, a TTL) take no turn and are never held back.
 
 State is in memory only: after an operator restart every QueueJob starts at ``status_interval``.
 """
@@ -29,9 +34,12 @@ State is in memory only: after an operator restart every QueueJob starts at ``st
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import time
 from collections.abc import Callable
+
+from workqueue.limiters.tokenbucket import TokenBucket
 
 
 @dataclasses.dataclass
@@ -67,6 +75,9 @@ class RefreshPacer:
         self._rand = rand
         self._rechecks: dict[str, float] = {}  # uid -> when its config re-check is due
         self._paces: dict[str, _Pace] = {}
+        self._turns = (
+            TokenBucket(max_rate, max(1, math.ceil(max_rate)), clock) if max_rate > 0 else None
+        )
 
     def __len__(self) -> int:
         return len(self._paces)
@@ -118,6 +129,12 @@ class RefreshPacer:
         else:
             wait = gap
         self._paces[uid] = _Pace(version, gap, self._clock() + wait)
+
+    def admit(self) -> float:
+        """Take the turn of one resync that is due now: the seconds it must still wait so that
+        at most ``max_rate`` resyncs start per second (0: run now; always 0 without a cap).
+        A turn is taken even if the resync then never runs (an event refreshed it first)."""
+        return 0.0 if self._turns is None else self._turns.reserve()
 
     def recheck_wait(self, uid: str, every: float) -> float:
         """Seconds until the configuration re-check of ``uid`` is due (0: now); the first

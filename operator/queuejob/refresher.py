@@ -11,8 +11,9 @@ The :class:`Refresher` keeps the latest body of every QueueJob (from kopf's watc
   lease runs out), at a TTL removal or an autoscaler scale-down that falls due;
 - the resync, the safety net for lost triggers (pub/sub is at-most-once): after every refresh
   that found the QueueJob live, the next one is queued when the :class:`RefreshPacer` says
-  (``status_interval``, backing off while idle, with an operator-wide cap on idle resyncs per
-  second: ``queuejob.pacing``). There is no timer task per QueueJob.
+  (``status_interval``, backing off while idle: ``queuejob.pacing``); when it is due it takes
+  its turn under the operator-wide cap on resyncs per second, and is queued again for that turn
+  if it must wait. There is no timer task per QueueJob.
 
 Guarantees:
 
@@ -126,6 +127,10 @@ class Refresher:
         self.pacer = pacer
         # QueueJobs queued for their resync only (not for a trigger or a time a refresh named).
         self._resyncs: set[str] = set()
+        # Of those, the ones queued again for the turn the pacer gave them (run when due).
+        self._turns: set[str] = set()
+        #: Resyncs that came due and had to wait for a turn under the rate cap.
+        self.resyncs_held = 0
 
     def stats(self) -> dict[str, float]:
         """The figures behind ``queuejob.metrics.REFRESHER_METRICS``."""
@@ -133,6 +138,7 @@ class Refresher:
         return {
             "queuejob_refresh_queue_depth": len(self.queue) - len(self._resyncs),
             "queuejob_refresh_resyncs_queued": len(self._resyncs),
+            "queuejob_refresh_resyncs_held": self.resyncs_held,
             "queuejob_refresh_processing": self.queue.processing,
             "queuejob_refresh_triggers": self.queue.adds,
             "queuejob_refresh_coalesced": self.queue.coalesced,
@@ -147,6 +153,7 @@ class Refresher:
         """Refresh ``uid`` in ``delay`` seconds (default: the coalescing delay), if known."""
         if uid in self.bodies:
             self._resyncs.discard(uid)
+            self._turns.discard(uid)
             self.queue.add(uid, self.delay if delay is None else delay)
 
     def observe(self, raw: Mapping[str, Any], event_type: str | None) -> None:
@@ -180,6 +187,7 @@ class Refresher:
         self._signatures.pop(uid, None)
         self.queue.forget(uid)
         self._resyncs.discard(uid)
+        self._turns.discard(uid)
         if self.pacer is not None:
             self.pacer.forget(uid)
         if self.notifications is not None:
@@ -206,7 +214,10 @@ class Refresher:
     async def _work(self) -> None:
         while True:
             uid = await self.queue.get()
+            if not self._has_turn(uid):
+                continue
             self._resyncs.discard(uid)
+            self._turns.discard(uid)
             after: float | None = None
             resync = False
             try:
@@ -221,6 +232,20 @@ class Refresher:
             queued = after is not None and uid in self.bodies and self.queue.add(uid, after)
             if queued and resync:
                 self._resyncs.add(uid)
+
+    def _has_turn(self, uid: str) -> bool:
+        """True if ``uid`` may be refreshed now: anything but a resync, or a resync whose turn
+        under the pacer's rate cap has come; else it is queued again for its turn."""
+        if self.pacer is None or uid not in self._resyncs or uid in self._turns:
+            return True
+        wait = self.pacer.admit()
+        if wait <= 0:
+            return True
+        self.resyncs_held += 1
+        self.queue.done(uid)  # nothing was added meanwhile: no await since the get
+        self.queue.add(uid, wait)
+        self._turns.add(uid)
+        return False
 
     async def _refresh(self, uid: str) -> tuple[float | None, bool]:
         """One refresh of ``uid``: the seconds until the next one (None: none), and whether

@@ -185,8 +185,9 @@ SETTINGS: tuple[Setting, ...] = (
         "QUEUEJOB_RESYNC_RATE",
         "--resync-rate",
         "2",
-        "Most resyncs per second of idle QueueJobs, operator-wide: with more than this times "
-        "the idle interval of them, their gap grows instead (the cost stays flat); 0 = no cap.",
+        "Most resyncs per second, operator-wide (resyncs due together wait their turns; with "
+        "more idle QueueJobs than this times the idle interval, their gap grows instead, so "
+        "the cost stays flat); refreshes for events never wait; 0 = no cap.",
     ),
     Setting(
         "notify_delay",

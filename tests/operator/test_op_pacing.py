@@ -1,8 +1,13 @@
-"""RefreshPacer: idle QueueJobs back off to the idle interval; any change resets them."""
+"""RefreshPacer: idle QueueJobs back off to the idle interval; any change resets them; resyncs
+that come due together take turns at the operator-wide rate."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from queuejob.pacing import RefreshPacer
 
@@ -172,3 +177,45 @@ def test_idle_resyncs_of_many_queuejobs_stay_near_the_rate(count: int) -> None:
     rate = runs / (3 * 3600)
     assert rate <= 2 / (1 - 0.2)
     assert rate >= min(2.0, count / 600) * 0.9  # and they do resync
+
+
+def test_without_a_cap_every_resync_has_its_turn_at_once() -> None:
+    pacer = RefreshPacer(5, 60, clock=Clock())
+    assert [pacer.admit() for _ in range(1000)] == [0.0] * 1000
+
+
+def test_resyncs_due_together_take_turns_at_the_rate() -> None:
+    """10,000 QueueJobs created together come due together: after a burst of one second's
+    worth, their turns are spaced 1 / max_rate apart, not run as one wave."""
+    clock = Clock()
+    pacer = RefreshPacer(120, 600, clock=clock, max_rate=2)
+    waits = [pacer.admit() for _ in range(10_000)]
+    assert waits[:2] == [0.0, 0.0]
+    assert waits[2:5] == [0.5, 1.0, 1.5]
+    assert waits[-1] == pytest.approx(9998 / 2)
+    clock.now += 10_000  # the bucket refills up to its burst, no further
+    assert [pacer.admit() for _ in range(3)] == [0.0, 0.0, 0.5]
+
+
+@given(
+    rate=st.sampled_from([0.5, 2.0, 7.5]),
+    steps=st.lists(st.floats(min_value=0, max_value=5, allow_nan=False), max_size=300),
+)
+@settings(max_examples=60, deadline=None)
+def test_turns_never_exceed_the_rate_in_any_window(rate: float, steps: list[float]) -> None:
+    """Whenever resyncs come due (any spacing), the times their turns come keep within
+    ``burst + rate * t`` in every window of ``t`` seconds, and no turn is before its resync
+    was due."""
+    clock = Clock()
+    pacer = RefreshPacer(5, 60, clock=clock, max_rate=rate)
+    burst = max(1, math.ceil(rate))
+    starts = []
+    for step in steps:
+        clock.now += step
+        wait = pacer.admit()
+        assert wait >= 0
+        starts.append(clock.now + wait)
+    starts.sort()
+    for i, first in enumerate(starts):
+        for j in range(i, len(starts)):
+            assert j - i + 1 <= burst + rate * (starts[j] - first) + 1e-6

@@ -118,3 +118,41 @@ def test_the_operator_wide_cap_stretches_idle_gaps() -> None:
         assert pacer.idle_cap == pytest.approx(4001 / 2)
 
     _run(Recorder(Outcome(idle=True)), pacer, check)
+
+
+def test_resyncs_due_together_wait_their_turn_and_triggers_do_not() -> None:
+    """100 QueueJobs whose resyncs come due together at a cap of 10/s: the resyncs start at
+    most ``burst + 10 * t`` in ``t`` seconds (not as one wave), the rest are queued for their
+    turns, and a trigger of a held QueueJob refreshes it at once, without waiting for its turn."""
+    starts: list[tuple[str, float]] = []
+
+    async def run(uid: str, **_: Any) -> Outcome:
+        starts.append((uid, asyncio.get_running_loop().time()))
+        return Outcome(idle=False)  # busy: the next resync one interval later
+
+    async def main() -> None:
+        refresher = Refresher(run, delay=0.0, workers=2, pacer=RefreshPacer(0.05, 10, max_rate=10))
+        refresher.ensure_started()
+        try:
+            for i in range(100):
+                body = {**BODY, "metadata": {**BODY["metadata"], "uid": f"qj-{i}"}}
+                refresher.observe(body, "ADDED")  # first sight: a refresh, not a resync
+            while len(starts) < 100:
+                await asyncio.sleep(0.01)
+            began = asyncio.get_running_loop().time()
+            await asyncio.sleep(2.0)
+            resyncs = [t for _, t in starts[100:]]
+            assert 10 <= len(resyncs) <= 10 + 10 * (resyncs[-1] - began) + 1
+            assert refresher.stats()["queuejob_refresh_resyncs_held"] >= 80
+            late = [u for u in refresher.bodies if (refresher.queue.due_in(u) or 0) > 3]
+            assert late, "no resync is held for a later turn"
+            asked = asyncio.get_running_loop().time()
+            refresher.trigger(late[0])
+            while not any(u == late[0] and t >= asked for u, t in starts):
+                await asyncio.sleep(0.01)
+            waited = asyncio.get_running_loop().time() - asked
+            assert waited < 2.0, f"the trigger waited {waited:.1f} s for a resync's turn"
+        finally:
+            await refresher.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
