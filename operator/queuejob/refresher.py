@@ -26,7 +26,8 @@ Guarantees:
   configuration error) costs nothing until a watch event triggers it again;
 - a kept body is slim: it leaves out what a refresh never reads and what is most of a
   QueueJob's memory (``metadata.managedFields``, kubectl's and kopf's copies of the spec in
-  their annotations), so it costs a few KiB per QueueJob (:func:`slim`);
+  their annotations), and shares its keys and short strings with the other kept bodies, so it
+  costs a few KiB per QueueJob (:func:`slim`);
 - a refresh's status patch is sent at once, and the returned object replaces the kept body, so
   the next refresh compares against what it wrote (no repeated phase Events); a refresh that
   carries out a request records it before it lets go of the QueueJob's lock (:meth:`keep`),
@@ -42,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
@@ -67,16 +69,40 @@ UNREAD_ANNOTATIONS = frozenset(
 
 
 def slim(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """``raw`` without what a refresh never reads: ``metadata.managedFields`` and
-    :data:`UNREAD_ANNOTATIONS` (shallow: the rest is shared with ``raw``, never modified)."""
-    body = dict(raw)
-    meta = dict(body.get("metadata") or {})
-    meta.pop("managedFields", None)
+    """A compact copy of ``raw`` without what a refresh never reads: ``metadata.managedFields``
+    and :data:`UNREAD_ANNOTATIONS`. Keys and short strings are interned (:func:`compact`), so
+    the kept bodies of many QueueJobs share them; ``raw`` is not modified."""
+    meta = raw.get("metadata") or {}
+    kept_meta = {k: v for k, v in meta.items() if k != "managedFields"}
     annotations = meta.get("annotations")
     if annotations and not UNREAD_ANNOTATIONS.isdisjoint(annotations):
-        meta["annotations"] = {k: v for k, v in annotations.items() if k not in UNREAD_ANNOTATIONS}
-    body["metadata"] = meta
-    return body
+        kept_meta["annotations"] = {
+            k: v for k, v in annotations.items() if k not in UNREAD_ANNOTATIONS
+        }
+    body = compact({k: v for k, v in raw.items() if k != "metadata"})
+    body[_METADATA] = compact(kept_meta)
+    return cast(dict[str, Any], body)
+
+
+#: Strings up to this length are interned in kept bodies (names, phases, reasons, timestamps).
+INTERN_MAX = 64
+_METADATA = sys.intern("metadata")
+
+
+def compact(value: Any) -> Any:
+    """A copy of a JSON value whose dict keys and strings of at most :data:`INTERN_MAX`
+    characters are interned: every QueueJob's body repeats the same keys ("metadata",
+    "conditions", "lastTransitionTime", ...), and a parsed watch event has its own copy of each;
+    interned, thousands of kept bodies share one. Equal to ``value``."""
+    if isinstance(value, dict):
+        return {
+            (sys.intern(k) if isinstance(k, str) else k): compact(v) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [compact(v) for v in value]
+    if isinstance(value, str) and len(value) <= INTERN_MAX:
+        return sys.intern(value)
+    return value
 
 
 def _version(raw: Mapping[str, Any]) -> int:

@@ -3,7 +3,8 @@
 A QueueJob's ``metadata.managedFields`` and the two annotations that copy its spec as JSON
 (kubectl's last-applied configuration, kopf's diff base) are most of its memory; the refresher
 drops them from the bodies it keeps (from the watch and from its own patches' responses), keeps
-everything else, and never modifies the object it was given.
+everything else, and never modifies the object it was given. Keys and short strings of the kept bodies are
+interned, so thousands of bodies share one copy of each.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from queuejob import naming
-from queuejob.refresher import UNREAD_ANNOTATIONS, Refresher, signature, slim
+from queuejob.refresher import UNREAD_ANNOTATIONS, Refresher, compact, signature, slim
 
 UID = "uid-qj"
 SPEC = {"items": [f"item-{i}" for i in range(50)], "parallelism": 4}
@@ -105,4 +106,37 @@ def test_slim_drops_exactly_the_unread_parts(annotations: dict[str, str], manage
         k: v for k, v in annotations.items() if k not in UNREAD_ANNOTATIONS
     }
     assert "managedFields" not in kept["metadata"]
-    assert kept["spec"] is raw["spec"]
+    assert kept["spec"] == raw["spec"]
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=80),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=30,
+)
+
+
+@given(JSON)
+def test_compact_keeps_every_value_and_leaves_the_original_alone(value: Any) -> None:
+    before = copy.deepcopy(value)
+    assert compact(value) == value
+    assert value == before
+
+
+def test_kept_bodies_of_many_queuejobs_share_keys_and_short_strings() -> None:
+    """Each watch event is parsed on its own, with its own copy of every key and string; the
+    kept bodies share them."""
+    refresher = _refresher()
+    for i in range(2):
+        raw = json.loads(json.dumps(_body()))  # a fresh parse, as from the watch
+        raw["metadata"]["uid"] = f"uid-{i}"
+        refresher.observe(raw, "ADDED")
+    one, two = refresher.bodies["uid-0"], refresher.bodies["uid-1"]
+    assert one == {**two, "metadata": {**two["metadata"], "uid": "uid-0"}}
+    shared = [
+        (next(iter(one["status"])), next(iter(two["status"]))),  # a key
+        (one["status"]["phase"], two["status"]["phase"]),  # a short string
+        (one["spec"]["items"][7], two["spec"]["items"][7]),
+        (one["metadata"]["namespace"], two["metadata"]["namespace"]),
+    ]
+    assert all(a is b for a, b in shared)
