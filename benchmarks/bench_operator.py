@@ -151,7 +151,8 @@ def audited_cluster(work: pathlib.Path, label: str) -> Iterator[tuple[LocalClust
     policy = work / "audit-policy.yaml"
     policy.write_text(AUDIT_POLICY)
     audit_log = work / f"audit-{label}.log"
-    audit_log.unlink(missing_ok=True)
+    for old in audit_files(audit_log):
+        old.unlink()
     original = components.apiserver
 
     def apiserver_with_audit(*args: Any, **kwargs: Any) -> list[str]:
@@ -543,7 +544,27 @@ def count_requests(
     """
     seen: set[str] = set()
     counts: collections.Counter[str] = collections.Counter()
-    with audit_log.open() as f:
+    for path in audit_files(audit_log):
+        _count_file(path, since, until, accept, seen, counts)
+    return counts
+
+
+def audit_files(audit_log: pathlib.Path) -> list[pathlib.Path]:
+    """The audit log and the files the API server rotated it into (``<stem>-<time>.log``, every
+    100 MB: a run of 10,000 QueueJobs fills several), oldest first."""
+    rotated = sorted(audit_log.parent.glob(f"{audit_log.stem}-*{audit_log.suffix}"))
+    return [*rotated, audit_log] if audit_log.exists() else rotated
+
+
+def _count_file(
+    path: pathlib.Path,
+    since: float,
+    until: float,
+    accept: Callable[[dict[str, Any]], bool],
+    seen: set[str],
+    counts: collections.Counter[str],
+) -> None:
+    with path.open() as f:
         for line in f:
             event = json.loads(line)
             if event["auditID"] in seen or not accept(event):
@@ -559,7 +580,6 @@ def count_requests(
             if ref.get("subresource"):
                 resource += "/" + ref["subresource"]
             counts[f"{event['verb']} {resource}"] += 1
-    return counts
 
 
 def is_operator_request(event: dict[str, Any]) -> bool:
