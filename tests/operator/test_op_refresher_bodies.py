@@ -3,8 +3,8 @@
 A QueueJob's ``metadata.managedFields`` and the two annotations that copy its spec as JSON
 (kubectl's last-applied configuration, kopf's diff base) are most of its memory; the refresher
 drops them from the bodies it keeps (from the watch and from its own patches' responses), keeps
-everything else, and never modifies the object it was given. Keys and short strings of the kept bodies are
-interned, so thousands of bodies share one copy of each.
+everything else, and never modifies the object it was given. Keys and short strings of the
+kept bodies are interned, so thousands of bodies share one copy of each.
 """
 
 from __future__ import annotations

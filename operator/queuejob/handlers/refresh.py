@@ -6,8 +6,8 @@ a TTL or autoscaler deadline) and, as a safety net for lost notifications, every
 ``QUEUEJOB_STATUS_INTERVAL`` seconds per QueueJob (the resync, queued by the refresher after
 each refresh; skipped until the queue is seeded; an idle QueueJob backs off up to
 ``QUEUEJOB_STATUS_IDLE_INTERVAL``, and all resyncs together start at most
-``QUEUEJOB_RESYNC_RATE`` per second, see ``queuejob.pacing``; a finished one with no worker left and no TTL removal pending
-has none). Each refresh:
+``QUEUEJOB_RESYNC_RATE`` per second, see ``queuejob.pacing``; a finished one with no worker
+left and no TTL removal pending has none). Each refresh:
 
 - reap leases whose holder died (the item goes back to pending, counted as a retry);
 - counts, progress, dead letters, active workers, queue metrics;
