@@ -157,7 +157,8 @@ class ConcurrencyLimiter:
             self._grant()
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        (self._background if background else self._waiters).push(flow, fut)
+        queues = self._background if background else self._waiters
+        index = queues.push(flow, fut)
         self._live[background] += 1
         self._flow_waiting[flow] += 1
         try:
@@ -167,6 +168,7 @@ class ConcurrencyLimiter:
                 # The slot was handed to us just as we were cancelled: pass it on.
                 self._release()
             else:
+                queues.remove(index, flow, fut)
                 self._unwait(background, flow)
             raise
 

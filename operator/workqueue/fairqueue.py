@@ -13,7 +13,8 @@ queues)`` others; a flow whose hand shares no queue with a flooding flow waits a
 pass, however many waiters the flooding flow has (with 64 queues and hands of 4, two flows share
 a queue in about 23% of cases and share all four of them with probability 1 / C(64, 4) ~ 1.6e-6,
 so one flow can hold up another only in a small, stable subset of pairs). Order within a queue
-is FIFO. Not thread-safe: one event loop.
+is FIFO. A waiter that gives up is taken out (:meth:`FairQueues.remove`), so it holds no place
+in the lengths that the next waiters choose by. Not thread-safe: one event loop.
 """
 
 from __future__ import annotations
@@ -79,6 +80,18 @@ class FairQueues(Generic[T]):
         self._queues[chosen].append((flow, item))
         self._waiting[flow] += 1
         return chosen
+
+    def remove(self, index: int, flow: Hashable, item: T) -> bool:
+        """Take ``item`` of ``flow`` out of queue ``index`` (where :meth:`push` put it), e.g.
+        a cancelled waiter, so that it no longer counts in the queue's length when the next
+        waiter picks the shortest queue of its hand. False if it is not there (served)."""
+        queue = self._queues[index]
+        for position, (queued_flow, queued) in enumerate(queue):
+            if queued is item and queued_flow == flow:
+                del queue[position]
+                self._uncount(flow)
+                return True
+        return False
 
     def pop(self) -> tuple[Hashable, T] | None:
         """The next waiter round-robin, dropping skipped ones (e.g. cancelled); None if none."""

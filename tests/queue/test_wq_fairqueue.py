@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from workqueue.concurrency import ConcurrencyLimiter
@@ -104,6 +104,15 @@ STEPS = st.lists(
 
 @settings(deadline=None)
 @given(steps=STEPS)
+@example(  # a cancelled waiter must not count in its queue's length
+    steps=[
+        ("wait", "team-a", False),
+        ("cancel", 0),
+        ("wait", "team-a", False),
+        ("wait", "team-a", False),
+        ("release",),
+    ]
+)
 def test_the_limiter_grants_slots_in_the_reference_order(steps: list[tuple[Any, ...]]) -> None:
     async def run() -> None:
         limiter = ConcurrencyLimiter(1, queues=8, hand_size=2)
