@@ -95,9 +95,7 @@ def compact(value: Any) -> Any:
     "conditions", "lastTransitionTime", ...), and a parsed watch event has its own copy of each;
     interned, thousands of kept bodies share one. Equal to ``value``."""
     if isinstance(value, dict):
-        return {
-            (sys.intern(k) if isinstance(k, str) else k): compact(v) for k, v in value.items()
-        }
+        return {(sys.intern(k) if isinstance(k, str) else k): compact(v) for k, v in value.items()}
     if isinstance(value, list):
         return [compact(v) for v in value]
     if isinstance(value, str) and len(value) <= INTERN_MAX:
