@@ -425,4 +425,7 @@ def main() -> int:
     worker = Worker(config)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
-    return worker.run()
+    try:
+        return worker.run()
+    finally:
+        worker.queue.close()  # sends the durations not sent yet (best effort)

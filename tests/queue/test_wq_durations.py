@@ -1,10 +1,12 @@
-"""Per-item durations (lease to completion) recorded by the complete scripts, on one server and on
-a Redis Cluster; their export as ``workqueue_work_duration_seconds`` and in ``kubectl queuejob
-status``.
+"""Per-item durations (lease to completion), counted by the worker's LeaseQueue and sent to Redis
+with its calls, on one server and on a Redis Cluster; their export as
+``workqueue_work_duration_seconds`` and in ``kubectl queuejob status``.
 
 - each completion adds its item once to the bucket of its duration (queue clock), whichever
   call completes it (complete, complete_many, complete_and_lease), and a re-sent completion
   (same token) is not counted again;
+- a worker sends its histogram at most once per interval, and all of it when a lease finds
+  nothing or on close; a worker that dies loses only the durations it had not sent, no item;
 - the Lua bucket choice and the Python bucket list agree;
 - the operator exports the queue's histogram under the QueueJob's name beside the handlers'.
 """
@@ -145,3 +147,140 @@ def test_kubectl_status_shows_p50_and_p95_per_item() -> None:
     assert "per item: p50 -   p95 -   (no item completed yet)" in empty
     assert render.seconds(4.24) == "4.2s"
     assert render.seconds(3900) == "1h5m"
+
+
+class Ticker:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_worker_sends_its_histogram_at_most_once_per_interval() -> None:
+    ticker = Ticker()
+    acc = durations.DurationAccumulator(1.0, ticker)
+    assert acc.take(completing=False) is None  # nothing to send, nothing to record
+    assert acc.take(completing=True) == ["0"]  # the first completing call records itself
+    sent = []
+    for step in range(32):  # 4 s of calls every 1/8 s, each completing one item of 0.25 s
+        ticker.now = 0.0625 + step / 8
+        block = acc.take(completing=True)
+        if block is None:
+            acc.add(1_250_000, ["n@1000.1:w"])
+        else:
+            sent.append((ticker.now, block))
+    assert [at for at, _ in sent] == [1.0625, 2.0625, 3.0625]  # never twice within 1 s
+    assert sent[0][1] == ["2", "0.25", "8", "sum_us", "2000000"]
+    assert sent[1][1] == ["2", "0.25", "7", "sum_us", "1750000"]
+    assert acc.flushes == 3
+    assert acc.pending == 7  # the calls after 3.0625 s
+    assert acc.take(force=True) == ["2", "0.25", "7", "sum_us", "1750000"]
+    assert acc.take(force=True) is None and acc.pending == 0
+
+
+def test_the_python_buckets_are_the_lua_ones_at_each_bound() -> None:
+    acc = durations.DurationAccumulator(0.0)
+    for bound_us in durations.BOUNDS_US:
+        acc.add(10_000_000_000 + bound_us, ["n@10000000.1:w"])  # exactly at the bound
+        acc.add(10_000_000_000 + bound_us + 1, ["n@10000000.2:w"])  # just above it
+    acc.add(10_000_000_000, ["no-lease-time:w", "n@10000000.3:w"])  # 0 s; a token skipped
+    block = acc.take(force=True)
+    assert block is not None
+    fields = dict(zip(block[1::2], block[2::2], strict=True))
+    expected = {f: "2" for f in durations.BOUND_FIELDS[1:]}
+    expected.update({"0.005": "2", "+Inf": "1"})
+    assert {f: v for f, v in fields.items() if f != "sum_us"} == expected
+
+
+def observed(client: redis.Redis | RedisCluster, name: str) -> DurationHistogram:
+    """The hash as another process sees it (an observer holds no unsent durations)."""
+    return LeaseQueue(client, name).durations()
+
+
+def test_worker_durations_reach_redis_when_due_and_all_once_idle(
+    redis_client: redis.Redis | RedisCluster,
+) -> None:
+    clock = Clock()
+    queue = LeaseQueue(redis_client, "dur-idle", clock=clock, durations_interval=3600)
+    queue.configure(QueueConfig(lease_seconds=3600))
+    queue.seed([f"i{n:02d}" for n in range(20)])
+    held = queue.lease("w")
+    totals = []
+    while held:
+        clock.now += 0.3  # every item takes 0.3 s on the queue's clock -> bucket 0.5
+        done = held
+        held = queue.complete_and_lease(done, "w").leases
+        if held:
+            assert queue.complete_many(done) == {}  # repeated: accepted, not counted again
+        totals.append(observed(redis_client, "dur-idle").total)
+    # The first completing call records itself; the others wait for the interval (an hour),
+    # until the lease that found nothing sends them all.
+    assert totals[:-1] == [1] * 19
+    assert totals[-1] == 20 == queue.stats().succeeded
+    hist = observed(redis_client, "dur-idle")
+    assert hist.counts[durations.BOUND_FIELDS.index("0.5")] == 20
+    assert hist.sum_seconds == pytest.approx(6.0, abs=1e-3)
+
+
+def test_close_sends_what_single_completions_counted(
+    redis_client: redis.Redis | RedisCluster,
+) -> None:
+    clock = Clock()
+    queue = LeaseQueue(redis_client, "dur-close", clock=clock, durations_interval=3600)
+    queue.configure(QueueConfig(lease_seconds=3600))
+    queue.seed([f"i{n}" for n in range(6)])
+    batch = queue.lease("w", n=6)
+    clock.now += 2
+    queue.complete(batch[0])  # records itself (first completing call)
+    clock.now += 20
+    for lease in batch[1:]:
+        queue.complete(lease)
+    assert queue.complete_many([batch[1], batch[1]]) == {}  # repeats: nothing counted
+    assert observed(redis_client, "dur-close").total == 1
+    queue.close()
+    hist = observed(redis_client, "dur-close")
+    by_bound = dict(zip((*durations.BOUND_FIELDS, "+Inf"), hist.counts, strict=True))
+    assert {k: v for k, v in by_bound.items() if v} == {"2.5": 1, "30": 5}
+    assert hist.total == queue.stats().succeeded == 6
+    assert hist.sum_seconds == pytest.approx(2 + 5 * 22, abs=1e-3)
+
+
+def test_every_call_records_with_a_zero_interval(redis_client: redis.Redis | RedisCluster) -> None:
+    clock = Clock()
+    queue = LeaseQueue(redis_client, "dur-zero", clock=clock, durations_interval=0)
+    queue.configure(QueueConfig(lease_seconds=3600))
+    queue.seed([f"i{n}" for n in range(5)])
+    held = queue.lease("w")
+    for n in range(1, 5):
+        clock.now += 0.02
+        held = queue.complete_and_lease(held, "w").leases
+        assert observed(redis_client, "dur-zero").total == n
+
+
+def test_a_crash_loses_only_unsent_durations_never_items(
+    redis_client: redis.Redis | RedisCluster,
+) -> None:
+    clock = Clock()
+    name = "dur-crash"
+    crashing = LeaseQueue(redis_client, name, clock=clock, durations_interval=3600)
+    crashing.configure(QueueConfig(lease_seconds=60))
+    crashing.seed([f"i{n:02d}" for n in range(30)])
+    held = crashing.lease("crashing")
+    for _ in range(10):
+        clock.now += 1
+        held = crashing.complete_and_lease(held, "crashing").leases
+    unsent = crashing._durations.pending
+    assert unsent == 9  # the first completing call recorded itself
+    del crashing  # dies holding one lease and nine unsent durations: no close()
+    clock.now += 61  # its lease expires
+    survivor = LeaseQueue(redis_client, name, clock=clock)
+    held = survivor.lease("survivor")
+    while held:
+        held = survivor.complete_and_lease(held, "survivor").leases
+    survivor.close()
+    stats = survivor.stats()
+    assert (stats.succeeded, stats.pending, stats.leased, stats.dead) == (30, 0, 0, 0)
+    assert observed(redis_client, name).total == 30 - unsent
