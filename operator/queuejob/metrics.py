@@ -340,7 +340,7 @@ class Metrics:
         r.register(self.work_duration)
         self.running = _Running()
         r.register(self.running)
-        self._per_queue(
+        self.queue_unfinished = self._per_queue(
             Gauge(
                 "queuejob_items_leased",
                 "Items of a QueueJob's queue currently leased by workers.",
@@ -349,7 +349,7 @@ class Metrics:
             ),
             _field("leased"),
         )
-        self._per_queue(
+        self.items = self._per_queue(
             Gauge(
                 "queuejob_items",
                 "Items of a QueueJob's queue by state.",
@@ -405,7 +405,7 @@ class Metrics:
             "election is off); 0 while it is a standby.",
             registry=r,
         )
-        self._per_queue(
+        self.workers_desired = self._per_queue(
             Gauge(
                 "queuejob_workers_desired",
                 "Worker pods a QueueJob asks its Job for: spec.parallelism, or the autoscaler's "
@@ -415,7 +415,7 @@ class Metrics:
             ),
             _field("desired"),
         )
-        self._per_queue(
+        self.workers_current = self._per_queue(
             Gauge(
                 "queuejob_workers_current",
                 "Worker pods of a QueueJob's Job active now (the Job's status.active).",

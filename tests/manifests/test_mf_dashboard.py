@@ -36,6 +36,7 @@ def _families() -> dict[str, tuple[str, set[str]]]:
     metrics = Metrics(concurrency_limit=4)
     labels: dict[str, set[str]] = {}
     for attribute in vars(metrics).values():  # the prometheus_client metric objects
+        attribute = getattr(attribute, "metric", attribute)  # per-queue series: theirs
         name, names = getattr(attribute, "_name", None), getattr(attribute, "_labelnames", None)
         if isinstance(name, str) and names is not None:
             labels[name] = set(names)
