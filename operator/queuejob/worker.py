@@ -425,7 +425,4 @@ def main() -> int:
     worker = Worker(config)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
-    try:
-        return worker.run()
-    finally:
-        worker.queue.close()  # sends the durations not sent yet (best effort)
+    return worker.run()
