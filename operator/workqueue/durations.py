@@ -1,30 +1,16 @@
-"""Per-item processing time (lease to completion), recorded as a histogram in the queue.
+"""Per-item processing time (lease to completion), recorded by the queue as a histogram.
 
-An item's duration is the completing call's time minus the lease time encoded in the lease
-token, both on the queue's clock (Redis' ``TIME``, or the caller's ``clock=``): the same value
-whoever computes it, and worker clocks do not matter. Most completions are counted by the
-worker itself: the reply of each worker call carries the call's time (``now_us``), and
-:class:`DurationAccumulator` adds the durations of the items it completed to a histogram of its
-own, with the same buckets. The worker sends that histogram to the ``durations`` hash with one
-of its calls at most about once a second (:data:`FLUSH_SECONDS`), when a lease finds nothing
-(the worker goes idle) and on ``LeaseQueue.close()``; the call that sends it also records its
-own completions in Redis (``scripts/lib.lua``: ``add_durations``). So the per-call server path
-does no duration work except about once a second per worker.
-
-Guarantee: durations are metrics, items never depend on them. A worker that dies without
-closing its queue loses the durations it had not sent: those of about the last second of its
-completions (a worker slower than one call a second sends them with every call and loses
-none). A worker call whose reply is lost (connection error) loses the durations it carried. A
-sent histogram is never counted twice.
-
-The hash holds, per bucket, the items whose duration is at most that bound and
+Every completion adds its item's duration (completion time minus the lease time encoded in the
+lease token, on the queue's clock) to the ``durations`` hash of the queue, inside the complete
+script: one ``HINCRBY`` for the item's bucket and one for the sum, O(1) per item whatever the
+queue's size. The hash holds, per bucket, the items whose duration is at most that bound and
 above the previous one (field = the bound as written in :data:`BOUNDS`, ``+Inf`` past the last),
 ``sum_us``, the total in microseconds, and ``layout``, a constant text written by ``configure``
 that keeps the hash in Redis' hashtable encoding (O(1) field access on the hot path).
 
 Bounds: Prometheus' default buckets (5 ms to 10 s) extended by 30 s, 1, 2, 5, 10 and 30 minutes
 and 1 hour, since items of a batch job often take minutes. ``scripts/lib.lua`` holds the same
-bucket choice (``duration_field``; a test checks they match).
+list (``DURATION_FIELDS``; a test checks they match).
 
 A re-sent completion (same token) is not counted twice; an item that ran several times counts
 the attempt that completed it.
@@ -33,15 +19,8 @@ the attempt that completed it.
 from __future__ import annotations
 
 import math
-import re
-import threading
-import time
-from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from typing import NamedTuple
-
-#: Seconds between two sends of a worker's histogram (see the module doc).
-FLUSH_SECONDS = 1.0
 
 #: Upper bounds (seconds) of the buckets, as written in the hash's field names.
 BOUND_FIELDS = (
@@ -65,83 +44,6 @@ BOUND_FIELDS = (
     "3600",
 )
 BOUNDS = tuple(float(f) for f in BOUND_FIELDS)
-#: The bounds in microseconds (durations are whole microseconds).
-BOUNDS_US = tuple(round(b * 1_000_000) for b in BOUNDS)
-_FIELDS = (*BOUND_FIELDS, "+Inf")
-#: The lease time (ms) in a lease token, as ``scripts/lib.lua`` reads it.
-_LEASED_MS = re.compile(r"@(\d+)\.")
-
-
-class DurationAccumulator:
-    """A worker's histogram of the durations it has not sent to Redis yet (thread-safe).
-
-    :meth:`add` counts completed leases from a reply's ``now_us`` (O(1) per item: one regex
-    match, one bisection); :meth:`take` returns the durations block of a worker call's
-    arguments (``scripts/lib.lua``: ``add_durations``) and empties the histogram.
-    """
-
-    def __init__(
-        self, interval: float = FLUSH_SECONDS, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.interval = interval
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._counts = [0] * len(_FIELDS)
-        self._sum_us = 0
-        self._pending = 0
-        self._sent_at = -math.inf
-        #: Histograms sent so far (:meth:`take` calls that returned a block with counts).
-        self.flushes = 0
-
-    @property
-    def pending(self) -> int:
-        """Items counted here and not sent yet."""
-        return self._pending
-
-    def add(self, now_us: int, tokens: Iterable[str]) -> None:
-        """Count the leases of ``tokens`` completed at ``now_us`` (queue clock); tokens without
-        a lease time are skipped, as the script does."""
-        found = []
-        for token in tokens:
-            match = _LEASED_MS.search(token)
-            if match:
-                found.append(max(now_us - int(match.group(1)) * 1000, 0))
-        if not found:
-            return
-        with self._lock:
-            for us in found:
-                self._counts[bisect_left(BOUNDS_US, us)] += 1
-                self._sum_us += us
-            self._pending += len(found)
-
-    def take(self, *, completing: bool = False, force: bool = False) -> list[str] | None:
-        """The durations block for a worker call, or None for ``''`` (not due: the caller
-        passes the call's completions to :meth:`add` after the reply).
-
-        Due when :attr:`interval` has passed since the last block and there is something to
-        record (counts here, or ``completing``: the call completes items, which it then records
-        in Redis itself); ``force``: whenever counts are pending. A block is ``[n, field,
-        increment, ...]`` with ``sum_us`` last; the counts leave this histogram.
-        """
-        with self._lock:
-            now = self._clock()
-            if force:
-                if not self._pending:
-                    return None
-            elif now - self._sent_at < self.interval or not (self._pending or completing):
-                return None
-            block: list[str] = []
-            if self._pending:
-                for field, count in zip(_FIELDS, self._counts, strict=True):
-                    if count:
-                        block += (field, str(count))
-                block += ("sum_us", str(self._sum_us))
-                self._counts = [0] * len(_FIELDS)
-                self._sum_us = 0
-                self._pending = 0
-                self.flushes += 1
-            self._sent_at = now
-            return [str(len(block) // 2), *block]
 
 
 class DurationHistogram(NamedTuple):

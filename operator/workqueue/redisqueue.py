@@ -31,14 +31,8 @@ Guarantees:
   trips and an interrupted seed resumes where it stopped (see :meth:`LeaseQueue.seed_range`).
   The range's items are known by the cursor (``[range_first, range_next)``), not listed in
   ``seen``: a pending range item costs only its list entry (about 6 bytes).
-- **Per-item durations.** Each completion's processing time (lease to completion, on the
-  queue's clock) goes into a histogram in Redis (:meth:`LeaseQueue.durations`). This object
-  counts the items it completes itself, from each reply's time, and sends its histogram with
-  one of its worker calls at most about once a second, when a lease finds nothing, and on
-  :meth:`LeaseQueue.close` (``workqueue.durations``), so the hot path does no per-call duration
-  work in Redis. Metrics only, never items: a worker that dies without ``close()`` loses the
-  durations of about its last second of completions; a call whose reply is lost loses those it
-  carried; nothing is counted twice.
+- **Per-item durations.** Each completion records the item's processing time (lease to
+  completion) in a histogram in Redis, O(1) per item (:meth:`LeaseQueue.durations`).
 - **Operating a live queue.** ``add`` appends items never seen before (idempotent, no item
   twice); ``redrive`` moves dead letters back to pending with their attempts reset, atomically
   per item (counts stay consistent: ``total`` unchanged, each item moved once); ``leases`` and
@@ -97,7 +91,6 @@ the backoff settings this object loaded (``reload_config()`` refreshes them); ``
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import random
@@ -114,11 +107,10 @@ from redis.connection import Connection
 
 from workqueue.backoff import Uniform, exponential_delay
 from workqueue.config import QueueConfig
-from workqueue.durations import FLUSH_SECONDS, DurationAccumulator, DurationHistogram
+from workqueue.durations import DurationHistogram
 from workqueue.errors import (
     REDIS_ERRORS,
     ItemError,
-    QueueError,
     QueueTypeError,
     StaleLeaseError,
     translate,
@@ -216,7 +208,6 @@ class LeaseQueue:
         wait_timeout: float = 1.0,
         declare_keys: bool = True,
         functions: bool = True,
-        durations_interval: float = FLUSH_SECONDS,
     ) -> None:
         """``client``: a ``redis.Redis`` or a ``redis.cluster.RedisCluster``.
 
@@ -230,10 +221,6 @@ class LeaseQueue:
 
         ``functions=False`` runs the worker calls as scripts (``EVALSHA``) instead of the
         function library (``FCALL``; the default, see the module doc); kept for benchmarks.
-
-        ``durations_interval``: least seconds between two sends of this object's durations
-        histogram with its worker calls (see ``workqueue.durations``); 0 sends it with every
-        call that completes items (each call then records its own durations in Redis).
         """
         if wait_replicas < 0 or not wait_timeout > 0:
             raise ValueError("wait_replicas must be >= 0 and wait_timeout > 0")
@@ -266,8 +253,6 @@ class LeaseQueue:
         # Lease tokens are "<nonce>.<i>:<worker>"; the nonce is unique per lease call.
         self._nonce_prefix = secrets.token_hex(6)
         self._calls = itertools.count()
-        # The durations of this object's completions not sent to Redis yet (module doc).
-        self._durations = DurationAccumulator(durations_interval)
 
     def __repr__(self) -> str:
         return f"LeaseQueue({self.name!r})"
@@ -397,13 +382,10 @@ class LeaseQueue:
         lease_arg = "" if lease_seconds is None else repr(float(lease_seconds))
         while True:
             nonce = self._nonce()
-            block = self._durations.take() or ("",)
-            reply = self._run("lease", self._scripts.lease, worker_id, n, lease_arg, nonce, *block)
+            reply = self._run("lease", self._scripts.lease, worker_id, n, lease_arg, nonce)
             leases, hint = self._parse_lease(reply, worker_id, nonce)
             remaining = deadline - time.monotonic()
             if leases or remaining <= 0:
-                if not leases:
-                    self._flush_quietly()  # going idle
                 return leases
             pause = MAX_POLL_SECONDS if hint < 0 else min(max(hint, 0.005), MAX_POLL_SECONDS)
             time.sleep(min(pause, remaining))
@@ -419,12 +401,10 @@ class LeaseQueue:
         """Complete several leases in one call; returns the refused ones (item -> reason)."""
         if not leases:
             return {}
-        block = self._durations.take(completing=True)
-        args: list[str] = [*(block or ("",))]
+        args: list[str] = []
         for lease in leases:
             args += (lease.item, lease.token)
-        raw = self._run("complete", self._scripts.complete, *args)
-        return self._completed(block, int(raw[0]), leases, raw[1:])
+        return self._pairs(self._run("complete", self._scripts.complete, *args))
 
     def complete_and_lease(
         self,
@@ -437,52 +417,14 @@ class LeaseQueue:
         self._check_lease_args(worker_id, n, lease_seconds)
         lease_arg = "" if lease_seconds is None else repr(float(lease_seconds))
         nonce = self._nonce()
-        block = self._durations.take(completing=bool(done))
-        args: list[Any] = [worker_id, n, lease_arg, nonce, *(block or ("",))]
+        args: list[Any] = [worker_id, n, lease_arg, nonce]
         for lease in done:
             args += (lease.item, lease.token)
         stale_raw, lease_raw = self._run(
             "complete_and_lease", self._scripts.complete_and_lease, *args
         )
-        stale = self._completed(block, int(lease_raw[0]), done, stale_raw)
         leases, _ = self._parse_lease(lease_raw, worker_id, nonce)
-        if not leases:
-            self._flush_quietly()  # going idle
-        return Handoff(leases, stale)
-
-    def _completed(
-        self, block: list[str] | None, now_us: int, done: Sequence[Lease], raw: Sequence[Any]
-    ) -> dict[str, str]:
-        """The refused leases (item -> reason) of a complete reply ``raw``; counts the durations
-        of the others unless the call carried a block (then the script recorded them). A
-        repeated completion (reason '') is accepted, not refused, and not counted again."""
-        refused: dict[str, str] = {}
-        repeated: set[str] = set()
-        for item, reason in self._pairs(raw).items():
-            if reason:
-                refused[item] = reason
-            else:
-                repeated.add(item)
-        if block is None and done:
-            skip = refused.keys() | repeated
-            # Each token once, as the script completes each (item, token) pair once.
-            tokens = {lease.token: None for lease in done if lease.item not in skip}
-            self._durations.add(now_us, tokens)
-        return refused
-
-    def flush_durations(self) -> None:
-        """Send this object's histogram of the durations it counted (see the module doc) to
-        Redis now, if it holds any. Raises like a worker call; the durations it carried are then
-        dropped (sending them again could count them twice)."""
-        block = self._durations.take(force=True)
-        if block is not None:
-            self._run("complete", self._scripts.complete, *block)
-
-    def _flush_quietly(self) -> None:
-        """:meth:`flush_durations` when something is pending; a queue error drops them."""
-        if self._durations.pending:
-            with contextlib.suppress(QueueError):
-                self.flush_durations()
+        return Handoff(leases, self._pairs(stale_raw))
 
     def fail(self, lease: Lease, error: str) -> FailResult:
         """Record a failure: retry after a backoff delay, or dead-letter at ``max_attempts``."""
@@ -501,7 +443,6 @@ class LeaseQueue:
             lease.token,
             str(error)[:MAX_ERROR_CHARS],
             repr(delay),
-            *(self._durations.take() or ("",)),
         )
         status, detail = _text(reply[0]), _text(reply[1])
         if status == "stale":
@@ -542,11 +483,7 @@ class LeaseQueue:
 
     def durations(self) -> DurationHistogram:
         """The per-item processing times recorded so far (see ``workqueue.durations``); one
-        ``HGETALL`` of a hash of at most 20 fields, whatever the queue's size. Read-only,
-        except that it first sends this object's own unsent durations (:meth:`flush_durations`,
-        nothing for an object that completed nothing), so it counts every completion made
-        through this object."""
-        self._flush_quietly()
+        ``HGETALL`` of a hash of at most 20 fields, whatever the queue's size. Read-only."""
         with translate(self.client, f"queue {self.name}: durations"):
             raw = self.client.hgetall(self.queue_keys.key("durations"))
         return DurationHistogram.from_redis({_text(k): _text(v) for k, v in raw.items()})
@@ -896,11 +833,8 @@ class LeaseQueue:
         return _text(self.client.script_load(source))
 
     def close(self) -> None:
-        """Send this object's unsent durations (best effort: a queue error drops them; see
-        :meth:`flush_durations`) and give its dedicated connections back to the client's pool
-        (also done when the object is garbage-collected, which sends no durations). The queue
-        stays usable."""
-        self._flush_quietly()
+        """Give this queue's dedicated connections back to the client's pool (also done when
+        the object is garbage-collected). The queue stays usable."""
         with self._conns_lock:
             _release_all(self._conns)
         self._local = threading.local()

@@ -8,7 +8,7 @@
 --   6 attempts(hash item -> leases counted)  7 succeeded(hash item -> token that completed it)
 --   8 dead(zset item -> time)  9 errors(hash item -> last error)
 --   10 acked(hash item -> token of the last fail/release)  11 counters(hash)  12 bucket(hash)
---   13 durations(hash: per-item processing time histogram, see add_durations)
+--   13 durations(hash: per-item processing time histogram, see record_durations)
 -- Scripts are called with all 13 keys declared, in this order (KEYS[1..13]): Redis Cluster
 -- checks only declared keys before running a script, and during a slot migration a script
 -- touching undeclared keys can fail half-way ("Script attempted to access a non local key").
@@ -92,23 +92,12 @@ local function timer_set(score, due)
   if due and score < due then redis.call('HSET', K_CONFIG, 'due', fmt(score)) end
 end
 
--- Per-item processing time (lease to completion, on the queue's clock: `now` of the completing
--- call minus the lease ms in the token) as a histogram in the durations hash: field = the
--- bucket's upper bound in seconds as written below ('+Inf' past the last), holding the items of
--- that bucket only (not cumulative: the reader adds them up); 'sum_us' = total microseconds.
+-- Per-item processing time (lease to completion) as a histogram in the durations hash: field =
+-- the bucket's upper bound in seconds as written below ('+Inf' past the last), holding the items
+-- of that bucket only (not cumulative: the reader adds them up); 'sum_us' = total microseconds.
 -- Bounds: Prometheus' default buckets (5 ms .. 10 s) extended to 1 hour (workqueue/durations.py
--- holds the same list).
---
--- Who records: the worker (LeaseQueue, workqueue/durations.py). A worker call (lease, complete,
--- complete_and_lease, fail) carries a durations block in its ARGV: '' on most calls (the worker
--- adds this call's completions to its own histogram, from the reply's now_us and the tokens:
--- no duration work here), or, at most about once a second and when the worker goes idle or
--- closes, a count n and n (field, increment) pairs of the worker's histogram, added here by
--- add_durations, and then this call's own completions are recorded here too (record_duration,
--- record_durations). Guarantee: metrics only, never items: a worker that dies (or a call whose
--- reply is lost) takes the durations it had not sent yet with it, those of about the last second
--- of its completions; a flush is never counted twice (it is added once, after the call's queue
--- work, with pcall, so it cannot fail half-way nor make the call fail).
+-- holds the same list). O(1) per item: one HINCRBY per bucket touched and one for the sum; the
+-- bucket is found by comparisons (no table is built per call).
 local function duration_field(d)
   if d <= 1 then
     if d <= 0.05 then
@@ -158,24 +147,6 @@ local function record_duration(now, token)
   local d = math.max(now - tonumber(ms) / 1000, 0)
   redis.call('HINCRBY', K_DURATIONS, duration_field(d), '1')
   redis.call('HINCRBY', K_DURATIONS, 'sum_us', string.format('%d', us(d)))
-end
-
--- The index just after the durations block at ARGV[i] (see above).
-local function durations_end(i)
-  local n = ARGV[i]
-  if n == '' then return i + 1 end
-  return i + 1 + 2 * tonumber(n)
-end
-
--- Add the worker's histogram of the durations block at ARGV[i] to the durations hash (call it
--- after the call's queue work: a call that raises adds nothing). Returns true if it added any.
-local function add_durations(i)
-  local n = ARGV[i]
-  if n == '' or n == '0' then return false end
-  for j = i + 1, i + 2 * tonumber(n), 2 do
-    redis.pcall('HINCRBY', K_DURATIONS, ARGV[j], ARGV[j + 1])
-  end
-  return true
 end
 
 -- Range queues (seed_range) do not list their items in `seen`: the contiguous index range
@@ -294,10 +265,8 @@ local function stale_reason(item, holder)
 end
 
 -- Complete the (item, token) pairs in ARGV[first..]; returns {item, reason, ...} of refused
--- pairs, and {item, ''} for each repeated one: repeating a completion with the same token (e.g.
--- after a lost reply) is accepted (the worker does not count its duration again). `record`:
--- record the durations of the items completed here (the call carries a durations block).
-local function complete_pairs(first, now, record)
+-- pairs. Repeating a completion with the same token (e.g. after a lost reply) is accepted.
+local function complete_pairs(first, now)
   if #ARGV < first then return {} end
   if #ARGV == first + 1 then
     -- One item (the single-item hot path): four commands.
@@ -307,13 +276,11 @@ local function complete_pairs(first, now, record)
       redis.call('HSET', K_SUCCEEDED, item, token)
       redis.call('ZREM', K_TIMERS, item)
       redis.call('HDEL', K_HOLDERS, item)
-      if record then record_duration(now, token) end
-      return {}
-    end
-    if redis.call('HGET', K_SUCCEEDED, item) ~= token then
+      record_duration(now, token)
+    elseif redis.call('HGET', K_SUCCEEDED, item) ~= token then
       return {item, stale_reason(item, holder)}
     end
-    return {item, ''}
+    return {}
   end
   local items, tokens = {}, {}
   for i = first, #ARGV, 2 do
@@ -332,20 +299,16 @@ local function complete_pairs(first, now, record)
         succ[#succ + 1] = item
         succ[#succ + 1] = token
       end
-    else
+    elseif redis.call('HGET', K_SUCCEEDED, item) ~= token then
       stale[#stale + 1] = item
-      if redis.call('HGET', K_SUCCEEDED, item) ~= token then
-        stale[#stale + 1] = stale_reason(item, holders[i])
-      else
-        stale[#stale + 1] = ''
-      end
+      stale[#stale + 1] = stale_reason(item, holders[i])
     end
   end
   if #done > 0 then
     redis.call('HSET', K_SUCCEEDED, unpack(succ))
     redis.call('ZREM', K_TIMERS, unpack(done))
     redis.call('HDEL', K_HOLDERS, unpack(done))
-    if record then record_durations(now, done_tokens) end
+    record_durations(now, done_tokens)
   end
   return stale
 end
