@@ -262,7 +262,8 @@ class HandlerFigures:
 def scrape_handlers(port: int) -> dict[str, HandlerFigures]:
     """Per handler (``name`` label ``handler:<id>``): runs granted a slot so far, summed slot wait
     and summed work time (the ``workqueue_*`` histograms of ``queuejob.metrics``)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+    # A traced operator (--tracemalloc) can take tens of seconds to answer.
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=120) as response:
         text = response.read().decode()
     out: dict[str, HandlerFigures] = collections.defaultdict(HandlerFigures)
     for family in text_string_to_metric_families(text):
