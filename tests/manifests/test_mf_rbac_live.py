@@ -86,6 +86,9 @@ def test_operator_runs_on_its_rbac_alone(private: Kubectl, tmp_path: Path) -> No
         QUEUEJOB_METRICS_PORT=str(free_port()),
         QUEUEJOB_STATUS_INTERVAL="1",
         KUBECONFIG=str(sa_kubeconfig),
+        # A crash (one exit by SIGABRT at shutdown, with nothing logged, was seen once) then
+        # leaves every thread's Python stack in the log.
+        PYTHONFAULTHANDLER="1",
     )
     base = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"}
     log = tmp_path / "operator.log"
