@@ -109,6 +109,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Operator-wide limit on handlers running at once (all QueueJobs together).",
     ),
     Setting(
+        "api_requests",
+        "QUEUEJOB_API_REQUESTS",
+        "--api-requests",
+        "20",
+        "Operator-wide limit on kopf's API requests in flight (watch streams apart); "
+        "0 = unlimited.",
+    ),
+    Setting(
         "handler_qps",
         "QUEUEJOB_HANDLER_QPS",
         "--handler-qps",
@@ -303,6 +311,7 @@ class OperatorSettings:
     job_backoff_limit: int = 6
     namespaces: tuple[str, ...] = ()
     max_concurrent_handlers: int = 10
+    api_requests: int = 20
     handler_qps: float = 0.0
     handler_burst: int = 0
     backoff_base: float = 1.0
@@ -367,6 +376,7 @@ _INTS = frozenset(
         "job_backoff_limit",
         "worker_wait_replicas",
         "max_concurrent_handlers",
+        "api_requests",
         "handler_burst",
         "kopf_worker_limit",
         "kopf_max_workers",
