@@ -27,7 +27,9 @@ fallback GET. Guarantees:
   which only the containers' names and their environment variables' names are kept (enough to
   tell whether its workers log in as the QueueJob's user), and its whole ``status``
   (managedFields and the pod template are most of a Job's memory). A caller that needs more
-  reads the Job with ``fresh=True``. A lookup returns a copy (callers may modify it).
+  reads the Job with ``fresh=True``. Keys and short strings of a kept Job are interned
+  (:mod:`queuejob.interning`), so thousands of kept Jobs share them. A lookup returns a copy
+  (callers may modify it).
 
 A miss (not seen yet, e.g. right after the operator created the Job; expired; another owner)
 is not an answer: :meth:`JobCache.read` then GETs the Job and keeps what it gets. Callers that
@@ -41,9 +43,10 @@ import copy
 import dataclasses
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from queuejob import kube, naming
+from queuejob.interning import compact
 
 #: Seconds a kept Job is trusted without a watch event or response confirming it.
 MAX_AGE = 1800.0
@@ -90,7 +93,7 @@ def _trimmed(obj: Mapping[str, Any]) -> dict[str, Any]:
         {"name": c.get("name"), "env": [{"name": e.get("name")} for e in c.get("env") or []]}
         for c in pod.get("containers") or []
     ]
-    return copy.deepcopy(
+    trimmed = compact(
         {
             "apiVersion": obj.get("apiVersion"),
             "kind": obj.get("kind"),
@@ -102,6 +105,7 @@ def _trimmed(obj: Mapping[str, Any]) -> dict[str, Any]:
             "status": obj.get("status") or {},
         }
     )
+    return cast(dict[str, Any], trimmed)
 
 
 @dataclasses.dataclass(slots=True)

@@ -50,6 +50,7 @@ from typing import Any, cast
 import kopf
 
 from queuejob import kube, naming
+from queuejob.interning import compact
 from queuejob.notifications import QueueNotifications
 from queuejob.pacing import RefreshPacer
 from workqueue.coalescing import CoalescingQueue
@@ -84,23 +85,7 @@ def slim(raw: Mapping[str, Any]) -> dict[str, Any]:
     return cast(dict[str, Any], body)
 
 
-#: Strings up to this length are interned in kept bodies (names, phases, reasons, timestamps).
-INTERN_MAX = 64
 _METADATA = sys.intern("metadata")
-
-
-def compact(value: Any) -> Any:
-    """A copy of a JSON value whose dict keys and strings of at most :data:`INTERN_MAX`
-    characters are interned: every QueueJob's body repeats the same keys ("metadata",
-    "conditions", "lastTransitionTime", ...), and a parsed watch event has its own copy of each;
-    interned, thousands of kept bodies share one. Equal to ``value``."""
-    if isinstance(value, dict):
-        return {(sys.intern(k) if isinstance(k, str) else k): compact(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [compact(v) for v in value]
-    if isinstance(value, str) and len(value) <= INTERN_MAX:
-        return sys.intern(value)
-    return value
 
 
 def _version(raw: Mapping[str, Any]) -> int:
@@ -155,6 +140,9 @@ class Refresher:
         self._turns: set[str] = set()
         #: Resyncs that came due and had to wait for a turn under the rate cap.
         self.resyncs_held = 0
+        #: Refreshes asked for by a trigger or by a time a refresh named (a lease's expiry, a
+        #: deadline); not the resyncs, nor a held resync queued again for its turn.
+        self.triggers = 0
 
     def stats(self) -> dict[str, float]:
         """The figures behind ``queuejob.metrics.REFRESHER_METRICS``."""
@@ -164,7 +152,7 @@ class Refresher:
             "queuejob_refresh_resyncs_queued": len(self._resyncs),
             "queuejob_refresh_resyncs_held": self.resyncs_held,
             "queuejob_refresh_processing": self.queue.processing,
-            "queuejob_refresh_triggers": self.queue.adds,
+            "queuejob_refresh_triggers": self.triggers,
             "queuejob_refresh_coalesced": self.queue.coalesced,
             "queuejob_refreshes": self.refreshes,
             "queuejob_queue_notifications": n.received if n is not None else 0,
@@ -178,6 +166,7 @@ class Refresher:
         if uid in self.bodies:
             self._resyncs.discard(uid)
             self._turns.discard(uid)
+            self.triggers += 1
             self.queue.add(uid, self.delay if delay is None else delay)
 
     def observe(self, raw: Mapping[str, Any], event_type: str | None) -> None:
@@ -256,6 +245,8 @@ class Refresher:
             queued = after is not None and uid in self.bodies and self.queue.add(uid, after)
             if queued and resync:
                 self._resyncs.add(uid)
+            elif queued:
+                self.triggers += 1
 
     def _has_turn(self, uid: str) -> bool:
         """True if ``uid`` may be refreshed now: anything but a resync, or a resync whose turn

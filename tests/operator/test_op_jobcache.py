@@ -6,6 +6,7 @@ responses return; read back by namespace and name.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from queuejob import credentials, jobs, jobstatus, naming
@@ -200,6 +201,22 @@ def test_a_lookup_returns_a_copy_of_what_the_operator_reads() -> None:
     old["spec"]["template"]["spec"]["containers"][0]["env"].pop()
     cache.observe(old, "ADDED")
     assert not credentials.job_is_current(cache.get("team-a", "qj-workers"), shared)
+
+
+def test_kept_jobs_share_their_keys_and_short_strings() -> None:
+    """Two Jobs parsed from two separate responses: the kept copies share one object for each
+    key and each repeated short value, as thousands of kept Jobs do."""
+    cache = JobCache()
+    for namespace in ("team-a", "team-b"):
+        cache.observe(json.loads(json.dumps(job(90, namespace=namespace))), "ADDED")
+    a = cache._entries[("team-a", "qj-workers")].job
+    b = cache._entries[("team-b", "qj-workers")].job
+    assert a["apiVersion"] is b["apiVersion"]
+    assert a["spec"]["completionMode"] is b["spec"]["completionMode"]
+    key_a = next(k for k in a["metadata"] if k == "ownerReferences")
+    key_b = next(k for k in b["metadata"] if k == "ownerReferences")
+    assert key_a is key_b
+    assert a["metadata"]["namespace"] == "team-a" and b["metadata"]["namespace"] == "team-b"
 
 
 def test_a_job_not_confirmed_for_max_age_is_a_miss_until_seen_again() -> None:

@@ -17,7 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from queuejob import naming
-from queuejob.refresher import UNREAD_ANNOTATIONS, Refresher, compact, signature, slim
+from queuejob.interning import compact
+from queuejob.refresher import UNREAD_ANNOTATIONS, Refresher, signature, slim
 
 UID = "uid-qj"
 SPEC = {"items": [f"item-{i}" for i in range(50)], "parallelism": 4}
