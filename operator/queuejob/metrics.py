@@ -5,7 +5,7 @@ Two kinds of "queues" are reported, both labelled ``name``:
 - ``handler:<id>``: the operator's own controller-side queue of handler invocations. Depth is the
   number of invocations waiting for a slot of the operator-wide concurrency limiter; queue
   duration is that wait; work duration is the handler's run time; retries count temporary errors.
-- ``<namespace>/<queuejob>``: a QueueJob's Redis work queue, refreshed by the status timer.
+- ``<namespace>/<queuejob>``: a QueueJob's Redis work queue, set by each status refresh.
   Depth is pending + delayed items; adds are items seeded; retries are item retries;
   unfinished work is the number of leased items; work duration is each item's processing time
   (lease to completion), as recorded by the workers in the queue (``workqueue.durations``; its
@@ -152,7 +152,7 @@ REFRESHER_METRICS = (
         "Resyncs that came due and waited for a turn under the resync rate cap.",
     ),
     ("queuejob_refresh_processing", "gauge", "Event-driven refreshes running now."),
-    ("queuejob_refresh_triggers", "counter", "Triggers of event-driven refreshes (all sources)."),
+    ("queuejob_refresh_triggers", "counter", "Triggers of event-driven refreshes (all sources; resyncs not counted)."),
     (
         "queuejob_refresh_coalesced",
         "counter",

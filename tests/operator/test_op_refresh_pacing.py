@@ -78,8 +78,11 @@ def test_a_refresh_queues_the_next_resync(outcome: Outcome, due: float, resync: 
         stats = refresher.stats()
         assert stats["queuejob_refresh_resyncs_queued"] == int(resync)
         assert stats["queuejob_refresh_queue_depth"] == int(not resync)
+        # Triggers: the first sight, and a lease expiry or deadline (a resync is not one).
+        assert stats["queuejob_refresh_triggers"] == 1 + int(not resync)
         refresher.trigger(UID, 100)  # a trigger makes it more than a resync
         assert refresher.stats()["queuejob_refresh_resyncs_queued"] == 0
+        assert refresher.stats()["queuejob_refresh_triggers"] == 2 + int(not resync)
 
     _run(Recorder(outcome), RefreshPacer(30, 600), check)
 
@@ -144,6 +147,8 @@ def test_resyncs_due_together_wait_their_turn_and_triggers_do_not() -> None:
             resyncs = [t for _, t in starts[100:]]
             assert 10 <= len(resyncs) <= 10 + 10 * (resyncs[-1] - began) + 1
             assert refresher.stats()["queuejob_refresh_resyncs_held"] >= 80
+            # Neither the resyncs nor their re-queueing for a turn count as triggers.
+            assert refresher.stats()["queuejob_refresh_triggers"] == 100
             late = [u for u in refresher.bodies if (refresher.queue.due_in(u) or 0) > 3]
             assert late, "no resync is held for a later turn"
             asked = asyncio.get_running_loop().time()
