@@ -152,7 +152,11 @@ REFRESHER_METRICS = (
         "Resyncs that came due and waited for a turn under the resync rate cap.",
     ),
     ("queuejob_refresh_processing", "gauge", "Event-driven refreshes running now."),
-    ("queuejob_refresh_triggers", "counter", "Triggers of event-driven refreshes (all sources; resyncs not counted)."),
+    (
+        "queuejob_refresh_triggers",
+        "counter",
+        "Triggers of event-driven refreshes (all sources; resyncs not counted).",
+    ),
     (
         "queuejob_refresh_coalesced",
         "counter",

@@ -8,6 +8,8 @@ serving at once and the connections they come on, and a session from
 from __future__ import annotations
 
 import asyncio
+import logging
+import pathlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -19,6 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from queuejob.apisession import RequestLimit, is_watch, limited_session
+from queuejob.handlers import login
+
+LOGGER = logging.getLogger(__name__)
 
 
 class Server:
@@ -33,6 +38,7 @@ class Server:
         self.peers: set[tuple[str, int]] = set()
         self.watching = 0
         self.release_watches = asyncio.Event()
+        self.authorizations: set[str] = set()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.query.get("watch") == "true":
@@ -45,6 +51,7 @@ class Server:
             await stream.write_eof()
             return stream
         self.peers.add(request.transport.get_extra_info("peername"))  # type: ignore[union-attr]
+        self.authorizations.add(request.headers.get("Authorization", ""))
         self.now += 1
         self.peak = max(self.peak, self.now)
         try:
@@ -214,3 +221,48 @@ def test_is_watch(query: str, watch: bool) -> None:
 def test_a_limit_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="limit must be >= 1"):
         RequestLimit(0)
+
+
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "%s"}}]
+users: [{name: u, user: {token: the-token}}]
+contexts: [{name: x, context: {cluster: c, user: u, namespace: team-a}}]
+current-context: x
+"""
+
+
+def test_the_operators_login_gives_kopf_its_credentials_in_a_limited_session(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The login handler finds the kubeconfig as kopf would, and the session it returns sends
+    its token and lets QUEUEJOB_API_REQUESTS requests be in flight."""
+    monkeypatch.setenv("QUEUEJOB_API_REQUESTS", "3")
+
+    async def body(server: Server, url: str) -> None:
+        config = tmp_path / "kubeconfig"
+        config.write_text(KUBECONFIG % url)
+        monkeypatch.setenv("KUBECONFIG", str(config))
+        context = await login.login(settings=kopf.OperatorSettings(), logger=LOGGER)
+        assert context is not None
+        assert (context.server, context.default_namespace) == (url, "team-a")
+        async with context.aiohttp_session as session:
+
+            async def one(i: int) -> None:
+                async with session.get(f"{url}/api/{i}") as response:
+                    await response.read()
+
+            await asyncio.gather(*(one(i) for i in range(10)))
+
+    server = run(0.05, body)
+    assert server.peak == 3
+    assert server.authorizations == {"Bearer the-token"}
+
+
+def test_without_credentials_the_login_finds_none(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    found = asyncio.run(login.login(settings=kopf.OperatorSettings(), logger=LOGGER))
+    assert found is None
