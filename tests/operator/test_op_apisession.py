@@ -88,6 +88,16 @@ def run(delay: float, body: Callable[[Server, str], Awaitable[None]]) -> Server:
     return server
 
 
+async def get_all(session: aiohttp.ClientSession, url: str, count: int) -> None:
+    """``count`` GETs at once on ``session``, each body read."""
+
+    async def one(i: int) -> None:
+        async with session.get(f"{url}/api/{i}") as response:
+            await response.read()
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+
+
 def session_for(url: str, limit: int) -> kopf.AiohttpSession:
     return limited_session(kopf.ConnectionInfo(server=url), limit)
 
@@ -112,12 +122,7 @@ def test_requests_in_flight_and_their_connections_are_bounded() -> None:
 def test_without_a_limit_the_requests_all_run_at_once() -> None:
     async def body(server: Server, url: str) -> None:
         async with session_for(url, 0).aiohttp_session as session:
-
-            async def one(i: int) -> None:
-                async with session.get(f"{url}/api/{i}") as response:
-                    await response.read()
-
-            await asyncio.gather(*(one(i) for i in range(12)))
+            await get_all(session, url, 12)
 
     server = run(0.2, body)
     assert server.peak == 12
@@ -247,12 +252,7 @@ def test_the_operators_login_gives_kopf_its_credentials_in_a_limited_session(
         assert context is not None
         assert (context.server, context.default_namespace) == (url, "team-a")
         async with context.aiohttp_session as session:
-
-            async def one(i: int) -> None:
-                async with session.get(f"{url}/api/{i}") as response:
-                    await response.read()
-
-            await asyncio.gather(*(one(i) for i in range(10)))
+            await get_all(session, url, 10)
 
     server = run(0.05, body)
     assert server.peak == 3
