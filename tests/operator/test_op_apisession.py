@@ -199,12 +199,7 @@ def test_peak_is_the_limit_or_the_requests_whichever_is_fewer(
             streams = [
                 await session.get(f"{url}/w", params={"watch": "true"}) for _ in range(watches)
             ]
-
-            async def one(i: int) -> None:
-                async with session.get(f"{url}/api/{i}") as response:
-                    await response.read()
-
-            await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(requests))), 20)
+            await asyncio.wait_for(get_all(session, url, requests), 20)
             server.release_watches.set()
             for stream in streams:
                 await stream.read()
