@@ -27,9 +27,9 @@ fallback GET. Guarantees:
   which only the containers' names and their environment variables' names are kept (enough to
   tell whether its workers log in as the QueueJob's user), and its whole ``status``
   (managedFields and the pod template are most of a Job's memory). A caller that needs more
-  reads the Job with ``fresh=True``. Keys and short strings of a kept Job are interned
-  (:mod:`queuejob.interning`), so thousands of kept Jobs share them. A lookup returns a copy
-  (callers may modify it).
+  reads the Job with ``fresh=True``. A kept Job is packed as JSON bytes
+  (:mod:`queuejob.packing`: about a third of its size as Python objects); a lookup unpacks a
+  new copy (callers may modify it).
 
 A miss (not seen yet, e.g. right after the operator created the Job; expired; another owner)
 is not an answer: :meth:`JobCache.read` then GETs the Job and keeps what it gets. Callers that
@@ -39,14 +39,13 @@ it with ``fresh=True``: a stale object must never decide a write.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from queuejob import kube, naming
-from queuejob.interning import compact
+from queuejob.packing import pack, unpack
 
 #: Seconds a kept Job is trusted without a watch event or response confirming it.
 MAX_AGE = 1800.0
@@ -93,24 +92,28 @@ def _trimmed(obj: Mapping[str, Any]) -> dict[str, Any]:
         {"name": c.get("name"), "env": [{"name": e.get("name")} for e in c.get("env") or []]}
         for c in pod.get("containers") or []
     ]
-    trimmed = compact(
-        {
-            "apiVersion": obj.get("apiVersion"),
-            "kind": obj.get("kind"),
-            "metadata": {k: meta[k] for k in _METADATA if k in meta},
-            "spec": {
-                **{k: v for k, v in spec.items() if k != "template"},
-                "template": {"spec": {"containers": containers}},
-            },
-            "status": obj.get("status") or {},
-        }
-    )
-    return cast(dict[str, Any], trimmed)
+    return {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "metadata": {k: meta[k] for k in _METADATA if k in meta},
+        "spec": {
+            **{k: v for k, v in spec.items() if k != "template"},
+            "template": {"spec": {"containers": containers}},
+        },
+        "status": obj.get("status") or {},
+    }
+
+
+def _owners(obj: Mapping[str, Any]) -> tuple[str, ...]:
+    """The uids of ``obj``'s owner references."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return tuple(str(ref["uid"]) for ref in refs if isinstance(ref, dict) and ref.get("uid"))
 
 
 @dataclasses.dataclass(slots=True)
 class _Entry:
-    job: dict[str, Any]
+    job: bytes  # packed (queuejob.packing)
+    owners: tuple[str, ...]
     uid: str
     version: int | None
     confirmed: float
@@ -177,7 +180,7 @@ class JobCache:
             if entry.uid == uid and version is not None and version == entry.version:
                 entry.confirmed = now  # the same object again (a re-list)
                 return
-        self._entries[key] = _Entry(_trimmed(job), uid, version, now)
+        self._entries[key] = _Entry(pack(_trimmed(job)), _owners(job), uid, version, now)
         if tombstone is not None:
             del self._tombstones[key]
 
@@ -222,13 +225,11 @@ class JobCache:
         if entry is None or self.clock() - entry.confirmed > self.max_age:
             self.misses += 1
             return None
-        if owner is not None:
-            refs = (entry.job.get("metadata") or {}).get("ownerReferences") or []
-            if not any(ref.get("uid") == owner for ref in refs):
-                self.misses += 1
-                return None
+        if owner is not None and owner not in entry.owners:
+            self.misses += 1
+            return None
         self.hits += 1
-        return copy.deepcopy(entry.job)
+        return cast(dict[str, Any], unpack(entry.job))
 
     async def read(
         self, namespace: str, name: str, *, owner: str | None = None, fresh: bool = False

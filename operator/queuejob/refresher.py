@@ -24,10 +24,10 @@ Guarantees:
 - an idle QueueJob costs one entry in the queue and one resync per backed-off gap; a QueueJob
   with nothing to refresh (finished with no worker left and no TTL pending, not seeded, a
   configuration error) costs nothing until a watch event triggers it again;
-- a kept body is slim: it leaves out what a refresh never reads and what is most of a
-  QueueJob's memory (``metadata.managedFields``, kubectl's and kopf's copies of the spec in
-  their annotations), and shares its keys and short strings with the other kept bodies, so it
-  costs a few KiB per QueueJob (:func:`slim`);
+- a kept body is slim and packed: it leaves out what a refresh never reads and what is most
+  of a QueueJob's memory (``metadata.managedFields``, kubectl's and kopf's copies of the spec
+  in their annotations), and is kept as JSON bytes, so it costs about 1.3 KiB per QueueJob
+  (:mod:`queuejob.keptbodies`);
 - a refresh's status patch is sent at once, and the returned object replaces the kept body, so
   the next refresh compares against what it wrote (no repeated phase Events); a refresh that
   carries out a request records it before it lets go of the QueueJob's lock (:meth:`keep`),
@@ -43,14 +43,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
 import kopf
 
-from queuejob import kube, naming
-from queuejob.interning import compact
+from queuejob import kube
+from queuejob.keptbodies import KeptBodies, resource_version
 from queuejob.notifications import QueueNotifications
 from queuejob.pacing import RefreshPacer
 from workqueue.coalescing import CoalescingQueue
@@ -62,37 +61,6 @@ EXPIRY_MARGIN = 0.25
 
 #: Runs one refresh of a body: returns the outcome (``queuejob.handlers.refresh.Outcome``).
 RefreshFn = Callable[..., Awaitable[Any]]
-
-#: Annotations a refresh never reads, each a whole copy of the spec as JSON.
-UNREAD_ANNOTATIONS = frozenset(
-    {"kubectl.kubernetes.io/last-applied-configuration", naming.DIFFBASE_ANNOTATION}
-)
-
-
-def slim(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """A compact copy of ``raw`` without what a refresh never reads: ``metadata.managedFields``
-    and :data:`UNREAD_ANNOTATIONS`. Keys and short strings are interned (:func:`compact`), so
-    the kept bodies of many QueueJobs share them; ``raw`` is not modified."""
-    meta = raw.get("metadata") or {}
-    kept_meta = {k: v for k, v in meta.items() if k != "managedFields"}
-    annotations = meta.get("annotations")
-    if annotations and not UNREAD_ANNOTATIONS.isdisjoint(annotations):
-        kept_meta["annotations"] = {
-            k: v for k, v in annotations.items() if k not in UNREAD_ANNOTATIONS
-        }
-    body = compact({k: v for k, v in raw.items() if k != "metadata"})
-    body[_METADATA] = compact(kept_meta)
-    return cast(dict[str, Any], body)
-
-
-_METADATA = sys.intern("metadata")
-
-
-def _version(raw: Mapping[str, Any]) -> int:
-    try:
-        return int(raw.get("metadata", {}).get("resourceVersion", 0))
-    except (TypeError, ValueError):
-        return 0
 
 
 def signature(raw: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -125,7 +93,7 @@ class Refresher:
         self.delay = delay
         self.workers = workers
         self.queue: CoalescingQueue[str] = CoalescingQueue()
-        self.bodies: dict[str, dict[str, Any]] = {}
+        self.bodies = KeptBodies()
         self._signatures: dict[str, tuple[Any, ...]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.refreshes = 0
@@ -177,10 +145,10 @@ class Refresher:
         if event_type == "DELETED":
             self.forget(uid)
             return
-        kept = self.bodies.get(uid)
-        if kept is not None and _version(kept) > _version(raw):
+        kept = self.bodies.version(uid)
+        if kept is not None and kept > resource_version(raw):
             return  # older than what a refresh's own patch returned
-        self.bodies[uid] = slim(raw)
+        self.bodies.put(uid, raw)
         sig = signature(raw)
         if self._signatures.get(uid) != sig:
             self._signatures[uid] = sig
@@ -189,14 +157,14 @@ class Refresher:
     def latest(self, uid: str, body: Mapping[str, Any]) -> kopf.Body | None:
         """The kept body of ``uid`` if it is newer than ``body`` (a refresh that waited for the
         QueueJob's lock must not act on the state from before the one that held it)."""
-        kept = self.bodies.get(uid)
-        if kept is None or _version(kept) <= _version(body):
+        kept = self.bodies.version(uid)
+        if kept is None or kept <= resource_version(body):
             return None
-        return kopf.Body(cast(kopf.RawBody, kept))
+        return kopf.Body(cast(kopf.RawBody, self.bodies[uid]))
 
     def forget(self, uid: str) -> None:
         """A deleted QueueJob: drop its body and any queued refresh."""
-        self.bodies.pop(uid, None)
+        self.bodies.discard(uid)
         self._signatures.pop(uid, None)
         self.queue.forget(uid)
         self._resyncs.discard(uid)
@@ -312,8 +280,8 @@ class Refresher:
         due = next_due(outcome, self.delay)
         if self.pacer is None:
             return due, False
-        kept = self.bodies.get(uid)
-        version = str(_version(kept)) if kept is not None else ""
+        kept = self.bodies.version(uid)
+        version = str(kept) if kept is not None else ""
         self.pacer.ran(
             uid, version, idle=outcome.idle, next_in=outcome.next_in if outcome.idle else None
         )
@@ -335,9 +303,9 @@ class Refresher:
 
     def keep(self, uid: str, latest: Mapping[str, Any] | None) -> None:
         """Keep ``latest`` (an object a patch returned) as the body of ``uid`` if it is newer."""
-        kept = self.bodies.get(uid)
-        if latest is not None and kept is not None and _version(latest) >= _version(kept):
-            self.bodies[uid] = slim(latest)
+        kept = self.bodies.version(uid)
+        if latest is not None and kept is not None and resource_version(latest) >= kept:
+            self.bodies.put(uid, latest)
             self._signatures[uid] = signature(latest)
 
 

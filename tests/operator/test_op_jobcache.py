@@ -203,20 +203,17 @@ def test_a_lookup_returns_a_copy_of_what_the_operator_reads() -> None:
     assert not credentials.job_is_current(cache.get("team-a", "qj-workers"), shared)
 
 
-def test_kept_jobs_share_their_keys_and_short_strings() -> None:
-    """Two Jobs parsed from two separate responses: the kept copies share one object for each
-    key and each repeated short value, as thousands of kept Jobs do."""
+def test_a_kept_job_is_packed_and_every_lookup_unpacks_a_new_copy() -> None:
     cache = JobCache()
-    for namespace in ("team-a", "team-b"):
-        cache.observe(json.loads(json.dumps(job(90, namespace=namespace))), "ADDED")
-    a = cache._entries[("team-a", "qj-workers")].job
-    b = cache._entries[("team-b", "qj-workers")].job
-    assert a["apiVersion"] is b["apiVersion"]
-    assert a["spec"]["completionMode"] is b["spec"]["completionMode"]
-    key_a = next(k for k in a["metadata"] if k == "ownerReferences")
-    key_b = next(k for k in b["metadata"] if k == "ownerReferences")
-    assert key_a is key_b
-    assert a["metadata"]["namespace"] == "team-a" and b["metadata"]["namespace"] == "team-b"
+    cache.observe(json.loads(json.dumps(job(90, active=2))), "ADDED")
+    assert isinstance(cache._entries[("team-a", "qj-workers")].job, bytes)
+    first = cache.get("team-a", "qj-workers")
+    assert first is not None
+    first["status"]["active"] = 0
+    first["metadata"]["ownerReferences"].clear()
+    second = cache.get("team-a", "qj-workers", owner="uid-qj")
+    assert second is not None and second is not first
+    assert second["status"]["active"] == 2
 
 
 def test_a_job_not_confirmed_for_max_age_is_a_miss_until_seen_again() -> None:

@@ -3,8 +3,8 @@
 A QueueJob's ``metadata.managedFields`` and the two annotations that copy its spec as JSON
 (kubectl's last-applied configuration, kopf's diff base) are most of its memory; the refresher
 drops them from the bodies it keeps (from the watch and from its own patches' responses), keeps
-everything else, and never modifies the object it was given. Keys and short strings of the
-kept bodies are interned, so thousands of bodies share one copy of each.
+everything else, and never modifies the object it was given. The kept bodies are packed as JSON
+bytes; every lookup unpacks a new copy.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from queuejob import naming
-from queuejob.interning import compact
-from queuejob.refresher import UNREAD_ANNOTATIONS, Refresher, signature, slim
+from queuejob.keptbodies import UNREAD_ANNOTATIONS, KeptBodies, slim
+from queuejob.packing import pack, unpack
+from queuejob.refresher import Refresher, signature
 
 UID = "uid-qj"
 SPEC = {"items": [f"item-{i}" for i in range(50)], "parallelism": 4}
@@ -118,26 +119,45 @@ JSON = st.recursive(
 
 
 @given(JSON)
-def test_compact_keeps_every_value_and_leaves_the_original_alone(value: Any) -> None:
+def test_unpack_gives_back_what_was_packed(value: Any) -> None:
     before = copy.deepcopy(value)
-    assert compact(value) == value
+    packed = pack(value)
+    assert isinstance(packed, bytes)
+    assert unpack(packed) == value
     assert value == before
 
 
-def test_kept_bodies_of_many_queuejobs_share_keys_and_short_strings() -> None:
-    """Each watch event is parsed on its own, with its own copy of every key and string; the
-    kept bodies share them."""
+def test_every_lookup_is_a_new_copy_and_changing_it_changes_nothing_kept() -> None:
     refresher = _refresher()
-    for i in range(2):
-        raw = json.loads(json.dumps(_body()))  # a fresh parse, as from the watch
+    refresher.observe(json.loads(json.dumps(_body())), "ADDED")
+    one = refresher.bodies[UID]
+    one["status"]["phase"] = "Failed"
+    one["spec"]["items"].clear()
+    two = refresher.bodies[UID]
+    assert two is not one
+    assert two["status"]["phase"] == "Running" and two["spec"]["items"] == SPEC["items"]
+
+
+def test_the_kept_version_is_the_bodys_and_the_newest_wins() -> None:
+    refresher = _refresher()
+    refresher.observe(_body("12"), "ADDED")
+    refresher.observe(_body("9"), "MODIFIED")  # older than what is kept: ignored
+    assert refresher.bodies.version(UID) == 12
+    assert refresher.bodies[UID]["metadata"]["resourceVersion"] == "12"
+    refresher.keep(UID, _body("15"))
+    assert refresher.bodies.version(UID) == 15
+    refresher.forget(UID)
+    assert refresher.bodies.version(UID) is None and UID not in refresher.bodies
+
+
+def test_kept_bodies_are_a_mapping_of_uids() -> None:
+    kept = KeptBodies()
+    for i in range(3):
+        raw = _body(str(i))
         raw["metadata"]["uid"] = f"uid-{i}"
-        refresher.observe(raw, "ADDED")
-    one, two = refresher.bodies["uid-0"], refresher.bodies["uid-1"]
-    assert one == {**two, "metadata": {**two["metadata"], "uid": "uid-0"}}
-    shared = [
-        (next(iter(one["status"])), next(iter(two["status"]))),  # a key
-        (one["status"]["phase"], two["status"]["phase"]),  # a short string
-        (one["spec"]["items"][7], two["spec"]["items"][7]),
-        (one["metadata"]["namespace"], two["metadata"]["namespace"]),
-    ]
-    assert all(a is b for a, b in shared)
+        kept.put(f"uid-{i}", raw)
+    assert sorted(kept) == ["uid-0", "uid-1", "uid-2"] and len(kept) == 3
+    assert kept.get("uid-1", {})["metadata"]["resourceVersion"] == "1"
+    assert kept.get("uid-9") is None
+    kept.discard("uid-1")
+    assert "uid-1" not in kept and len(kept) == 2
