@@ -297,6 +297,8 @@ class RunResult:
     lag: list[str] = field(default_factory=list)
     rss: RssSampler | None = None
     rss_running: int = 0
+    #: The RSS at the end of the run, after the steady state and lag windows (0: none ran).
+    rss_end: int = 0
     cpu: CpuMeter | None = None
 
     @property
@@ -891,9 +893,11 @@ def run_operator(args: argparse.Namespace, work: pathlib.Path) -> RunResult:
                     lag += measure_lag(
                         args, setup, ns, names, redis_server, operator, audit_log, label, rate, i
                     )
+            rss_end = rss.current if steady or lag else 0
         result = RunResult(label, args.count, began, created_at, dict(rw.running_at), ended)
         result.peak_rss, result.hwm_rss = rss.peak, rss.hwm
         result.rss, result.cpu, result.rss_running = rss, cpu, rss_running
+        result.rss_end = rss_end
         result.handlers, result.steady, result.lag = handlers, steady, lag
         result.requests = count_requests(
             audit_log,
@@ -1363,10 +1367,11 @@ def describe_memory(result: RunResult) -> str:
     rss = result.rss
     if rss is None:
         return ""
+    end = f", {result.rss_end / 2**20:.1f} MiB at the end of the run" if result.rss_end else ""
     return (
         f"operator RSS: {rss.start / 2**20:.1f} MiB before the first create, "
-        f"{result.rss_running / 2**20:.1f} MiB at the last Running, peak {rss.peak / 2**20:.1f} "
-        f"MiB (VmHWM {result.hwm_rss / 2**20:.1f} MiB; sampled every 50 ms)"
+        f"{result.rss_running / 2**20:.1f} MiB at the last Running{end}, peak "
+        f"{rss.peak / 2**20:.1f} MiB (VmHWM {result.hwm_rss / 2**20:.1f} MiB; sampled every 50 ms)"
     )
 
 
