@@ -53,7 +53,7 @@ much the live Python memory grew from just before the first create, by owner: th
 frame of this project's code (``queuejob``, ``workqueue``), else of kopf, else of the library
 that allocated (imports apart), in all and per QueueJob;
 ``--operator-env NAME=VALUE`` passes a setting to the operator;
-``--no-floor`` runs the operator alone.
+``--no-floor`` runs the operator alone (with ``--rate``, at that one rate).
 
 ``--steady SECONDS`` adds a steady-state measurement to the operator run, after every QueueJob
 is Running: first ``--finish N`` of them are finished by the benchmark acting as their worker
@@ -1529,7 +1529,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in run_fairness(args, args.log_dir):
             log(line)
         return 0
-    if rates:
+    if rates and args.no_floor:
+        if len(rates) > 1:
+            parser.error("--no-floor takes at most one --rate")
+        args.rate = rates[0]
+    elif rates:
         args.log_dir.mkdir(parents=True, exist_ok=True)
         summary = []
         for rate in rates:
@@ -1553,7 +1557,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(line)
         return 0
 
-    log(f"bench-operator: {args.count} QueueJobs x {args.items} items, creation -> Running")
+    arrivals = f"arriving at {args.rate:g}/s" if args.rate else "closed loop"
+    log(
+        f"bench-operator: {args.count} QueueJobs x {args.items} items ({arrivals}), "
+        "creation -> Running"
+    )
     work: pathlib.Path = args.log_dir
     work.mkdir(parents=True, exist_ok=True)
     if args.no_floor:
