@@ -20,20 +20,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    start_http_server,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from workqueue.durations import DurationHistogram
+from queuejob import exposition
+from workqueue.durations import BOUNDS, DurationHistogram
 
 _DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -124,18 +120,37 @@ class _WorkDurations(Collector):
     def describe(self) -> Iterable[Metric]:
         return self.handlers.describe()
 
+    def _snapshot(self) -> list[tuple[str, DurationHistogram]]:
+        with self._lock:
+            return sorted(self._queues.items())
+
     def collect(self) -> Iterable[Metric]:
         families = list(self.handlers.collect())
         family = families[0]
-        with self._lock:
-            queues = dict(self._queues)
-        for name, histogram in sorted(queues.items()):
-            for bound, count in histogram.cumulative():
-                le = "+Inf" if bound == float("inf") else repr(bound)
+        for name, histogram in self._snapshot():
+            for le, (_, count) in zip(_LE, histogram.cumulative(), strict=True):
                 family.add_sample(f"{self.NAME}_bucket", {"name": name, "le": le}, count)
             family.add_sample(f"{self.NAME}_count", {"name": name}, histogram.total)
             family.add_sample(f"{self.NAME}_sum", {"name": name}, histogram.sum_seconds)
         return families
+
+    def stream(self) -> Iterator[str]:
+        """The family's text: the handlers' histograms, then each QueueJob's, line by line."""
+        family = next(iter(self.handlers.collect()))
+        return exposition.family_lines(family, self._queue_lines())
+
+    def _queue_lines(self) -> Iterator[str]:
+        bucket, count, total = f"{self.NAME}_bucket", f"{self.NAME}_count", f"{self.NAME}_sum"
+        for name, histogram in self._snapshot():
+            label = f'name="{exposition.escape_label(name)}"'
+            for le, (_, n) in zip(_LE, histogram.cumulative(), strict=True):
+                yield f'{bucket}{{le="{le}",{label}}} {exposition.number(n)}\n'
+            yield f"{count}{{{label}}} {exposition.number(histogram.total)}\n"
+            yield f"{total}{{{label}}} {exposition.number(histogram.sum_seconds)}\n"
+
+
+#: The ``le`` label of each bucket of a queue's duration histogram, ``+Inf`` last.
+_LE = (*(repr(bound) for bound in BOUNDS), "+Inf")
 
 
 #: Event-driven refresh metrics: (name, kind, help), read from ``Refresher.stats()`` at scrape.
@@ -215,6 +230,16 @@ class _QueueSeries(Collector):
             for labels, value in self._samples(name, figures):
                 family.add_sample(family.name + self._suffix, labels, value)
         return families
+
+    def stream(self) -> Iterator[str]:
+        """The family's text: the handler-side samples, then each QueueJob's, line by line."""
+        family = next(iter(self.metric.collect()))
+        return exposition.family_lines(family, self._queue_lines(family.name + self._suffix))
+
+    def _queue_lines(self, sample: str) -> Iterator[str]:
+        for name, figures in self._table.snapshot():
+            for labels, value in self._samples(name, figures):
+                yield exposition.sample_line(sample, labels, value)
 
 
 class _QueueTable:
@@ -304,11 +329,29 @@ class _Flows(Collector):
         yield running
 
 
+class _Registry(CollectorRegistry):
+    """A registry that also lists its collectors in two groups, in the order registered: those
+    with a series per QueueJob (``streamed``: the endpoint writes them line by line, see
+    :mod:`queuejob.exposition`) and the others (``plain``). Nothing is ever unregistered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.plain: list[Collector] = []
+        self.streamed: list[exposition.Streamed] = []
+
+    def register(self, collector: Collector) -> None:
+        super().register(collector)
+        if isinstance(collector, _QueueSeries | _WorkDurations):
+            self.streamed.append(collector)
+        else:
+            self.plain.append(collector)
+
+
 class Metrics:
     """All operator metrics, in their own registry (no default process collectors twice)."""
 
-    def __init__(self, concurrency_limit: int, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+    def __init__(self, concurrency_limit: int) -> None:
+        self.registry = _Registry()
         r = self.registry
         self.queues = _QueueTable()
         self.depth = self._per_queue(
@@ -456,10 +499,14 @@ class Metrics:
         """Export ``queuejob_flow_waiting``/``queuejob_flow_running`` read from ``source``."""
         self.registry.register(_Flows(source))
 
-    def serve(self, address: str, port: int) -> None:
+    def app(self) -> Callable[[dict[str, Any], exposition.StartResponse], Iterable[bytes]]:
+        """The ``/metrics`` WSGI app: the whole registry, the per-QueueJob series streamed."""
+        plain = exposition.Collectors(self.registry.plain)
+        return exposition.make_app(plain, self.registry.streamed)
+
+    def serve(self, address: str, port: int) -> WSGIServer | None:
         """Start the ``/metrics`` HTTP endpoint in a daemon thread (port 0: do nothing)."""
-        if port:
-            start_http_server(port, addr=address, registry=self.registry)
+        return exposition.serve(self.app(), address, port) if port else None
 
     def observe_queue(
         self,
