@@ -27,7 +27,7 @@ import socket
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
@@ -43,6 +43,7 @@ CHUNK = 64 * 1024
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 
+@runtime_checkable
 class Streamed(Protocol):
     """A collector that can also write its family as text lines, lazily."""
 

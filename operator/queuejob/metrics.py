@@ -140,6 +140,8 @@ class _WorkDurations(Collector):
         return exposition.family_lines(family, self._queue_lines())
 
     def _queue_lines(self) -> Iterator[str]:
+        # The samples of collect(), written straight as text: no label dict per sample (0.34
+        # against 0.51 s per scrape at 10,000 queues). The exposition tests check that both agree.
         bucket, count, total = f"{self.NAME}_bucket", f"{self.NAME}_count", f"{self.NAME}_sum"
         for name, histogram in self._snapshot():
             label = f'name="{exposition.escape_label(name)}"'
@@ -341,7 +343,7 @@ class _Registry(CollectorRegistry):
 
     def register(self, collector: Collector) -> None:
         super().register(collector)
-        if isinstance(collector, _QueueSeries | _WorkDurations):
+        if isinstance(collector, exposition.Streamed):
             self.streamed.append(collector)
         else:
             self.plain.append(collector)
